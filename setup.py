@@ -1,0 +1,40 @@
+"""trkx-tf: distributed TensorFlow training of the Exa.TrkX tracking pipeline on HPC clusters.
+
+Exact versions live in constraints.txt; scripts/setup.sh (``make setup``) installs them, builds Horovod from
+source with TensorFlow, Gloo and MPI, and installs this package.
+"""
+
+from setuptools import find_packages, setup
+
+CONSOLE_SCRIPTS = [
+    "trkx-info = trkx_tf.cli.info:main",
+]
+
+setup(
+    name="trkx-tf",
+    version="0.1.0",
+    description="Distributed TensorFlow (Horovod, tf.distribute) training of Exa.TrkX tracking GNNs",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["trkx_tf", "trkx_tf.*"]),
+    install_requires=[
+        # tensorflow-cpu here; tensorflow[and-cuda]==2.18.1 on GPU clusters (either satisfies the import)
+        "dm-sonnet==2.0.2",
+        "graph-nets==1.1.0",
+        "dm-tree",
+        "numpy>=1.26,<2.1",
+        "scipy",
+        "pandas",
+        "h5py",
+        "mpi4py",
+        "pyyaml",
+        "pydantic>=2",
+        "tqdm",
+        "matplotlib",
+        "tensorboard~=2.18.0",
+        "horovod==0.28.1",
+    ],
+    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"]},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)

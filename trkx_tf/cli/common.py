@@ -1,0 +1,55 @@
+"""What every console script shares: ``--config`` / ``--set`` arguments and the one-line error rule.
+
+Each console script is ``main = command(build_parser, run)``: it parses, loads the config and calls one library
+function. A :class:`~trkx_tf.errors.TrkxError` becomes one line on stderr and exit status 2; nothing else is
+caught, so a bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from trkx_tf.config import Config, load_config
+from trkx_tf.errors import TrkxError
+
+EXIT_USER_ERROR = 2
+
+
+def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """Adds ``--config PATH`` and repeatable ``--set KEY=VALUE`` to a parser."""
+    parser.add_argument("--config", required=required, help="YAML config file (see configs/)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.lr=1e-3 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The validated config named by ``--config`` with the ``--set`` overrides applied."""
+    return load_config(args.config, args.overrides)
+
+
+def command(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace], Optional[int]],
+) -> Callable[[Optional[Sequence[str]]], int]:
+    """Makes a console-script entry point from a parser factory and a function of the parsed arguments."""
+
+    def main(argv: Optional[Sequence[str]] = None) -> int:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, unless asked for
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            code = run(args)
+        except TrkxError as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print(f"{parser.prog}: interrupted", file=sys.stderr)
+            return 130
+        return int(code or 0)
+
+    return main

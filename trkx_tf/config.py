@@ -1,0 +1,272 @@
+"""The one typed configuration schema of trkx-tf.
+
+A config is a YAML file whose top-level sections map one-to-one onto the frozen schemas below. Every default
+lives here and only here. Unknown keys and wrong types are errors (:class:`~trkx_tf.errors.ConfigError`) whose
+single-line message names the file and the dotted key. Any key can be overridden from the command line with
+``--set section.key=value``; the value is parsed as YAML (``--set train.lr=1e-3``, ``--set model.gnn.steps=4``,
+``--set graph.buckets=[1000,2000]``).
+
+Relative paths in a config are taken relative to the current working directory.
+
+Typical use::
+
+    cfg = load_config("configs/demo.yaml", overrides=["train.epochs=2"])
+    cfg.train.epochs  # -> 2
+    save_config(cfg, run_dir / "config.yaml")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trkx_tf.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: immutable, no unknown keys, no silent coercion of str to number."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+
+# ---------------------------------------------------------------------------------------------------- sections
+class RunConfig(Section):
+    """Where results go and how the run is named."""
+
+    out_dir: str = "runs"  # parent folder of the run directories
+    name: str = "demo"  # run directory is <out_dir>/<name>
+    seed: int = 0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DataConfig(Section):
+    """Where the TrackML events and the detector geometry are."""
+
+    detector: str = "../shared/trackml/detectors.csv.gz"
+    events_dir: str = "data/events"  # TrackML CSV events (trkx-simulate output or real events)
+    shards_dir: str = "data/shards"  # padded HDF5 graph shards (trkx-build output)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class SimulateConfig(Section):
+    """The event simulator (``trkx-simulate``)."""
+
+    events: int = Field(8, ge=1)
+    pileup: float = Field(200.0, ge=0.0)
+    noise_fraction: float = Field(0.146, ge=0.0, lt=1.0)
+    seed: int = 0
+    workers: int = Field(0, ge=0)  # 0: one per CPU core
+
+
+class ModuleMapConfig(Section):
+    """The module-map candidate-edge builder (``graph.builder: module_map``), see docs/graphs.md."""
+
+    path: Optional[str] = None  # a saved module map (.npz) to use; None: learn one from the input's training events
+    pt_min: float = Field(0.0, ge=0.0)  # GeV; windows are learned from true edges of particles above it
+    margin: float = Field(0.1, ge=0.0)  # windows widen by this fraction of their layer pair's window on each side
+    min_count: int = Field(4, ge=1)  # module pairs seen fewer times use their layer pair's (wider) window
+
+
+class EmbeddingGraphConfig(Section):
+    """The learned-embedding candidate-edge builder (``graph.builder: embedding``)."""
+
+    model: Optional[str] = None  # trained embedding model (checkpoint) to embed hits with
+    radius: float = Field(0.1, gt=0.0)  # radius of the neighbourhood in the embedding space
+    max_neighbours: int = Field(64, ge=1)  # at most this many neighbours per hit (the nearest)
+
+
+class SectorConfig(Section):
+    """Optional eta/phi sectors for training (inference always uses whole events)."""
+
+    phi: int = Field(1, ge=1)  # sectors in phi
+    eta: int = Field(1, ge=1)  # sectors in eta (equal-population edges over the event's hits)
+    overlap: float = Field(0.0, ge=0.0)  # extra margin each side, in rad (phi) and in units of eta
+
+
+class GraphConfig(Section):
+    """Graph construction and sharding (``trkx-build``), see docs/graphs.md and docs/shards.md."""
+
+    builder: Literal["module_map", "embedding"] = "module_map"
+    use_cells: bool = True  # add cell-shape features when the events have cells files
+    r_scale: float = Field(1000.0, gt=0.0)  # mm; feature r / r_scale
+    z_scale: float = Field(1000.0, gt=0.0)  # mm; feature z / z_scale
+    edge_weight: Literal["uniform", "pt", "hit"] = "uniform"  # weight of true edges (fake edges weigh 1)
+    pt_cut: float = Field(0.0, ge=0.0)  # GeV; true edges of particles below it get weight 0 (neutral)
+    module_map: ModuleMapConfig = ModuleMapConfig()
+    embedding: EmbeddingGraphConfig = EmbeddingGraphConfig()
+    sectors: SectorConfig = SectorConfig()
+    bucket_overhead: float = Field(1.10, ge=1.0)  # target padded/real elements
+    max_buckets: int = Field(8, ge=1)  # buckets chosen from the data: the fewest that meet bucket_overhead
+    buckets: tuple[tuple[int, int], ...] = ()  # fixed [nodes, edges] budgets instead; empty: chosen from the data
+    graphs_per_shard: int = Field(16, ge=1)
+    compression: Literal["none", "lzf", "gzip"] = "lzf"
+    workers: int = Field(0, ge=0)  # 0: one per CPU core
+
+
+class FilterConfig(Section):
+    """Edge-filter MLP."""
+
+    hidden: int = Field(256, ge=1)
+    layers: int = Field(3, ge=1)
+    layernorm: bool = True
+
+
+class GNNConfig(Section):
+    """Interaction Network."""
+
+    hidden: int = Field(128, ge=1)
+    layers: int = Field(2, ge=1)  # depth of each MLP
+    steps: int = Field(8, ge=1)  # message-passing iterations
+    skip: Literal["residual", "latent0"] = "residual"
+    all_steps_loss: bool = False
+
+
+class EmbeddingConfig(Section):
+    """Metric-learning embedding MLP."""
+
+    hidden: int = Field(256, ge=1)
+    layers: int = Field(4, ge=1)
+    dim: int = Field(8, ge=1)
+    margin: float = Field(1.0, gt=0.0)
+
+
+class ModelConfig(Section):
+    """All models; each sub-section feeds one model constructor."""
+
+    filter: FilterConfig = FilterConfig()
+    gnn: GNNConfig = GNNConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+
+
+class TrainConfig(Section):
+    """The training loop (``trkx-train``)."""
+
+    model: Literal["filter", "gnn", "embedding"] = "gnn"
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    graphs_per_step: int = Field(1, ge=1)  # per rank
+    true_weight: float = Field(1.0, gt=0.0)
+    fake_weight: float = Field(1.0, gt=0.0)
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    mixed_precision: Literal["none", "bf16", "fp16"] = "none"
+    checkpoint_steps: bool = False  # gradient checkpointing of message-passing steps
+    checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints
+    max_steps_per_epoch: int = Field(0, ge=0)  # 0: all
+
+
+class BackendConfig(Section):
+    """Which distributed backend runs the training loop."""
+
+    name: Literal["auto", "single", "horovod", "tfdist"] = "auto"
+
+
+class Config(Section):
+    """The whole toolkit's configuration."""
+
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    simulate: SimulateConfig = SimulateConfig()
+    graph: GraphConfig = GraphConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    backend: BackendConfig = BackendConfig()
+
+
+# ------------------------------------------------------------------------------------------------- loading
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    """Splits ``a.b=value`` into (["a", "b"], parsed value)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example --set train.lr=1e-3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+    return key.strip().split("."), value
+
+
+def _apply(data: dict, path: list[str], value: Any, source: str) -> None:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {'.'.join(path[: i + 1])} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "<top level>"
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    got = err.get("input")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{source}: {key}: {err['msg']} (got {got!r}){more}"
+
+
+def load_config(path: Optional[os.PathLike | str] = None, overrides: Sequence[str] = ()) -> Config:
+    """Reads, overrides and validates a config.
+
+    Args:
+      path: YAML file, or None for the built-in defaults.
+      overrides: ``"section.key=value"`` strings applied in order after the file.
+
+    Returns:
+      The validated, frozen :class:`Config`.
+
+    Raises:
+      ConfigError: the file is missing or not YAML, a key is unknown, or a value has the wrong type or range.
+        The message names the file (or ``--set``) and the dotted key.
+    """
+    data: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config ({exc.strerror})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{source}: not valid YAML{where}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: top level must be a mapping of sections")
+        data = loaded
+    try:
+        Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+    for item in overrides:
+        keys, value = _parse_override(item)
+        _apply(data, keys, value, f"--set {item}")
+        try:
+            Config.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_error(exc, f"--set {item}")) from None
+    return Config.model_validate(data)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """The resolved config as plain YAML-able data (every key, defaults included)."""
+    return cfg.model_dump(mode="json")
+
+
+def save_config(cfg: Config, path: os.PathLike | str) -> None:
+    """Writes the resolved config atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)

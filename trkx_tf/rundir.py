@@ -1,0 +1,72 @@
+"""The run-directory layout shared by every command, and the rank-0 rule for writing into it.
+
+::
+
+    <run.out_dir>/<run.name>/
+      config.yaml        resolved config of the run (every key, defaults included)
+      metrics.jsonl      one JSON object per line (epoch records, evaluation results)
+      checkpoints/       model and optimizer checkpoints
+      tensorboard/       TensorBoard event files
+      plots/             PNG figures
+
+Only the writer (rank 0) creates or changes anything here; other ranks get a read-only view, so a shared file
+is never written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from trkx_tf.config import Config, save_config
+
+
+class RunDir:
+    """One run's folder.
+
+    Args:
+      root: the run folder.
+      is_writer: True on rank 0 (the only process that writes shared files).
+    """
+
+    def __init__(self, root: os.PathLike | str, is_writer: bool = True):
+        self.root = Path(root)
+        self.is_writer = is_writer
+
+    @classmethod
+    def from_config(cls, cfg: Config, is_writer: bool = True) -> "RunDir":
+        """The run folder ``<run.out_dir>/<run.name>`` of a config."""
+        return cls(Path(cfg.run.out_dir) / cfg.run.name, is_writer=is_writer)
+
+    config_path = property(lambda self: self.root / "config.yaml")
+    metrics_path = property(lambda self: self.root / "metrics.jsonl")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    tensorboard = property(lambda self: self.root / "tensorboard")
+    plots = property(lambda self: self.root / "plots")
+
+    def create(self, cfg: Config) -> "RunDir":
+        """Makes the folders and saves the resolved config (writer only). Returns self."""
+        if self.is_writer:
+            for folder in (self.root, self.checkpoints, self.tensorboard, self.plots):
+                folder.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.config_path)
+        return self
+
+    def log_metrics(self, record: Mapping[str, Any]) -> None:
+        """Appends one JSON line to ``metrics.jsonl`` (writer only), flushed to disk before returning."""
+        if not self.is_writer:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(dict(record), sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        """All records of ``metrics.jsonl`` (empty when there are none)."""
+        if not self.metrics_path.exists():
+            return []
+        with open(self.metrics_path) as f:
+            return [json.loads(line) for line in f if line.strip()]
