@@ -1,0 +1,201 @@
+"""Realism report of the event simulator: simulated μ=200 events side by side with the real TrackML events.
+
+Prints one table (simulated: mean ± sd over the events; the six calibration events: mean and range; the real
+test event 1000) and saves a plot of the pT, η, hits-per-particle and hits-per-layer distributions.
+
+The simulator's parameters were tuned against the calibration events only; event 1000 is shown for the record
+(it is the test event: never tune on it)::
+
+    python benchmarks/simulate_calibration.py --events 20 --seed 1 --plot simulate_calibration.png
+
+Figures: hits; signal hits (Σ nhits); noise fraction (1 - Σ nhits / hits); particles; particles with hits;
+mean hits per particle with hits; fraction of (particle, layer) pairs with more than one hit (needs truth:
+simulated and event 1000 only); particles with pT > 0.5 and > 1 GeV (all particles, as the issue counts them);
+median pT of particles with hits; close pairs per hit (hits closer than 3, 6, 15 mm in different modules of one
+layer in the pixel, short-strip and long-strip volumes: a truth-free proxy of the overlap duplicates, which the
+calibration events allow); share of hits per volume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trkx_tf.trackml.geometry import Geometry  # noqa: E402
+from trkx_tf.trackml.io import list_events, read_event  # noqa: E402
+from trkx_tf.trackml.simulate import PhysicsModel, event_rng, simulate_event  # noqa: E402
+
+VOLUMES = (7, 8, 9, 12, 13, 14, 16, 17, 18)
+# truth-free proxy of the duplicate rate: hit pairs closer than this (mm) in different modules of one layer
+CLOSE = {"pixel": ((7, 8, 9), 3.0), "short strip": ((12, 13, 14), 6.0), "long strip": ((16, 17, 18), 15.0)}
+
+
+def close_pairs(hits, volumes, radius) -> float:
+    """Pairs of hits closer than ``radius`` in different modules of the same layer, per hit of ``volumes``."""
+    from scipy.spatial import cKDTree
+
+    sel = hits[hits["volume_id"].isin(volumes)]
+    n = 0
+    for _, g in sel.groupby(["volume_id", "layer_id"]):
+        pairs = cKDTree(g[["x", "y", "z"]].to_numpy(np.float64)).query_pairs(radius, output_type="ndarray")
+        module = g["module_id"].to_numpy()
+        n += int((module[pairs[:, 0]] != module[pairs[:, 1]]).sum())
+    return n / max(len(sel), 1)
+
+
+def figures(event) -> dict:
+    """The realism figures of one event (truth optional)."""
+    hits, parts = event.hits, event.particles
+    pt = np.hypot(parts["px"].to_numpy(np.float64), parts["py"].to_numpy(np.float64))
+    nh = parts["nhits"].to_numpy()
+    out = {
+        "hits": len(hits),
+        "signal hits (sum nhits)": int(nh.sum()),
+        "noise fraction": 1.0 - nh.sum() / len(hits),
+        "particles": len(parts),
+        "particles with hits": int((nh > 0).sum()),
+        "mean hits / particle": float(nh[nh > 0].mean()),
+        "pairs with >1 hit": np.nan,
+        "pT > 0.5 GeV": int((pt > 0.5).sum()),
+        "pT > 1 GeV": int((pt > 1.0).sum()),
+        "median pT (with hits)": float(np.median(pt[nh > 0])),
+    }
+    if event.truth is not None:
+        t = event.truth.merge(hits, on="hit_id")
+        t = t[t["particle_id"] != 0]
+        counts = t.groupby(["particle_id", "volume_id", "layer_id"]).size()
+        out["pairs with >1 hit"] = float((counts > 1).mean())
+    for name, (volumes, radius) in CLOSE.items():
+        out[f"close pairs/hit {name}"] = close_pairs(hits, volumes, radius)
+    vol = hits["volume_id"].value_counts()
+    for v in VOLUMES:
+        out[f"share vol {v}"] = float(vol.get(v, 0) / len(hits))
+    return out
+
+
+def distributions(event) -> dict:
+    parts = event.particles
+    pt = np.hypot(parts["px"], parts["py"]).to_numpy()
+    eta = np.arcsinh(parts["pz"].to_numpy() / pt)
+    nh = parts["nhits"].to_numpy()
+    layer = (event.hits["volume_id"] * 100 + event.hits["layer_id"]).to_numpy()
+    return {"pt": pt[nh > 0], "eta": eta[nh > 0], "nhits": nh[nh > 0], "layer": layer}
+
+
+def _fmt(x) -> str:
+    if isinstance(x, (int, np.integer)) or (isinstance(x, float) and abs(x) >= 100):
+        return f"{x:,.0f}"
+    if np.isnan(x):
+        return "n/a"
+    return f"{x:.3f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shared = ROOT.parent / "shared" / "trackml"
+    parser.add_argument("--shared", default=str(shared), help="folder of the real TrackML files")
+    parser.add_argument("--events", type=int, default=4, help="simulated events")
+    parser.add_argument("--pileup", type=float, default=200.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--noise-fraction", type=float, default=0.146)
+    parser.add_argument("--plot", default="simulate_calibration.png", help="PNG to save ('' for none)")
+    parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a PhysicsModel field, e.g. --model multiplicity_mean=60 (repeatable)")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.model:
+        key, _, raw = item.partition("=")
+        if key not in PhysicsModel.__dataclass_fields__:
+            parser.error(f"--model {item}: PhysicsModel has no field {key!r}")
+        overrides[key] = yaml.safe_load(raw)
+    model = dataclasses.replace(PhysicsModel(), **overrides)
+    shared = Path(args.shared)
+    if not (shared / "detectors.csv.gz").exists():
+        print(f"skipped: {shared} has no detectors.csv.gz (the real TrackML files are needed)")
+        return 0
+    geometry = Geometry.load(shared / "detectors.csv.gz")
+    sim, sim_dist, times = [], [], []
+    for i in range(args.events):
+        t0 = time.perf_counter()
+        ev = simulate_event(geometry, i, event_rng(args.seed, i), args.pileup, args.noise_fraction, cells=False,
+                            model=model)
+        times.append(time.perf_counter() - t0)
+        sim.append(figures(ev))
+        sim_dist.append(distributions(ev))
+    cal_dir = shared / "calibration"
+    cal = [read_event(cal_dir, e, parts=("hits", "particles")) for e in list_events(cal_dir)]
+    cal_fig = [figures(e) for e in cal]
+    cal_dist = [distributions(e) for e in cal]
+    test = read_event(shared, 1000) if (shared / "event000001000-hits.csv.gz").exists() else None
+    test_fig = figures(test) if test is not None else None
+
+    keys = list(sim[0])
+    head = (f"{'figure':<28}{'simulated (mean ± sd)':>24}{'calibration mean [min, max]':>34}{'event 1000':>12}"
+            f"{'sim/1000':>10}")
+    print(f"simulated: {args.events} events, pileup {args.pileup:g}, seed {args.seed}"
+          f"{', model ' + ', '.join(args.model) if args.model else ''}; "
+          f"calibration: events {', '.join(str(e.event_id) for e in cal)}")
+    print(head)
+    print("-" * len(head))
+    for k in keys:
+        s = np.array([f[k] for f in sim], np.float64)
+        c = np.array([f[k] for f in cal_fig], np.float64)
+        sim_txt = f"{_fmt(float(s.mean()))} ± {_fmt(float(s.std()))}"
+        cal_txt = ("n/a" if np.isnan(c).all()
+                   else f"{_fmt(float(c.mean()))} [{_fmt(float(c.min()))}, {_fmt(float(c.max()))}]")
+        t = test_fig[k] if test_fig else np.nan
+        ratio = s.mean() / t if test_fig and t else np.nan
+        print(f"{k:<28}{sim_txt:>24}{cal_txt:>34}{_fmt(float(t)):>12}{_fmt(float(ratio)):>10}")
+    print(f"simulation time per event (cells off, one core): {np.mean(times):.2f} s "
+          f"(min {np.min(times):.2f}, max {np.max(times):.2f})")
+
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+        groups = [("simulated", sim_dist, "C0"), ("calibration", cal_dist, "C1")]
+        if test is not None:
+            groups.append(("event 1000", [distributions(test)], "C2"))
+        specs = [("pt", np.geomspace(0.1, 100, 40), "pT of particles with hits [GeV]", True),
+                 ("eta", np.linspace(-4, 4, 33), "η of particles with hits", False),
+                 ("nhits", np.arange(0.5, 30.5), "hits per particle", False)]
+        for ax, (key, bins, label, logx) in zip(axes.ravel(), specs):
+            for name, dists, color in groups:
+                h = np.mean([np.histogram(d[key], bins)[0] for d in dists], axis=0)
+                ax.stairs(h, bins, label=name, color=color)
+            ax.set_xlabel(label)
+            ax.set_ylabel("per event")
+            if logx:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+            ax.legend()
+        ax = axes[1, 1]
+        layers = np.unique(np.concatenate([d["layer"] for _, ds, _ in groups for d in ds]))
+        x = np.arange(len(layers))
+        for j, (name, dists, color) in enumerate(groups):
+            h = np.mean([np.array([(d["layer"] == l).sum() for l in layers]) for d in dists], axis=0)
+            ax.bar(x + (j - 1) * 0.28, h, 0.28, label=name, color=color)
+        ax.set_xticks(x[::4], [f"{l // 100}:{l % 100}" for l in layers[::4]], rotation=60, fontsize=7)
+        ax.set_xlabel("volume:layer")
+        ax.set_ylabel("hits per event")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"plot saved to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The event simulator and trkx-simulate (trkx_tf.trackml.simulate, trkx_tf.cli.simulate)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trkx_tf.errors import DataError
+from trkx_tf.trackml.io import list_events, read_event, validate_event
+from trkx_tf.trackml.score import hit_weights, score_event
+from trkx_tf.trackml.simulate import event_rng, simulate_event, simulate_events
+
+
+def assert_events_equal(a, b):
+    for part in ("hits", "particles", "truth", "cells"):
+        x, y = getattr(a, part), getattr(b, part)
+        assert (x is None) == (y is None)
+        if x is not None:
+            pd.testing.assert_frame_equal(x, y, check_exact=True)
+
+
+# ------------------------------------------------------------------------------------- toy detector (no shared data)
+def test_toy_event_is_valid_and_deterministic(toy_geometry):
+    a = simulate_event(toy_geometry, 3, event_rng(9, 3), pileup=5)
+    b = simulate_event(toy_geometry, 3, event_rng(9, 3), pileup=5)
+    c = simulate_event(toy_geometry, 3, event_rng(10, 3), pileup=5)
+    validate_event(a)
+    assert_events_equal(a, b)
+    assert len(a.hits) != len(c.hits) or not np.array_equal(a.hits["x"], c.hits["x"])
+    assert len(a.hits) > 50
+
+
+def _on_modules(geometry, event, columns=("x", "y", "z"), tol=2e-3):
+    hits = event.hits
+    rows = geometry.rows(hits["volume_id"].to_numpy(), hits["layer_id"].to_numpy(), hits["module_id"].to_numpy())
+    frame = hits if columns[0] == "x" else event.truth.set_index("hit_id").loc[hits["hit_id"]].reset_index()
+    xyz = frame[list(columns)].to_numpy(np.float64)
+    local = geometry.to_local(rows, xyz)
+    return geometry.contains(rows, local, tol=tol), local, rows
+
+
+def test_toy_hits_lie_on_their_modules(toy_geometry):
+    ev = simulate_event(toy_geometry, 1, event_rng(1, 1), pileup=8)
+    inside, local, rows = _on_modules(toy_geometry, ev)
+    assert inside.all()
+    assert (np.abs(local[:, 2]) <= 0.5 * toy_geometry.thickness[rows] + 2e-3).all()
+
+
+# ------------------------------------------------------------------------------------------- real geometry
+@pytest.mark.shared_data
+def test_event_is_valid(sim_event):
+    validate_event(sim_event)
+    hits, parts, truth, cells = sim_event.hits, sim_event.particles, sim_event.truth, sim_event.cells
+    assert hits["hit_id"].tolist() == list(range(1, len(hits) + 1))
+    assert parts["particle_id"].is_unique and (parts["particle_id"] > 0).all()
+    assert truth["hit_id"].tolist() == hits["hit_id"].tolist()
+    assert set(np.unique(cells["hit_id"])) == set(hits["hit_id"])  # every hit has at least one cell
+    # hits are grouped by module, as in the real files
+    key = hits["volume_id"].astype(np.int64) * 10**9 + hits["layer_id"] * 10**5 + hits["module_id"]
+    assert key.is_monotonic_increasing
+
+
+@pytest.mark.shared_data
+def test_deterministic_per_seed(geometry, sim_event):
+    again = simulate_event(geometry, 7, event_rng(123, 7), pileup=10, noise_fraction=0.146)
+    assert_events_equal(sim_event, again)
+    other = simulate_event(geometry, 7, event_rng(124, 7), pileup=10, noise_fraction=0.146)
+    assert not np.array_equal(other.particles["px"].to_numpy()[:50], sim_event.particles["px"].to_numpy()[:50])
+
+
+@pytest.mark.shared_data
+def test_hits_and_true_points_lie_on_their_modules(geometry, sim_event):
+    for columns in (("x", "y", "z"), ("tx", "ty", "tz")):
+        inside, local, rows = _on_modules(geometry, sim_event, columns)
+        assert inside.all(), f"{(~inside).sum()} of {len(inside)} points outside their module ({columns})"
+        assert (np.abs(local[:, 2]) <= 0.5 * geometry.thickness[rows] + 2e-3).all()
+
+
+@pytest.mark.shared_data
+def test_nhits_matches_truth(sim_event):
+    counts = sim_event.truth["particle_id"].value_counts()
+    nhits = sim_event.particles.set_index("particle_id")["nhits"]
+    assert (counts.drop(0).reindex(nhits.index, fill_value=0) == nhits).all()
+    assert (nhits == 0).any()  # particles below the hit threshold are kept, as in the real files
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("fraction", [0.0, 0.146, 0.3])
+def test_noise_fraction(geometry, fraction):
+    ev = simulate_event(geometry, 2, event_rng(5, 2), pileup=5, noise_fraction=fraction)
+    noise = (ev.truth["particle_id"] == 0).to_numpy()
+    assert abs(noise.mean() - fraction) < 1.0 / len(noise) + 1e-9
+    assert (ev.truth["weight"][noise] == 0).all()
+
+
+@pytest.mark.shared_data
+def test_duplicate_hits_on_layers(sim_event):
+    t = sim_event.truth.merge(sim_event.hits, on="hit_id")
+    t = t[t["particle_id"] != 0]
+    per_layer = t.groupby(["particle_id", "volume_id", "layer_id"]).size()
+    assert 0.1 < (per_layer > 1).mean() < 0.5
+    # the duplicates sit in different modules of the same layer (overlaps), not twice in one module
+    per_module = t.groupby(["particle_id", "volume_id", "layer_id", "module_id"]).size()
+    assert (per_module > 1).mean() < 0.01
+
+
+@pytest.mark.shared_data
+def test_weights_and_perfect_score(sim_event):
+    w = hit_weights(sim_event.truth, sim_event.particles)
+    assert sim_event.truth["weight"].to_numpy() == pytest.approx(w, abs=1e-7)
+    assert sim_event.truth["weight"].sum() == pytest.approx(1.0, abs=1e-5)
+    perfect = pd.DataFrame({"hit_id": sim_event.truth["hit_id"], "track_id": sim_event.truth["particle_id"]})
+    assert score_event(sim_event.truth, perfect) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.shared_data
+def test_measurement_resolution_and_cells(geometry, sim_event):
+    hits, truth, cells = sim_event.hits, sim_event.truth, sim_event.cells
+    signal = (truth["particle_id"] != 0).to_numpy()
+    rows = geometry.rows(hits["volume_id"].to_numpy(), hits["layer_id"].to_numpy(), hits["module_id"].to_numpy())
+    meas = geometry.to_local(rows, hits[["x", "y", "z"]].to_numpy(np.float64))
+    true = geometry.to_local(rows, truth[["tx", "ty", "tz"]].to_numpy(np.float64))
+    du = (meas[:, 0] - true[:, 0])[signal]
+    r = rows[signal]
+    # smearing comes from the pixel pitch: errors within a few pitches, RMS at most about pitch/sqrt(12)
+    assert (np.abs(du) <= 2.0 * geometry.pitch_u[r] + 1e-3).mean() > 0.97
+    assert np.sqrt(np.mean((du / geometry.pitch_u[r]) ** 2)) < 1 / np.sqrt(12) + 0.01
+    assert np.std(du) > 0  # not the true position
+    # cells: pixel indices inside the module; clusters grow with the crossing angle
+    crow = rows[cells["hit_id"].to_numpy() - 1]
+    assert (cells["ch0"] >= 0).all() and (cells["ch1"] >= 0).all()
+    assert (cells["ch0"].to_numpy() < np.round(2 * geometry.hu_max[crow] / geometry.pitch_u[crow])).all()
+    assert (cells["ch1"].to_numpy() < np.round(2 * geometry.hv[crow] / geometry.pitch_v[crow])).all()
+    assert (cells["value"] > 0).all()
+    size = cells.groupby("hit_id").size().reindex(hits["hit_id"]).to_numpy()
+    p = truth[["tpx", "tpy", "tpz"]].to_numpy(np.float64)
+    normal = geometry.rotation[rows][:, :, 2]
+    cos_in = np.abs(np.einsum("ij,ij->i", normal, p)) / np.maximum(np.linalg.norm(p, axis=1), 1e-12)
+    pixel = signal & np.isin(hits["volume_id"].to_numpy(), [8])
+    steep, flat = pixel & (cos_in > 0.9), pixel & (cos_in < 0.4)
+    assert size[flat].mean() > 2 * size[steep].mean()
+
+
+@pytest.mark.shared_data
+def test_pileup_scales_the_event(geometry):
+    zero = simulate_event(geometry, 1, event_rng(3, 1), pileup=0)
+    more = simulate_event(geometry, 1, event_rng(3, 1), pileup=30)
+    vertex_bits = zero.particles["particle_id"].to_numpy() >> 52
+    assert set(np.unique(vertex_bits)) == {1}  # only the hard scatter
+    assert zero.particles.pipe(lambda p: np.hypot(p.px, p.py)).max() > 10.0  # its high-pT tracks
+    assert len(more.hits) > 2 * len(zero.hits)
+
+
+@pytest.mark.shared_data
+def test_bad_parameters(geometry, tmp_path):
+    with pytest.raises(DataError, match="noise_fraction must be in"):
+        simulate_event(geometry, 0, event_rng(0, 0), noise_fraction=1.0)
+    with pytest.raises(DataError, match="pileup must be >= 0"):
+        simulate_event(geometry, 0, event_rng(0, 0), pileup=-1)
+    with pytest.raises(DataError, match="number of events must be >= 1"):
+        simulate_events(tmp_path, geometry, 0)
+    with pytest.raises(DataError, match="seed must be >= 0"):
+        simulate_events(tmp_path, geometry, 1, seed=-3)
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_default_event_looks_real(geometry):
+    """One μ=200 event against the real events' ranges (loose: the realism report has the exact figures)."""
+    ev = simulate_event(geometry, 0, event_rng(2024, 0), cells=False)
+    parts = ev.particles
+    with_hits = parts[parts["nhits"] > 0]
+    assert 85_000 < len(ev.hits) < 135_000
+    assert 7_500 < len(with_hits) < 11_500
+    assert 9.0 < with_hits["nhits"].mean() < 11.0
+    pt = np.hypot(with_hits["px"], with_hits["py"])
+    assert 0.36 < np.median(pt) < 0.44
+    share = ev.hits["volume_id"].value_counts(normalize=True)
+    assert 0.2 < share[8] < 0.28 and 0.18 < share[13] < 0.26
+
+
+# ------------------------------------------------------------------------------------------- many events, CLI
+@pytest.mark.shared_data
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_output_does_not_depend_on_workers(geometry, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    s1 = simulate_events(one, geometry, 3, pileup=4, seed=11, workers=1, first_event=5, progress=False)
+    s2 = simulate_events(two, geometry, 3, pileup=4, seed=11, workers=2, first_event=5, progress=False)
+    assert [s.event_id for s in s1] == [s.event_id for s in s2] == [5, 6, 7]
+    assert list_events(one) == list_events(two) == [5, 6, 7]
+    for name in sorted(p.name for p in one.iterdir()):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    # an event does not depend on which others are simulated with it
+    three = tmp_path / "three"
+    simulate_events(three, geometry, 1, pileup=4, seed=11, workers=1, first_event=6, progress=False)
+    assert (three / "event000000006-hits.csv").read_bytes() == (one / "event000000006-hits.csv").read_bytes()
+
+
+@pytest.mark.shared_data
+def test_cli_writes_readable_events(shared_trackml, tmp_path, capsys):
+    from trkx_tf.cli.simulate import main
+
+    out = tmp_path / "events"
+    code = main(["--events", "2", "--pileup", "3", "--seed", "4", "--out", str(out), "--workers", "1",
+                 "--detector", str(shared_trackml / "detectors.csv.gz"), "--compress", "--no-cells", "--quiet",
+                 "--set", "simulate.noise_fraction=0.25"])
+    assert code == 0
+    assert "wrote 2 events (ids 0..1)" in capsys.readouterr().out
+    assert list_events(out) == [0, 1]
+    assert all(p.name.endswith(".csv.gz") for p in out.iterdir())
+    ev = read_event(out, 1)
+    assert ev.cells is None and len(ev.hits) > 100
+    assert abs((ev.truth["particle_id"] == 0).mean() - 0.25) < 0.01  # --set reached the simulator
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--events", "many"], "argument --events: invalid int value: 'many'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--events", "0", "--detector", "/nonexistent/detectors.csv"], "the number of events must be >= 1, got 0"),
+    (["--events", "1", "--detector", "/nonexistent/detectors.csv"],
+     "/nonexistent/detectors.csv: detector file not found"),
+    (["--set", "simulate.pileup=-4"], "simulate.pileup"),
+    (["--noise-fraction", "1.5", "--detector", "/nonexistent/detectors.csv"], "noise_fraction must be in [0, 1)"),
+    (["--pileup", "5000", "--detector", "/nonexistent/detectors.csv"], "pileup must be in [0, 1800], got 5000"),
+    (["--workers", "-1", "--detector", "/nonexistent/detectors.csv"], "workers must be >= 0, got -1"),
+])
+def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    from trkx_tf.cli.simulate import main
+
+    with pytest.raises(SystemExit) as exc:
+        code = main(argv + ["--out", str(tmp_path / "o"), "--quiet"])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("trkx-simulate: error: ")
+    assert message in err

@@ -1,0 +1,327 @@
+"""Reading, validating and writing TrackML events and the detector geometry file.
+
+An event is four CSV files in one folder, named the TrackML way, each plain (``.csv``) or gzip-compressed
+(``.csv.gz``)::
+
+    event{event_id:09d}-hits.csv       hit_id, x, y, z, volume_id, layer_id, module_id
+    event{event_id:09d}-particles.csv  particle_id, vx, vy, vz, px, py, pz, q, nhits
+    event{event_id:09d}-truth.csv      hit_id, particle_id, tx, ty, tz, tpx, tpy, tpz, weight
+    event{event_id:09d}-cells.csv      hit_id, ch0, ch1, value
+
+Only the hits file is required; test events have no particles or truth, and no real event here has cells.
+Lengths are in mm, momenta in GeV, particle_id 0 marks a noise hit in truth.
+
+Shape vocabulary (used by every docstring of ``trkx_tf.trackml``): ``n_hits`` rows in hits and truth,
+``n_particles`` rows in particles, ``n_cells`` rows in cells, ``n_modules`` rows in detectors.
+
+Every problem with a file raises :class:`~trkx_tf.errors.DataError` with a one-line message naming the file, the
+column and the first offending rows (0-based data-row numbers, header excluded).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from trkx_tf.errors import DataError
+
+PARTS = ("hits", "particles", "truth", "cells")
+
+#: Column order and dtype of each part, as in the TrackML challenge.
+SCHEMAS: dict[str, dict[str, str]] = {
+    "hits": {
+        "hit_id": "int32", "x": "float32", "y": "float32", "z": "float32",
+        "volume_id": "int32", "layer_id": "int32", "module_id": "int32",
+    },
+    "particles": {
+        "particle_id": "int64", "vx": "float32", "vy": "float32", "vz": "float32",
+        "px": "float32", "py": "float32", "pz": "float32", "q": "int32", "nhits": "int32",
+    },
+    "truth": {
+        "hit_id": "int32", "particle_id": "int64", "tx": "float32", "ty": "float32", "tz": "float32",
+        "tpx": "float32", "tpy": "float32", "tpz": "float32", "weight": "float32",
+    },
+    "cells": {"hit_id": "int32", "ch0": "int32", "ch1": "int32", "value": "float32"},
+}
+
+#: Float columns that may hold NaN (the rebuilt real truth leaves tpx/tpy/tpz empty for some hits); every other
+#: column must be finite.
+NAN_ALLOWED = {"truth": ("tx", "ty", "tz", "tpx", "tpy", "tpz")}
+
+DETECTOR_COLUMNS: dict[str, str] = {
+    "volume_id": "int32", "layer_id": "int32", "module_id": "int32",
+    "cx": "float64", "cy": "float64", "cz": "float64",
+    "rot_xu": "float64", "rot_xv": "float64", "rot_xw": "float64",
+    "rot_yu": "float64", "rot_yv": "float64", "rot_yw": "float64",
+    "rot_zu": "float64", "rot_zv": "float64", "rot_zw": "float64",
+    "module_t": "float64", "module_minhu": "float64", "module_maxhu": "float64", "module_hv": "float64",
+    "pitch_u": "float64", "pitch_v": "float64",
+}
+
+_EVENT_FILE = re.compile(r"^event(\d+)-hits\.csv(\.gz)?$")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One TrackML event.
+
+    Attributes:
+      event_id: the number in the file names.
+      hits: ``[n_hits]`` rows: hit_id int32 (unique, 1..n_hits when simulated), x, y, z float32 (mm),
+        volume_id, layer_id, module_id int32.
+      particles: ``[n_particles]`` rows: particle_id int64, vx, vy, vz float32 (mm), px, py, pz float32 (GeV),
+        q int32, nhits int32; None where the event has no particles file.
+      truth: ``[n_hits]`` rows: hit_id int32, particle_id int64 (0 = noise), tx, ty, tz, tpx, tpy, tpz float32,
+        weight float32; None where the event has no truth file.
+      cells: ``[n_cells]`` rows: hit_id int32, ch0, ch1 int32 (pixel indices along u and v), value float32;
+        None where the event has no cells file.
+    """
+
+    event_id: int
+    hits: pd.DataFrame
+    particles: Optional[pd.DataFrame] = None
+    truth: Optional[pd.DataFrame] = None
+    cells: Optional[pd.DataFrame] = None
+
+
+def event_prefix(event_id: int) -> str:
+    """``event000001000`` for event 1000."""
+    return f"event{int(event_id):09d}"
+
+
+def _rows(mask: np.ndarray, limit: int = 3) -> str:
+    """``"3 rows (first: 17, 52, 90)"`` for a boolean row mask."""
+    idx = np.flatnonzero(mask)
+    first = ", ".join(str(i) for i in idx[:limit])
+    return f"{len(idx)} row{'s' if len(idx) != 1 else ''} (first: {first})"
+
+
+def _find_part(folder: Path, event_id: int, part: str) -> Optional[Path]:
+    stem = f"{event_prefix(event_id)}-{part}.csv"
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def list_events(folder: os.PathLike | str) -> list[int]:
+    """Event ids in a folder: those with a hits file (``.csv`` or ``.csv.gz``), sorted, each once.
+
+    Raises:
+      DataError: the folder does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: events folder not found")
+    ids = {int(m.group(1)) for name in os.listdir(folder) if (m := _EVENT_FILE.match(name))}
+    return sorted(ids)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path.name}: file is empty (no header)") from None
+    except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {first})") from None
+
+
+def _conform(df: pd.DataFrame, schema: dict[str, str], name: str, nan_allowed: Iterable[str] = ()) -> pd.DataFrame:
+    """Checks columns, numeric types and finiteness, and returns the schema's columns with the schema's dtypes."""
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: missing column{'s' if len(missing) > 1 else ''} "
+                        + ", ".join(repr(c) for c in missing))
+    if len(df) == 0:
+        return pd.DataFrame({col: np.zeros(0, dtype) for col, dtype in schema.items()})
+    out = {}
+    nan_allowed = set(nan_allowed)
+    for col, dtype in schema.items():
+        series = df[col]
+        if pd.api.types.is_bool_dtype(series):
+            raise DataError(f"{name}: column {col!r} holds booleans, expected numbers")
+        if not pd.api.types.is_numeric_dtype(series):
+            numeric = pd.to_numeric(series, errors="coerce")
+            bad = numeric.isna().to_numpy() & series.notna().to_numpy()
+            raise DataError(f"{name}: column {col!r} is not numeric in {_rows(bad)}")
+        values = series.to_numpy(dtype=np.float64) if dtype.startswith("float") else series.to_numpy()
+        if values.dtype.kind == "f":
+            nan = np.isnan(values)
+            if col not in nan_allowed and nan.any():
+                raise DataError(f"{name}: column {col!r} has NaN in {_rows(nan)}")
+            inf = np.isinf(values)
+            if inf.any():
+                raise DataError(f"{name}: column {col!r} has inf in {_rows(inf)}")
+            if dtype.startswith("int"):
+                frac = values != np.round(values)
+                if frac.any():
+                    raise DataError(f"{name}: column {col!r} is not integer in {_rows(frac)}")
+        if dtype.startswith("int"):
+            info = np.iinfo(dtype)
+            ints = values.astype(np.float64) if values.dtype.kind == "f" else values
+            over = (ints < info.min) | (ints > info.max)
+            if over.any():
+                raise DataError(f"{name}: column {col!r} overflows {dtype} in {_rows(over)}")
+        out[col] = values.astype(dtype)
+    return pd.DataFrame(out)
+
+
+def _check_unique(df: pd.DataFrame, col: str, name: str) -> None:
+    dup = df[col].duplicated(keep="first").to_numpy()
+    if dup.any():
+        raise DataError(f"{name}: column {col!r} has duplicate values in {_rows(dup)}")
+
+
+def validate_event(event: Event, names: Optional[dict[str, str]] = None) -> None:
+    """Checks the links between the parts of an event.
+
+    Args:
+      event: an event whose parts already have the schema's columns and dtypes.
+      names: file name of each part, for the messages (default: the TrackML names).
+
+    Raises:
+      DataError: an empty event, a duplicate hit_id or particle_id, a truth or cells hit_id that is not in hits,
+        a hit without a truth row, or a truth particle_id (other than 0) that is not in particles.
+    """
+    pre = event_prefix(event.event_id)
+    names = {p: f"{pre}-{p}.csv" for p in PARTS} | dict(names or {})
+    hits = event.hits
+    if len(hits) == 0:
+        raise DataError(f"{names['hits']}: no hits (empty event)")
+    _check_unique(hits, "hit_id", names["hits"])
+    hit_ids = hits["hit_id"].to_numpy()
+    if event.particles is not None:
+        _check_unique(event.particles, "particle_id", names["particles"])
+    if event.truth is not None:
+        truth = event.truth
+        _check_unique(truth, "hit_id", names["truth"])
+        unknown = ~np.isin(truth["hit_id"].to_numpy(), hit_ids)
+        if unknown.any():
+            raise DataError(f"{names['truth']}: column 'hit_id' has values not in {names['hits']} in {_rows(unknown)}")
+        if len(truth) != len(hits):
+            lacking = ~np.isin(hit_ids, truth["hit_id"].to_numpy())
+            raise DataError(f"{names['hits']}: column 'hit_id' has no truth row in {_rows(lacking)}")
+        if event.particles is not None:
+            pid = truth["particle_id"].to_numpy()
+            orphan = (pid != 0) & ~np.isin(pid, event.particles["particle_id"].to_numpy())
+            if orphan.any():
+                raise DataError(f"{names['truth']}: column 'particle_id' has values not in {names['particles']} "
+                                f"in {_rows(orphan)}")
+    if event.cells is not None:
+        unknown = ~np.isin(event.cells["hit_id"].to_numpy(), hit_ids)
+        if unknown.any():
+            raise DataError(f"{names['cells']}: column 'hit_id' has values not in {names['hits']} in {_rows(unknown)}")
+
+
+def read_event(
+    folder: os.PathLike | str,
+    event_id: int,
+    parts: Sequence[str] = PARTS,
+    validate: bool = True,
+) -> Event:
+    """Reads one event.
+
+    Args:
+      folder: the folder holding the event files.
+      event_id: which event.
+      parts: the parts to read; "hits" is always read. A missing particles, truth or cells file gives None.
+      validate: check the links between parts (see :func:`validate_event`). Columns, dtypes and finiteness are
+        always checked.
+
+    Returns:
+      The :class:`Event`, every part with the schema's columns and dtypes.
+
+    Raises:
+      DataError: a missing hits file, an unknown part name, a missing column, a non-numeric, NaN or inf value, or
+        (with validate) any problem listed in :func:`validate_event`.
+    """
+    folder = Path(folder)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise DataError(f"read_event: unknown part {unknown[0]!r} (expected one of {', '.join(PARTS)})")
+    frames: dict[str, Optional[pd.DataFrame]] = {p: None for p in PARTS}
+    names: dict[str, str] = {}
+    for part in ("hits",) + tuple(p for p in PARTS if p in parts and p != "hits"):
+        path = _find_part(folder, event_id, part)
+        if path is None:
+            if part == "hits":
+                raise DataError(f"{event_prefix(event_id)}-hits.csv[.gz]: file not found in {folder}")
+            continue
+        names[part] = path.name
+        frames[part] = _conform(_read_csv(path), SCHEMAS[part], path.name, NAN_ALLOWED.get(part, ()))
+    event = Event(int(event_id), frames["hits"], frames["particles"], frames["truth"], frames["cells"])
+    if validate:
+        validate_event(event, names)
+    return event
+
+
+def _write_csv_atomic(df: pd.DataFrame, path: Path, compress: bool) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        gzip = {"method": "gzip", "mtime": 0, "compresslevel": 4}
+        df.to_csv(tmp, index=False, compression=gzip if compress else None)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_event(folder: os.PathLike | str, event: Event, compress: bool = False) -> None:
+    """Writes an event's parts (those that are not None), each atomically (temporary name, then rename).
+
+    Files of the same event with the other extension (``.csv`` vs ``.csv.gz``) are removed so that a folder
+    never holds two versions of one part.
+
+    Args:
+      folder: the destination folder (created if needed).
+      event: the event; each part must have at least the schema's columns.
+      compress: write ``.csv.gz`` instead of ``.csv``.
+
+    Raises:
+      DataError: a part lacks a schema column or has values of the wrong kind.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pre = event_prefix(event.event_id)
+    for part in PARTS:
+        df = getattr(event, part)
+        if df is None:
+            continue
+        name = f"{pre}-{part}.csv" + (".gz" if compress else "")
+        out = _conform(df, SCHEMAS[part], f"{name} (writing)", NAN_ALLOWED.get(part, ()))
+        _write_csv_atomic(out, folder / name, compress)
+        other = folder / (f"{pre}-{part}.csv" + ("" if compress else ".gz"))
+        if other.exists():
+            other.unlink()
+
+
+def read_detectors(path: os.PathLike | str) -> pd.DataFrame:
+    """Reads the TrackML detector geometry (``detectors.csv[.gz]``).
+
+    Returns:
+      ``[n_modules]`` rows: volume_id, layer_id, module_id int32; cx, cy, cz (module centre, mm); rot_xu … rot_zw
+      (rotation local (u, v, w) -> global (x, y, z), row = global axis, column = local axis); module_t
+      (thickness), module_minhu, module_maxhu (half-widths in u at v = -hv and v = +hv), module_hv (half-length
+      in v), pitch_u, pitch_v (mm), all float64.
+
+    Raises:
+      DataError: the file is missing or unreadable, a column is missing or not finite, a (volume, layer, module)
+        repeats, or the file has no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: detector file not found")
+    det = _conform(_read_csv(path), DETECTOR_COLUMNS, path.name)
+    if len(det) == 0:
+        raise DataError(f"{path.name}: no modules")
+    dup = det.duplicated(["volume_id", "layer_id", "module_id"]).to_numpy()
+    if dup.any():
+        raise DataError(f"{path.name}: (volume_id, layer_id, module_id) repeats in {_rows(dup)}")
+    return det
