@@ -1,0 +1,192 @@
+"""Candidate-edge builders: the module map (learn, build, save/load) and the embedding builder."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from toy import make_event
+from trkx_tf.config import load_config
+from trkx_tf.errors import ConfigError, DataError
+from trkx_tf.graphs.builders import (
+    EdgeSample, EmbeddingBuilder, ModuleMap, ModuleMapBuilder, doublet_variables, make_builder, radius_graph,
+)
+from trkx_tf.graphs.features import hit_features
+from trkx_tf.graphs.truth import label_edges, truth_graph
+
+
+def sample(event):
+    return EdgeSample.from_truth(event.hits, truth_graph(event.hits, event.particles, event.truth))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    events = [make_event(event_id=i, n_particles=150, noise=30, seed=100 + i, overlap=0.1) for i in range(12)]
+    return ModuleMap.fit([sample(e) for e in events]), events
+
+
+def efficiency(builder, event):
+    g = truth_graph(event.hits, event.particles, event.truth)
+    s, r = builder.build(event.hits, None)
+    labels, _, _ = label_edges(s, r, g)
+    return labels.sum() / g.n_true, s, r
+
+
+def test_doublet_variables():
+    r = np.array([30.0, 60.0, 60.0])
+    phi = np.array([3.1, -3.1, 0.0])
+    z = np.array([10.0, 40.0, 10.0])
+    dphi, z0 = doublet_variables(r, phi, z, np.array([0, 0]), np.array([1, 2]))
+    np.testing.assert_allclose(dphi, [2 * np.pi - 6.2, -3.1])  # wrapped across ±π
+    np.testing.assert_allclose(z0, [-20.0, 10.0])  # line through (30, 10), (60, 40) meets r = 0 at z = -20
+
+
+def test_module_map_recovers_every_training_edge(trained):
+    mm, events = trained
+    builder = ModuleMapBuilder(mm, margin=0.0, rare_margin=0.0, min_count=1)
+    eff, s, r = efficiency(builder, events[0])
+    assert eff == 1.0
+    assert np.all(s != r)
+    keys = np.minimum(s, r) * len(events[0].hits) + np.maximum(s, r)
+    assert len(np.unique(keys)) == len(keys)  # no hit pair twice
+    assert np.all(np.diff(s) >= 0)  # sorted by sender
+
+
+def test_module_map_generalises_to_a_new_event(trained):
+    mm, _ = trained
+    new = make_event(event_id=99, n_particles=150, noise=30, seed=999)
+    eff_wide, s_wide, _ = efficiency(ModuleMapBuilder(mm, margin=0.3, rare_margin=1.0), new)
+    eff_tight, s_tight, _ = efficiency(ModuleMapBuilder(mm, margin=0.0, rare_margin=0.0), new)
+    assert eff_wide > 0.9  # only module pairs never seen in training are lost
+    assert eff_tight < eff_wide and len(s_tight) < len(s_wide)  # windows do cut
+    assert len(ModuleMapBuilder(mm, min_count=10**6).build(new.hits)[0]) == 0  # no pair is used
+
+
+def test_windows_widen_with_margin(trained):
+    mm, _ = trained
+    lo0, hi0, use0 = mm.windows(0.0, 0.0, 1)
+    lo1, hi1, use1 = mm.windows(0.5, 0.5, 1)
+    assert np.all(use0 == use1) and use0.all()
+    assert np.all(lo1 <= lo0) and np.all(hi1 >= hi0) and np.any(lo1 < lo0)
+    np.testing.assert_allclose(lo0, mm.lo)
+    np.testing.assert_allclose(hi0, mm.hi)
+    # a range resting on fewer edges widens more
+    lo2, hi2, _ = mm.windows(0.0, 1.0, 1)
+    keys = mm.layer_a * 10**7 + mm.layer_b
+    pos = np.searchsorted(keys, (mm.module_a // 100_000) * 10**7 + mm.module_b // 100_000)
+    width = mm.layer_hi[pos] - mm.layer_lo[pos]
+    inside = (lo2 > mm.layer_lo[pos]) & (hi2 < mm.layer_hi[pos])  # not clipped by the layer range
+    pad = (mm.lo - lo2)[inside] / width[inside]
+    np.testing.assert_allclose(pad, 1.0 / (np.broadcast_to(mm.count_fit[:, None], lo2.shape)[inside] + 1))
+    _, _, use3 = mm.windows(0.0, 0.0, 3)
+    assert np.array_equal(use3, mm.count >= 3)
+
+
+def test_module_map_save_load_roundtrip(trained, tmp_path):
+    mm, events = trained
+    mm.save(tmp_path / "map.npz")
+    back = ModuleMap.load(tmp_path / "map.npz")
+    a = ModuleMapBuilder(mm, 0.1, 0.5, 2).build(events[1].hits)
+    b = ModuleMapBuilder(back, 0.1, 0.5, 2).build(events[1].hits)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert back.n_events == 12 and back.pt_min == 0.0 and back.quantile == 0.0
+
+
+def test_module_map_load_errors(trained, tmp_path):
+    mm, _ = trained
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="junk.npz"):
+        ModuleMap.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "old.npz", version=np.int64(0))
+    with pytest.raises(DataError, match="version 0"):
+        ModuleMap.load(tmp_path / "old.npz")
+
+
+def test_module_map_needs_edges():
+    with pytest.raises(DataError, match="no true edges"):
+        ModuleMap.fit([])
+
+
+def test_pt_min_sets_windows_from_high_pt_edges_only(trained):
+    _, events = trained
+    samples = [sample(e) for e in events]
+    all_pt = ModuleMap.fit(samples, pt_min=0.0)
+    hi_pt = ModuleMap.fit(samples, pt_min=2.0, connect_pt_min=0.0)
+    assert hi_pt.n_pairs == all_pt.n_pairs  # connectivity from every edge
+    assert ModuleMap.fit(samples, pt_min=2.0).n_pairs < all_pt.n_pairs  # connectivity from high-pT edges only
+    width_all = np.nanmax(all_pt.layer_hi[:, 0] - all_pt.layer_lo[:, 0])
+    width_hi = np.nanmax(hi_pt.layer_hi[:, 0] - hi_pt.layer_lo[:, 0])
+    assert width_hi < width_all  # high-pT tracks bend less
+    assert np.all(hi_pt.count_fit <= hi_pt.count) and np.all(hi_pt.count[hi_pt.count_fit == 0] >= 0)
+
+
+def test_quantile_cuts_the_tails_of_layer_ranges(trained):
+    _, events = trained
+    samples = [sample(e) for e in events]
+    full = ModuleMap.fit(samples, quantile=0.0)
+    cut = ModuleMap.fit(samples, quantile=0.05)
+    assert np.all(cut.layer_lo >= full.layer_lo) and np.all(cut.layer_hi <= full.layer_hi)
+    assert np.any(cut.layer_hi[:, 1] - cut.layer_lo[:, 1] < full.layer_hi[:, 1] - full.layer_lo[:, 1])
+    # pair ranges lie inside their layer pair's range
+    lo, hi, _ = cut.windows(0.0, 0.0, 1)
+    keys = cut.layer_a * 10**7 + cut.layer_b
+    pos = np.searchsorted(keys, (cut.module_a // 100_000) * 10**7 + cut.module_b // 100_000)
+    assert np.all(lo >= cut.layer_lo[pos]) and np.all(hi <= cut.layer_hi[pos])
+    with pytest.raises(ConfigError):
+        ModuleMap.fit(samples, quantile=0.5)
+
+
+def brute_force_pairs(points, radius):
+    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    i, j = np.nonzero(np.triu(d <= radius, 1))
+    return sorted(zip(i.tolist(), j.tolist()))
+
+
+def test_radius_graph_matches_brute_force():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(size=(200, 3))
+    i, j = radius_graph(pts, 0.15, max_neighbours=200)
+    assert sorted(zip(i.tolist(), j.tolist())) == brute_force_pairs(pts, 0.15)
+    i2, _ = radius_graph(pts, 0.15, max_neighbours=2)
+    assert np.bincount(i2, minlength=200).max() <= 4  # each point keeps at most 2 of its own (+ others' picks)
+
+
+def identity_graph_fn(model, nodes, radius, max_neighbours):
+    assert model == "identity-model"
+    return radius_graph(nodes, radius, max_neighbours)
+
+
+def test_embedding_builder_with_identity_embedding(toy_event):
+    nodes = hit_features(toy_event.hits)
+    builder = EmbeddingBuilder("identity-model", radius=0.05, max_neighbours=16, graph_fn=identity_graph_fn)
+    s, r = builder.build(toy_event.hits, nodes)
+    i, j = radius_graph(nodes, 0.05, 16)
+    assert len(s) == len(i) and len(s) > 0
+    dist = np.hypot(np.hypot(toy_event.hits.x, toy_event.hits.y), toy_event.hits.z).to_numpy()
+    assert np.all(dist[s] <= dist[r])  # edges point outwards
+
+
+def test_embedding_builder_imports_the_models_function_lazily(toy_event, monkeypatch):
+    fake = types.ModuleType("trkx_tf.models.embedding")
+    fake.embedding_radius_graph = identity_graph_fn
+    monkeypatch.setitem(sys.modules, "trkx_tf.models.embedding", fake)
+    cfg = load_config(None, ["graph.builder=embedding", "graph.embedding.radius=0.05"])
+    builder = make_builder(cfg.graph, embedding_model="identity-model")
+    s, _ = builder.build(toy_event.hits, hit_features(toy_event.hits))
+    assert len(s) > 0
+
+
+def test_embedding_builder_rejects_bad_indices(toy_event):
+    builder = EmbeddingBuilder("m", 0.1, 4, graph_fn=lambda *a: (np.array([0]), np.array([10**6])))
+    with pytest.raises(DataError, match="outside"):
+        builder.build(toy_event.hits, hit_features(toy_event.hits))
+
+
+def test_make_builder_needs_its_input():
+    cfg = load_config(None)
+    with pytest.raises(ConfigError, match="module map"):
+        make_builder(cfg.graph)
+    with pytest.raises(ConfigError, match="embedding"):
+        make_builder(load_config(None, ["graph.builder=embedding"]).graph)

@@ -1,0 +1,58 @@
+"""``trkx-build --config CFG --input DIR --out DIR``: TrackML events -> padded HDF5 graph shards.
+
+Prints a summary: events and graphs per split, the candidate-edge builder's efficiency and purity, the buckets and
+the padding overhead (padded/real elements). The shard schema is in docs/shards.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from trkx_tf.cli.common import add_config_args, command, config_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trkx-build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--input", help="TrackML events folder (default: data.events_dir of the config)")
+    parser.add_argument("--out", help="output folder for the shards (default: data.shards_dir of the config)")
+    parser.add_argument("--module-map", dest="module_map", metavar="NPZ",
+                        help="use this saved module map instead of learning one (= --set graph.module_map.path=NPZ)")
+    parser.add_argument("--workers", type=int, help="processes (default: graph.workers; 0: one per core)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    return parser
+
+
+def _embedding_model(cfg):
+    """The trained embedding model named by graph.embedding.model (the models package loads it)."""
+    from trkx_tf.errors import ConfigError
+
+    if not cfg.graph.embedding.model:
+        raise ConfigError("graph.builder=embedding needs graph.embedding.model (a trained embedding checkpoint)")
+    try:
+        from trkx_tf.models.embedding import load_embedding_model
+    except ImportError as exc:
+        raise ConfigError(f"graph.builder=embedding: cannot load embedding models ({exc})") from None
+    return load_embedding_model(cfg.graph.embedding.model, cfg)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trkx_tf.graphs.build import build_shards
+    from trkx_tf.logs import setup_logging
+
+    if args.module_map:
+        args.overrides = list(args.overrides) + [f"graph.module_map.path={args.module_map}"]
+    cfg = config_from_args(args)
+    setup_logging(level=cfg.run.log_level)
+    model = _embedding_model(cfg) if cfg.graph.builder == "embedding" else None
+    summary = build_shards(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,
+                           workers=args.workers, progress=args.progress, embedding_model=model)
+    print(summary.format())
+    return 0
+
+
+main = command(build_parser, run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,521 @@
+"""Candidate-edge builders behind one interface, chosen by ``graph.builder``.
+
+Shape vocabulary as in :mod:`trkx_tf.graphs.batch`; nodes are the hit rows of one event (0 … n_node-1), and a
+builder returns ``n_edge`` directed candidate edges as two int64 arrays ``(senders, receivers)``, each of shape
+[n_edge], without self-loops and without the same hit pair twice (in either direction), sorted by
+(sender, receiver).
+
+* :class:`ModuleMapBuilder` (``module_map``, the default): a :class:`ModuleMap` learned from the truth graphs of
+  training events says which module pairs are connected and, for each, a window on two doublet variables:
+
+  - ``dphi``: φ(outer) − φ(inner), wrapped into [-π, π) (bends with 1/pT);
+  - ``z0``: the z where the straight line through the two hits in the (r, z) plane reaches r = 0
+    ((z_a r_b − z_b r_a) / (r_b − r_a), clipped to ±10 m; the vertex position along the beam).
+
+  On a new event the hits are grouped by module, every pair of hits on a connected module pair is formed
+  (vectorised numpy, in chunks) and kept when both variables are inside the pair's window.
+* :class:`EmbeddingBuilder` (``embedding``): a radius graph, at most ``max_neighbours`` per hit, in the space of
+  a learned embedding, computed by ``trkx_tf.models.embedding.embedding_radius_graph``. Edges point from the hit
+  nearer the origin to the farther one.
+
+A module is identified by ``module_uid = volume_id·10⁸ + layer_id·10⁵ + module_id`` and a layer by
+``layer_uid = volume_id·10³ + layer_id`` (= module_uid // 10⁵).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from trkx_tf.errors import ConfigError, DataError
+from trkx_tf.graphs.features import cylindrical
+from trkx_tf.graphs.truth import TruthGraph, pair_keys
+
+MODULE_MAP_VERSION = 2
+Z0_CLIP = 1.0e4  # mm
+_CHUNK = 1 << 22  # hit pairs formed at once by the module-map builder
+
+
+# -------------------------------------------------------------------------------------------------- geometry
+def module_uid(hits: pd.DataFrame) -> np.ndarray:
+    """[n_node] int64 module uid of every hit (volume_id·10⁸ + layer_id·10⁵ + module_id).
+
+    Raises:
+      DataError: a column is missing or an id is out of range.
+    """
+    missing = [c for c in ("volume_id", "layer_id", "module_id") if c not in hits.columns]
+    if missing:
+        raise DataError(f"hits: missing column(s) {', '.join(missing)}")
+    v = hits["volume_id"].to_numpy(np.int64)
+    lay = hits["layer_id"].to_numpy(np.int64)
+    m = hits["module_id"].to_numpy(np.int64)
+    if len(v) and (v.min() < 0 or lay.min() < 0 or lay.max() >= 1000 or m.min() < 0 or m.max() >= 100_000):
+        raise DataError("hits: volume_id/layer_id/module_id out of range (need 0 <= layer < 1000, module < 100000)")
+    return v * 100_000_000 + lay * 100_000 + m
+
+
+def wrap_angle(d: np.ndarray) -> np.ndarray:
+    """Angle differences in (-2π, 2π) wrapped into [-π, π) (unchanged, bit for bit, when already inside)."""
+    return np.where(d >= np.pi, d - 2 * np.pi, np.where(d < -np.pi, d + 2 * np.pi, d))
+
+
+def doublet_variables(
+    r: np.ndarray, phi: np.ndarray, z: np.ndarray, inner: np.ndarray, outer: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two window variables of hit pairs.
+
+    Args:
+      r, phi, z: [n_node] cylindrical coordinates of the hits (mm, rad, mm).
+      inner: [k] row of the first hit of each pair.
+      outer: [k] row of the second hit.
+
+    Returns:
+      ``(dphi, z0)``, each [k] float64: φ difference wrapped into [-π, π), and the r = 0 intercept of the line
+      through the two hits in (r, z), clipped to ±``Z0_CLIP`` (mm).
+    """
+    dphi = wrap_angle(phi[outer] - phi[inner])
+    ra, rb, za, zb = r[inner], r[outer], z[inner], z[outer]
+    dr = rb - ra
+    num = za * rb - zb * ra
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z0 = np.where(dr != 0, num / np.where(dr != 0, dr, 1.0), np.sign(num) * Z0_CLIP)
+    return dphi, np.clip(z0, -Z0_CLIP, Z0_CLIP)
+
+
+def _group_by_module(uid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hits sorted by module: (order, modules, start, count)."""
+    order = np.argsort(uid, kind="stable")
+    modules, start, count = np.unique(uid[order], return_index=True, return_counts=True)
+    return order, modules, start, count
+
+
+def _unique_edges(senders: np.ndarray, receivers: np.ndarray, n_node: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drops self-loops and repeated hit pairs (either direction, first kept), sorted by (sender, receiver)."""
+    keep = senders != receivers
+    senders, receivers = senders[keep], receivers[keep]
+    _, first = np.unique(pair_keys(senders, receivers, n_node), return_index=True)
+    senders, receivers = senders[first], receivers[first]
+    order = np.lexsort((receivers, senders))
+    return senders[order].astype(np.int64), receivers[order].astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ module map
+@dataclasses.dataclass(frozen=True)
+class EdgeSample:
+    """The true edges of one training event, as the module map learns them.
+
+    Attributes:
+      module_a: [n_true] int64 module uid of the inner hit.
+      module_b: [n_true] int64 module uid of the outer hit.
+      dphi: [n_true] float64 window variable.
+      z0: [n_true] float64 window variable.
+      pt: [n_true] float64 particle pT (GeV).
+    """
+
+    module_a: np.ndarray
+    module_b: np.ndarray
+    dphi: np.ndarray
+    z0: np.ndarray
+    pt: np.ndarray
+
+    @classmethod
+    def from_truth(cls, hits: pd.DataFrame, truth: TruthGraph) -> "EdgeSample":
+        """The sample of one event from its hits and truth graph."""
+        uid = module_uid(hits)
+        r, phi, z = cylindrical(hits)
+        dphi, z0 = doublet_variables(r, phi, z, truth.senders, truth.receivers)
+        return cls(uid[truth.senders], uid[truth.receivers], dphi, z0, truth.pt.astype(np.float64))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleMap:
+    """Which module pairs are connected, with the ranges of the window variables.
+
+    Learning (:meth:`fit`) from the true edges of training events:
+
+    * connectivity: every module pair that carries a true edge of a particle with pT >= ``pt_min``;
+    * layer-pair range: the ``quantile`` and 1 - ``quantile`` quantiles of (dphi, z0) over the layer pair's edges
+      with pT >= ``pt_min`` (a few edges of decays and secondaries far off the beam line would otherwise set
+      ranges many times wider than what the bulk of the tracks need);
+    * module-pair range: min and max over the pair's edges (pT >= ``pt_min``) inside its layer-pair range.
+
+    Attributes (``P`` connected module pairs, ``L`` connected layer pairs):
+      module_a, module_b: [P] int64 module uids (inner, outer), sorted by (module_a, module_b).
+      count: [P] int64 edges (pT >= ``pt_min``) seen on the pair.
+      count_fit: [P] int64 of them inside the layer-pair range (they set the pair's range).
+      lo, hi: [P, 2] float64 the pair's range of (dphi, z0) (NaN where ``count_fit`` is 0).
+      layer_a, layer_b: [L] int64 layer uids, sorted.
+      layer_lo, layer_hi: [L, 2] float64 the layer pairs' ranges.
+      pt_min: GeV.
+      quantile: the tail fraction cut on each side of a layer pair's range.
+      n_events: training events the map was learned from.
+    """
+
+    module_a: np.ndarray
+    module_b: np.ndarray
+    count: np.ndarray
+    count_fit: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    layer_a: np.ndarray
+    layer_b: np.ndarray
+    layer_lo: np.ndarray
+    layer_hi: np.ndarray
+    pt_min: float
+    quantile: float
+    n_events: int
+
+    @property
+    def n_pairs(self) -> int:
+        return int(len(self.module_a))
+
+    @classmethod
+    def fit(cls, samples: Iterable[EdgeSample], pt_min: float = 0.0, quantile: float = 0.0,
+            connect_pt_min: Optional[float] = None) -> "ModuleMap":
+        """Learns a module map from the true edges of training events.
+
+        Args:
+          samples: one :class:`EdgeSample` per training event.
+          pt_min: GeV; edges of particles at or above it set the window ranges.
+          quantile: tail fraction cut on each side of each layer pair's range, in [0, 0.5).
+          connect_pt_min: GeV; edges of particles at or above it make module pairs connected (None: ``pt_min``).
+            Pairs connected only by edges below ``pt_min`` get their layer pair's window.
+
+        Returns:
+          The map.
+
+        Raises:
+          DataError: there are no true edges (above ``pt_min``) to learn from.
+          ConfigError: quantile is outside [0, 0.5).
+        """
+        if not 0.0 <= quantile < 0.5:
+            raise ConfigError(f"module map: quantile must be in [0, 0.5), got {quantile}")
+        connect_pt_min = pt_min if connect_pt_min is None else connect_pt_min
+        samples = list(samples)
+        lowest = min(pt_min, connect_pt_min)
+        keep = [s.pt >= lowest for s in samples]
+        ma = np.concatenate([s.module_a[k] for s, k in zip(samples, keep)]) if samples else np.zeros(0, np.int64)
+        pt = np.concatenate([s.pt[k] for s, k in zip(samples, keep)]) if samples else np.zeros(0)
+        if not np.any(pt >= pt_min):
+            raise DataError(f"module map: no true edges with pT >= {pt_min} GeV to learn from "
+                            f"(need training events with truth)")
+        mb = np.concatenate([s.module_b[k] for s, k in zip(samples, keep)])
+        var = np.stack([np.concatenate([s.dphi[k] for s, k in zip(samples, keep)]),
+                        np.concatenate([s.z0[k] for s, k in zip(samples, keep)])], 1)
+        ranged = pt >= pt_min
+        connect = pt >= connect_pt_min
+
+        la, lb = ma // 100_000, mb // 100_000
+        lpairs, linv = np.unique(np.stack([la, lb], 1)[connect | ranged], axis=0, return_inverse=True)
+        l_keys = lpairs[:, 0] * 10**7 + lpairs[:, 1]
+        linv = np.searchsorted(l_keys, la * 10**7 + lb)  # every edge kept belongs to a listed layer pair
+        l_lo, l_hi = _group_quantiles(linv[ranged], var[ranged], len(lpairs), quantile)
+        # a layer pair with no edge above pt_min (only connectivity): its range from all its edges
+        empty = np.isnan(l_lo[:, 0])
+        if np.any(empty):
+            a_lo, a_hi = _group_quantiles(linv, var, len(lpairs), quantile)
+            l_lo[empty], l_hi[empty] = a_lo[empty], a_hi[empty]
+        inlier = ranged & np.all((var >= l_lo[linv]) & (var <= l_hi[linv]), axis=1)
+
+        modules, dense = np.unique(np.concatenate([ma, mb]), return_inverse=True)
+        e_keys = dense[: len(ma)] * np.int64(len(modules)) + dense[len(ma):]  # pair keys, no overflow
+        p_keys = np.unique(e_keys[connect])
+        pairs = np.stack([modules[p_keys // len(modules)], modules[p_keys % len(modules)]], 1)
+        pos = np.minimum(np.searchsorted(p_keys, e_keys), len(p_keys) - 1)
+        listed = p_keys[pos] == e_keys
+        n_pairs = len(pairs)
+        count = np.bincount(pos[listed & ranged], minlength=n_pairs)
+        sel = listed & inlier
+        count_fit = np.bincount(pos[sel], minlength=n_pairs)
+        lo, hi = _group_quantiles(pos[sel], var[sel], n_pairs, 0.0)
+        return cls(
+            pairs[:, 0].copy(), pairs[:, 1].copy(), count, count_fit, lo, hi,
+            lpairs[:, 0].copy(), lpairs[:, 1].copy(), l_lo, l_hi, float(pt_min), float(quantile), len(samples),
+        )
+
+    def windows(self, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The final window of every module pair.
+
+        A pair's window is its own range (``n`` = ``count_fit`` edges) widened on each side by
+        ``W · (margin + rare_margin / (n + 1))``, W being the width of its layer pair's range: the fewer edges
+        a range rests on, the more it is widened (n samples cover about (n - 1)/(n + 1) of a distribution).
+        It never exceeds the layer pair's range widened by ``W · margin``.
+
+        Args:
+          margin: widening of every window, as a fraction of the layer pair's range.
+          rare_margin: extra widening of a range resting on n edges, divided by n + 1.
+          min_count: pairs with fewer edges (``count``, pT >= ``pt_min``) are not used; neither is a pair none
+            of whose edges lies inside its layer pair's range (``count_fit`` = 0).
+
+        Returns:
+          ``(lo, hi, use)``: [P, 2] float64 window bounds over (dphi, z0) and [P] bool pairs in use.
+        """
+        keys = self.layer_a * 10**7 + self.layer_b
+        pos = np.searchsorted(keys, (self.module_a // 100_000) * 10**7 + self.module_b // 100_000)
+        l_lo, l_hi = self.layer_lo[pos], self.layer_hi[pos]
+        width = l_hi - l_lo
+        n = self.count_fit[:, None].astype(np.float64)
+        pad = width * (margin + rare_margin / (n + 1.0))
+        use = (self.count >= min_count) & (self.count_fit > 0)
+        with np.errstate(invalid="ignore"):
+            lo = np.maximum(self.lo - pad, l_lo - margin * width)
+            hi = np.minimum(self.hi + pad, l_hi + margin * width)
+        lo[~use] = np.inf
+        hi[~use] = -np.inf
+        return lo, hi, use
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def save(self, path: os.PathLike | str) -> None:
+        """Writes the map as ``.npz`` atomically (temporary name, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        arrays = {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        with open(tmp, "wb") as f:
+            np.savez(f, version=np.int64(MODULE_MAP_VERSION), **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: os.PathLike | str) -> "ModuleMap":
+        """Reads a map written by :meth:`save`.
+
+        Raises:
+          DataError: the file is missing, unreadable, of another version or incomplete.
+        """
+        try:
+            with np.load(path) as data:
+                version = int(data["version"]) if "version" in data else -1
+                if version != MODULE_MAP_VERSION:
+                    raise DataError(f"module map {path}: version {version}, expected {MODULE_MAP_VERSION}")
+                values = {f.name: data[f.name] for f in dataclasses.fields(cls)}
+        except DataError:
+            raise
+        except KeyError as exc:
+            raise DataError(f"module map {path}: missing array {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"module map {path}: cannot read ({exc})") from None
+        values["pt_min"] = float(values["pt_min"])
+        values["quantile"] = float(values["quantile"])
+        values["n_events"] = int(values["n_events"])
+        return cls(**values)
+
+
+def _group_quantiles(group: np.ndarray, values: np.ndarray, n_groups: int, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group q and 1 - q quantiles (lower and upper order statistics) of each column of values [k, C].
+
+    Returns (lo, hi), each [n_groups, C]; NaN for empty groups. q = 0 gives min and max.
+    """
+    n_cols = values.shape[1]
+    lo = np.full((n_groups, n_cols), np.nan)
+    hi = np.full((n_groups, n_cols), np.nan)
+    count = np.bincount(group, minlength=n_groups)
+    has = np.flatnonzero(count > 0)
+    if len(has) == 0:
+        return lo, hi
+    start = (np.cumsum(count) - count)[has]
+    last = count[has] - 1
+    i_lo = start + np.floor(q * last).astype(np.int64)
+    i_hi = start + np.ceil((1.0 - q) * last).astype(np.int64)
+    for c in range(n_cols):
+        order = np.lexsort((values[:, c], group))
+        v = values[order, c]
+        lo[has, c] = v[i_lo]
+        hi[has, c] = v[i_hi]
+    return lo, hi
+
+
+# ------------------------------------------------------------------------------------------------- builders
+class EdgeBuilder(abc.ABC):
+    """Makes the candidate edges of one event."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate edges of one event.
+
+        Args:
+          hits: the event's TrackML hits, ``n_node`` rows (node i is row i).
+          nodes: [n_node, F] float32 node features of the same hits.
+
+        Returns:
+          ``(senders, receivers)``: [n_edge] int64 hit rows each, no self-loops, no repeated hit pair, sorted.
+        """
+
+
+class ModuleMapBuilder(EdgeBuilder):
+    """Candidate edges from a learned :class:`ModuleMap`.
+
+    Args:
+      module_map: the learned map.
+      margin, rare_margin, min_count: how windows are made from the map's ranges (:meth:`ModuleMap.windows`).
+
+    Raises:
+      ConfigError: a negative margin or min_count < 1.
+    """
+
+    name = "module_map"
+
+    def __init__(self, module_map: ModuleMap, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1):
+        if margin < 0 or rare_margin < 0 or min_count < 1:
+            raise ConfigError(f"module map builder: need margin, rare_margin >= 0 and min_count >= 1 "
+                              f"(got {margin}, {rare_margin}, {min_count})")
+        self.module_map = module_map
+        self.lo, self.hi, self.use = module_map.windows(margin, rare_margin, min_count)
+
+    def build(self, hits: pd.DataFrame, nodes: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        mm = self.module_map
+        n_node = len(hits)
+        uid = module_uid(hits)
+        r, phi, z = cylindrical(hits)
+        order, modules, start, count = _group_by_module(uid)
+        r_s, phi_s, z_s = r[order], phi[order], z[order]
+        if len(modules) == 0 or mm.n_pairs == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pa = np.minimum(np.searchsorted(modules, mm.module_a), len(modules) - 1)
+        pb = np.minimum(np.searchsorted(modules, mm.module_b), len(modules) - 1)
+        live = np.flatnonzero((modules[pa] == mm.module_a) & (modules[pb] == mm.module_b) & self.use)
+        pa, pb = pa[live], pb[live]
+        na, nb = count[pa], count[pb]
+        combos = na * nb
+        out_s, out_r = [], []
+        csum = np.cumsum(combos)
+        first = 0
+        while first < len(live):  # chunks of module pairs with at most ~_CHUNK hit pairs (at least one pair)
+            base = csum[first - 1] if first else 0
+            last = max(int(np.searchsorted(csum, base + _CHUNK, side="right")), first + 1)
+            sl = slice(first, last)
+            first = last
+            c = combos[sl]
+            total = int(c.sum())
+            if total == 0:
+                continue
+            pair = np.repeat(np.arange(len(c)), c)
+            offset = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
+            nb_p = nb[sl][pair]
+            qa = start[pa[sl]][pair] + offset // nb_p  # positions in module order
+            qb = start[pb[sl]][pair] + offset % nb_p
+            w = live[sl][pair]
+            dphi = wrap_angle(phi_s[qb] - phi_s[qa])
+            keep = np.flatnonzero((dphi >= self.lo[w, 0]) & (dphi <= self.hi[w, 0]))  # cheap cut first
+            qa, qb, w = qa[keep], qb[keep], w[keep]
+            _, z0 = doublet_variables(r_s, phi_s, z_s, qa, qb)
+            keep = (z0 >= self.lo[w, 1]) & (z0 <= self.hi[w, 1])
+            out_s.append(order[qa[keep]])
+            out_r.append(order[qb[keep]])
+        if not out_s:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return _unique_edges(np.concatenate(out_s), np.concatenate(out_r), n_node)
+
+
+def radius_graph(points: np.ndarray, radius: float, max_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of points closer than ``radius``, at most ``max_neighbours`` nearest per point (scipy cKDTree).
+
+    Args:
+      points: [n_node, D] float coordinates.
+      radius: neighbourhood radius (Euclidean, inclusive).
+      max_neighbours: neighbours kept per point (the nearest).
+
+    Returns:
+      ``(i, j)``: [k] int64 each, i != j, every unordered pair once (i < j), sorted.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, np.float64)
+    n = len(points)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    tree = cKDTree(points)
+    k = min(max_neighbours + 1, n)
+    dist, idx = tree.query(points, k=k, distance_upper_bound=np.nextafter(radius, np.inf))
+    src = np.repeat(np.arange(n), k).reshape(n, k)
+    ok = (idx < n) & (idx != src)
+    i, j = src[ok], idx[ok]
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    keys = np.unique(a.astype(np.int64) * n + b)
+    return keys // n, keys % n
+
+
+class EmbeddingBuilder(EdgeBuilder):
+    """Candidate edges from a radius graph in a learned embedding space.
+
+    Args:
+      model: the trained embedding model (whatever ``graph_fn`` accepts).
+      radius: neighbourhood radius in the embedding space.
+      max_neighbours: at most this many neighbours per hit.
+      graph_fn: ``f(model, nodes_np, radius, max_neighbours) -> (i, j)``; None uses
+        ``trkx_tf.models.embedding.embedding_radius_graph`` (imported when first needed).
+    """
+
+    name = "embedding"
+
+    def __init__(
+        self,
+        model,
+        radius: float,
+        max_neighbours: int,
+        graph_fn: Optional[Callable[..., Sequence[np.ndarray]]] = None,
+    ):
+        if radius <= 0 or max_neighbours < 1:
+            raise ConfigError(f"embedding builder: need radius > 0 and max_neighbours >= 1 "
+                              f"(got {radius}, {max_neighbours})")
+        self.model = model
+        self.radius = float(radius)
+        self.max_neighbours = int(max_neighbours)
+        self._graph_fn = graph_fn
+
+    def _fn(self):
+        if self._graph_fn is None:
+            try:
+                from trkx_tf.models.embedding import embedding_radius_graph
+            except ImportError as exc:
+                raise ConfigError(f"graph.builder=embedding needs trkx_tf.models.embedding ({exc})") from None
+            self._graph_fn = embedding_radius_graph
+        return self._graph_fn
+
+    def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n_node = len(hits)
+        out = self._fn()(self.model, np.asarray(nodes, np.float32), self.radius, self.max_neighbours)
+        out = np.asarray(out[0] if len(out) == 1 else out)
+        if out.ndim != 2 or out.shape[0] != 2:
+            raise DataError(f"embedding graph: expected (senders, receivers), got an array of shape {out.shape}")
+        i, j = out[0].astype(np.int64), out[1].astype(np.int64)
+        if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n_node):
+            raise DataError(f"embedding graph: edge index outside [0, {n_node})")
+        r, _, z = cylindrical(hits)
+        dist = np.hypot(r, z)
+        flip = (dist[i] > dist[j]) | ((dist[i] == dist[j]) & (i > j))
+        return _unique_edges(np.where(flip, j, i), np.where(flip, i, j), n_node)
+
+
+def make_builder(graph_cfg, module_map: Optional[ModuleMap] = None, embedding_model=None) -> EdgeBuilder:
+    """The builder named by ``graph_cfg.builder`` (the one place that reads the builder's config).
+
+    Args:
+      graph_cfg: the ``graph`` section (:class:`trkx_tf.config.GraphConfig`).
+      module_map: the learned map (``module_map`` builder).
+      embedding_model: the trained embedding model (``embedding`` builder).
+
+    Returns:
+      An :class:`EdgeBuilder`.
+
+    Raises:
+      ConfigError: the builder's input is missing.
+    """
+    if graph_cfg.builder == "module_map":
+        if module_map is None:
+            raise ConfigError("graph.builder=module_map needs a module map (learned or graph.module_map.path)")
+        c = graph_cfg.module_map
+        return ModuleMapBuilder(module_map, c.margin, c.rare_margin, c.min_count)
+    if graph_cfg.builder == "embedding":
+        if embedding_model is None:
+            raise ConfigError("graph.builder=embedding needs a trained model (graph.embedding.model)")
+        return EmbeddingBuilder(embedding_model, graph_cfg.embedding.radius, graph_cfg.embedding.max_neighbours)
+    raise ConfigError(f"graph.builder: unknown builder {graph_cfg.builder!r}")

@@ -1,0 +1,155 @@
+"""Node (hit) features: scaled cylindrical coordinates, plus cell-shape features where cells exist.
+
+Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node`` hits of one event, ``F`` features).
+
+=====================  =========================================================================================
+feature                definition
+=====================  =========================================================================================
+``r``                  sqrt(x² + y²) / r_scale              (r_scale = ``graph.r_scale``, 1000 mm by default)
+``phi``                atan2(y, x) / π, in [-1, 1]
+``z``                  z / z_scale                          (z_scale = ``graph.z_scale``, 1000 mm by default)
+``cell_count``         log1p(number of cells of the hit)                           (only with cells)
+``cell_value``         log1p(100 × summed charge ``value`` of the hit's cells)     (only with cells)
+``cell_len0``          log1p(extent of the cluster in ``ch0``: max - min + 1)       (only with cells)
+``cell_len1``          log1p(extent of the cluster in ``ch1``: max - min + 1)       (only with cells)
+=====================  =========================================================================================
+
+A hit without any cell row gets 0 for every cell feature. Whether cell features are used is one decision per
+build (every graph of a set of shards has the same ``F``), see :func:`feature_names`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from trkx_tf.errors import DataError
+
+BASE_FEATURES = ("r", "phi", "z")
+CELL_FEATURES = ("cell_count", "cell_value", "cell_len0", "cell_len1")
+
+
+def feature_names(with_cells: bool) -> tuple[str, ...]:
+    """The names of the ``F`` node features, in column order.
+
+    Args:
+      with_cells: whether the cell-shape features are included.
+
+    Returns:
+      ``BASE_FEATURES`` (+ ``CELL_FEATURES``).
+    """
+    return BASE_FEATURES + (CELL_FEATURES if with_cells else ())
+
+
+def cylindrical(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """r, φ, z of every hit (unscaled: mm, rad, mm).
+
+    Args:
+      hits: TrackML hits with columns ``x, y, z``; ``n_node`` rows.
+
+    Returns:
+      Three float64 arrays of shape [n_node].
+    """
+    x = hits["x"].to_numpy(np.float64)
+    y = hits["y"].to_numpy(np.float64)
+    return np.hypot(x, y), np.arctan2(y, x), hits["z"].to_numpy(np.float64)
+
+
+def hit_rows(hit_ids: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
+    """Row index of each wanted hit id in ``hit_ids``.
+
+    Args:
+      hit_ids: [n_node] int64, the event's hit ids (unique).
+      wanted: [k] int64 hit ids to look up.
+      what: the table being looked up, for the error message.
+
+    Returns:
+      [k] int64 row indices.
+
+    Raises:
+      DataError: ``hit_ids`` has duplicates, or a wanted id is not among them.
+    """
+    index = pd.Index(hit_ids)
+    if not index.is_unique:
+        raise DataError(f"{what}: hit ids of the event are not unique")
+    row = index.get_indexer(wanted)
+    if np.any(row < 0):
+        raise DataError(f"{what}: hit_id {int(wanted[np.flatnonzero(row < 0)[0]])} is not a hit of the event")
+    return row.astype(np.int64)
+
+
+def cell_features(hits: pd.DataFrame, cells: pd.DataFrame) -> np.ndarray:
+    """The four cell-shape features of every hit.
+
+    Args:
+      hits: TrackML hits (``hit_id`` column); ``n_node`` rows.
+      cells: TrackML cells with columns ``hit_id, ch0, ch1, value`` (any number of rows per hit).
+
+    Returns:
+      float32 array [n_node, 4] in the order of ``CELL_FEATURES``.
+
+    Raises:
+      DataError: a column is missing or a cell names a hit that the event does not have.
+    """
+    missing = [c for c in ("hit_id", "ch0", "ch1", "value") if c not in cells.columns]
+    if missing:
+        raise DataError(f"cells: missing column(s) {', '.join(missing)}")
+    hit_ids = hits["hit_id"].to_numpy(np.int64)
+    cell_hit = cells["hit_id"].to_numpy(np.int64)
+    row = hit_rows(hit_ids, cell_hit, "cells")
+    n = len(hit_ids)
+    out = np.zeros((n, 4), np.float64)
+    if len(cell_hit) == 0:
+        return out.astype(np.float32)
+    ch0 = cells["ch0"].to_numpy(np.float64)
+    ch1 = cells["ch1"].to_numpy(np.float64)
+    value = cells["value"].to_numpy(np.float64)
+    count = np.bincount(row, minlength=n)
+    total = np.bincount(row, weights=value, minlength=n)
+    lo0 = np.full(n, np.inf)
+    hi0 = np.full(n, -np.inf)
+    lo1 = np.full(n, np.inf)
+    hi1 = np.full(n, -np.inf)
+    np.minimum.at(lo0, row, ch0)
+    np.maximum.at(hi0, row, ch0)
+    np.minimum.at(lo1, row, ch1)
+    np.maximum.at(hi1, row, ch1)
+    has = count > 0
+    out[:, 0] = np.log1p(count)
+    out[:, 1] = np.log1p(100.0 * np.maximum(total, 0.0))
+    out[has, 2] = np.log1p(hi0[has] - lo0[has] + 1.0)
+    out[has, 3] = np.log1p(hi1[has] - lo1[has] + 1.0)
+    return out.astype(np.float32)
+
+
+def hit_features(
+    hits: pd.DataFrame,
+    cells: Optional[pd.DataFrame] = None,
+    with_cells: bool = False,
+    r_scale: float = 1000.0,
+    z_scale: float = 1000.0,
+) -> np.ndarray:
+    """The node features of one event.
+
+    Args:
+      hits: TrackML hits (``hit_id, x, y, z``); ``n_node`` rows, in the node order of the graph.
+      cells: the event's cells, or None.
+      with_cells: add the cell-shape features (then ``cells`` is required).
+      r_scale: r is divided by it (mm).
+      z_scale: z is divided by it (mm).
+
+    Returns:
+      float32 array [n_node, F] with the columns of :func:`feature_names`.
+
+    Raises:
+      DataError: ``with_cells`` is set but the event has no cells, or the cells are malformed.
+    """
+    r, phi, z = cylindrical(hits)
+    base = np.stack([r / r_scale, phi / np.pi, z / z_scale], axis=1).astype(np.float32)
+    if not with_cells:
+        return base
+    if cells is None:
+        raise DataError("cell features were requested (graph.use_cells) but the event has no cells file")
+    return np.concatenate([base, cell_features(hits, cells)], axis=1)

@@ -1,0 +1,431 @@
+"""Padded HDF5 graph shards: the schema, an atomic writer, and a verifying reader of single shards.
+
+One shard holds up to ``graph.graphs_per_shard`` graphs of ONE bucket, each padded to the bucket's budget
+(``node_budget`` = Nb nodes, ``edge_budget`` = Eb edges). ``G`` is the number of graphs in the shard. The full
+schema is in docs/shards.md; in short (schema version 1):
+
+=================  =================  ======================================================================
+dataset            shape / dtype      meaning
+=================  =================  ======================================================================
+``nodes``          [G, Nb, F] f4      node features (padded rows 0)
+``hit_id``         [G, Nb] i8         TrackML hit id of each node (padded 0)
+``senders``        [G, Eb] i4         source node of each edge, local to its graph; padded edges point at
+                                      node ``n_node`` (the first padded node) or 0 when the graph has none
+``receivers``      [G, Eb] i4         target node, same rules
+``edge_labels``    [G, Eb] u1         1 true, 0 fake or padding
+``edge_weights``   [G, Eb] f4         loss weight (0 for padding and neutral edges)
+``edge_pt``        [G, Eb] f4         pT of a true edge's particle (GeV), else 0
+``n_node``         [G] i4             real nodes of each graph
+``n_edge``         [G] i4             real edges of each graph
+``event_id``       [G] i8             event of each graph
+``sector``         [G] i4             sector of each graph (-1: whole event)
+=================  =================  ======================================================================
+
+Besides, ``graph_sha256`` [G] S64 holds the hex sha256 of each graph's slices of those datasets
+(:func:`graph_checksum`), so a reader can verify exactly the graph it reads, when it reads it.
+
+File attributes: ``schema_version``, ``node_budget``, ``edge_budget``, ``n_graphs``, ``n_features``,
+``feature_names`` (JSON list), ``split``, ``builder``, ``checksum`` (``sha256:<hex>`` of the datasets, see
+:func:`checksum`).
+
+A shard is written under a temporary name in the same folder and renamed into place, so a reader never sees a
+half-written shard and an exception mid-write leaves none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from trkx_tf.errors import ShardError
+from trkx_tf.graphs.graph import EventGraph
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPH_CHECKSUM = "graph_sha256"
+
+#: dataset -> (dtype, axis kind): "node" [G, Nb(, F)], "edge" [G, Eb], "graph" [G]
+DATASETS: dict[str, tuple[str, str]] = {
+    "nodes": ("float32", "node"),
+    "hit_id": ("int64", "node"),
+    "senders": ("int32", "edge"),
+    "receivers": ("int32", "edge"),
+    "edge_labels": ("uint8", "edge"),
+    "edge_weights": ("float32", "edge"),
+    "edge_pt": ("float32", "edge"),
+    "n_node": ("int32", "graph"),
+    "n_edge": ("int32", "graph"),
+    "event_id": ("int64", "graph"),
+    "sector": ("int32", "graph"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """What the manifest records of one shard.
+
+    Attributes:
+      file: file name, relative to the shards folder.
+      split: ``train`` or ``val``.
+      bucket: bucket index.
+      node_budget, edge_budget: the bucket's budget.
+      checksum: ``sha256:<hex>``.
+      n_node, n_edge, event_id, sector: per graph, in shard order.
+    """
+
+    file: str
+    split: str
+    bucket: int
+    node_budget: int
+    edge_budget: int
+    checksum: str
+    n_node: tuple[int, ...]
+    n_edge: tuple[int, ...]
+    event_id: tuple[int, ...]
+    sector: tuple[int, ...]
+
+    @property
+    def n_graphs(self) -> int:
+        return len(self.n_node)
+
+    def to_json(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "ShardInfo":
+        return cls(**{f.name: (tuple(int(x) for x in data[f.name]) if f.type.startswith("tuple") else data[f.name])
+                      for f in dataclasses.fields(cls)})
+
+
+def checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    """``sha256:<hex>`` over the datasets in :data:`DATASETS` order: each name, dtype, shape and C-order bytes.
+
+    Args:
+      arrays: dataset name -> array, every name of :data:`DATASETS`.
+
+    Returns:
+      The checksum string.
+    """
+    h = hashlib.sha256()
+    for name in DATASETS:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{list(a.shape)}|".encode())
+        h.update(a.reshape(-1).view(np.uint8))  # the C-order bytes, without a copy
+    return "sha256:" + h.hexdigest()
+
+
+def graph_checksum(graph_arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Hex sha256 of one graph's slices (each dataset without the G axis): name, dtype, shape and C-order bytes.
+
+    Args:
+      graph_arrays: dataset name -> the graph's slice, every name of :data:`DATASETS`.
+
+    Returns:
+      64 ASCII hex digits.
+    """
+    h = hashlib.sha256()
+    for name in DATASETS:
+        a = np.ascontiguousarray(graph_arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{list(a.shape)}|".encode())
+        h.update(a.reshape(-1).view(np.uint8))  # the C-order bytes, without a copy
+    return h.hexdigest().encode()
+
+
+def pad_graphs(graphs: Sequence[EventGraph], node_budget: int, edge_budget: int) -> dict[str, np.ndarray]:
+    """The shard datasets of graphs padded to one budget.
+
+    Args:
+      graphs: G graphs, each with n_node <= node_budget and n_edge <= edge_budget, all with the same F.
+      node_budget: Nb.
+      edge_budget: Eb.
+
+    Returns:
+      Dataset name -> array, as in :data:`DATASETS`.
+
+    Raises:
+      ShardError: a graph exceeds the budget, or the graphs differ in F.
+    """
+    if not graphs:
+        raise ShardError("pad_graphs: no graphs to write")
+    n_features = graphs[0].n_features
+    g = len(graphs)
+    out = {
+        "nodes": np.zeros((g, node_budget, n_features), np.float32),
+        "hit_id": np.zeros((g, node_budget), np.int64),
+        "senders": np.zeros((g, edge_budget), np.int32),
+        "receivers": np.zeros((g, edge_budget), np.int32),
+        "edge_labels": np.zeros((g, edge_budget), np.uint8),
+        "edge_weights": np.zeros((g, edge_budget), np.float32),
+        "edge_pt": np.zeros((g, edge_budget), np.float32),
+        "n_node": np.zeros(g, np.int32),
+        "n_edge": np.zeros(g, np.int32),
+        "event_id": np.zeros(g, np.int64),
+        "sector": np.zeros(g, np.int32),
+    }
+    for i, graph in enumerate(graphs):
+        n, e = graph.n_node, graph.n_edge
+        if n > node_budget or e > edge_budget:
+            raise ShardError(f"event {graph.event_id} sector {graph.sector}: {n} nodes / {e} edges exceed the "
+                             f"bucket budget {node_budget} / {edge_budget}")
+        if graph.n_features != n_features:
+            raise ShardError(f"event {graph.event_id}: {graph.n_features} node features, others have {n_features}")
+        pad_node = n if n < node_budget else 0
+        out["nodes"][i, :n] = graph.nodes
+        out["hit_id"][i, :n] = graph.hit_id
+        out["senders"][i, :e] = graph.senders
+        out["senders"][i, e:] = pad_node
+        out["receivers"][i, :e] = graph.receivers
+        out["receivers"][i, e:] = pad_node
+        out["edge_labels"][i, :e] = graph.edge_labels
+        out["edge_weights"][i, :e] = graph.edge_weights
+        out["edge_pt"][i, :e] = graph.edge_pt
+        out["n_node"][i] = n
+        out["n_edge"][i] = e
+        out["event_id"][i] = graph.event_id
+        out["sector"][i] = graph.sector
+    return out
+
+
+def write_shard(
+    path: os.PathLike | str,
+    graphs: Sequence[EventGraph],
+    node_budget: int,
+    edge_budget: int,
+    *,
+    split: str = "train",
+    bucket: int = 0,
+    feature_names: Sequence[str] = (),
+    builder: str = "",
+    compression: Optional[str] = "lzf",
+) -> ShardInfo:
+    """Writes one shard atomically.
+
+    Args:
+      path: the shard's final path (``.h5``).
+      graphs: the G graphs of the shard, in order.
+      node_budget: Nb.
+      edge_budget: Eb.
+      split: recorded in the attributes and the returned info.
+      bucket: recorded in the returned info.
+      feature_names: F names of the node features.
+      builder: the candidate-edge builder's name.
+      compression: ``"lzf"``, ``"gzip"`` or None/``"none"``.
+
+    Returns:
+      The shard's :class:`ShardInfo`.
+
+    Raises:
+      ShardError: the graphs do not fit the budget. Any exception leaves no file at ``path`` nor a temporary one.
+    """
+    import h5py
+
+    path = Path(path)
+    arrays = pad_graphs(graphs, node_budget, edge_budget)
+    digest = checksum(arrays)
+    comp = None if compression in (None, "none") else compression
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            for name, (dtype, kind) in DATASETS.items():
+                a = arrays[name]
+                chunks = (1,) + a.shape[1:] if kind != "graph" and a.size else None
+                f.create_dataset(name, data=a, dtype=dtype, chunks=chunks,
+                                 compression=comp if chunks else None, track_times=False)
+            per_graph = [graph_checksum({k: v[i] for k, v in arrays.items()}) for i in range(len(graphs))]
+            f.create_dataset(GRAPH_CHECKSUM, data=np.array(per_graph, dtype="S64"), track_times=False)
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["node_budget"] = int(node_budget)
+            f.attrs["edge_budget"] = int(edge_budget)
+            f.attrs["n_graphs"] = len(graphs)
+            f.attrs["n_features"] = int(arrays["nodes"].shape[2])
+            f.attrs["feature_names"] = json.dumps(list(feature_names))
+            f.attrs["split"] = split
+            f.attrs["builder"] = builder
+            f.attrs["checksum"] = digest
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ShardInfo(
+        path.name, split, int(bucket), int(node_budget), int(edge_budget), digest,
+        tuple(int(g.n_node) for g in graphs), tuple(int(g.n_edge) for g in graphs),
+        tuple(int(g.event_id) for g in graphs), tuple(int(g.sector) for g in graphs),
+    )
+
+
+class Shard:
+    """One shard opened for reading; checks the schema on open and (optionally) the checksums.
+
+    Args:
+      path: the shard file.
+      verify: at open, recompute the checksum of every dataset and compare it with the stored one (reads the whole
+        shard). Independently, :meth:`graph` verifies each graph it reads against its ``graph_sha256``.
+      expected_checksum: also require this checksum (from the manifest), to catch a swapped file.
+
+    Raises:
+      ShardError: one line naming the file and what is wrong: not HDF5, other schema version, missing or
+        misshapen dataset, checksum mismatch.
+    """
+
+    def __init__(self, path: os.PathLike | str, verify: bool = True, expected_checksum: Optional[str] = None):
+        import h5py
+
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except FileNotFoundError:
+            raise ShardError(f"{self.path}: shard file not found") from None
+        except OSError as exc:
+            raise ShardError(f"{self.path}: not a readable HDF5 shard ({str(exc).splitlines()[0]})") from None
+        try:
+            self._check(verify, expected_checksum)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _fail(self, what: str) -> ShardError:
+        return ShardError(f"{self.path}: {what}")
+
+    def _check(self, verify: bool, expected_checksum: Optional[str]) -> None:
+        attrs = self._file.attrs
+        if "schema_version" not in attrs:
+            raise self._fail("no schema_version attribute (not a trkx-tf shard)")
+        version = int(attrs["schema_version"])
+        if version != SCHEMA_VERSION:
+            raise self._fail(f"schema version {version}, this reader reads version {SCHEMA_VERSION} "
+                             f"(rebuild the shards with this trkx-build)")
+        for key in ("node_budget", "edge_budget", "n_graphs", "n_features", "checksum"):
+            if key not in attrs:
+                raise self._fail(f"missing attribute {key!r}")
+        self.node_budget = int(attrs["node_budget"])
+        self.edge_budget = int(attrs["edge_budget"])
+        self.n_graphs = int(attrs["n_graphs"])
+        self.n_features = int(attrs["n_features"])
+        self.checksum = str(attrs["checksum"])
+        self.feature_names = tuple(json.loads(attrs.get("feature_names", "[]")))
+        self.split = str(attrs.get("split", ""))
+        g, nb, eb, f = self.n_graphs, self.node_budget, self.edge_budget, self.n_features
+        shapes = {"node": (g, nb), "edge": (g, eb), "graph": (g,)}
+        for name, (dtype, kind) in DATASETS.items():
+            if name not in self._file:
+                raise self._fail(f"missing dataset {name!r}")
+            ds = self._file[name]
+            want = (g, nb, f) if name == "nodes" else shapes[kind]
+            if ds.shape != want or ds.dtype != np.dtype(dtype):
+                raise self._fail(f"dataset {name!r} is {ds.dtype}{list(ds.shape)}, expected {dtype}{list(want)}")
+        if expected_checksum is not None and expected_checksum != self.checksum:
+            raise self._fail(f"checksum {self.checksum[:19]}… differs from the manifest's {expected_checksum[:19]}…")
+        if verify:
+            actual = checksum(self.read_all())
+            if actual != self.checksum:
+                raise self._fail(f"checksum mismatch (stored {self.checksum[:19]}…, computed {actual[:19]}…): "
+                                 f"the shard is corrupt")
+        if GRAPH_CHECKSUM not in self._file or self._file[GRAPH_CHECKSUM].shape != (g,):
+            raise self._fail(f"missing or misshapen dataset {GRAPH_CHECKSUM!r}")
+        self._graph_sums = self._file[GRAPH_CHECKSUM][()]
+        counts_n = self._file["n_node"][()]
+        counts_e = self._file["n_edge"][()]
+        if g and (counts_n.min() < 0 or counts_n.max() > nb or counts_e.min() < 0 or counts_e.max() > eb):
+            raise self._fail("n_node/n_edge exceed the bucket budget")
+
+    def read_all(self) -> dict[str, np.ndarray]:
+        """Every dataset, whole."""
+        try:
+            return {name: self._file[name][()] for name in DATASETS}
+        except OSError as exc:
+            raise self._fail(f"cannot read datasets ({str(exc).splitlines()[0]})") from None
+
+    def graph(self, i: int, verify: bool = True) -> dict[str, np.ndarray]:
+        """The padded arrays of graph i (datasets without the leading G axis; per-graph ones as 0-d arrays).
+
+        Args:
+          i: graph index in the shard.
+          verify: check the graph's bytes against its stored ``graph_sha256``.
+
+        Raises:
+          ShardError: i is out of range, the data cannot be read, or (verify) the graph's checksum differs.
+        """
+        if not 0 <= i < self.n_graphs:
+            raise self._fail(f"graph {i} out of range [0, {self.n_graphs})")
+        try:
+            out = {name: self._file[name][i] for name in DATASETS}
+        except OSError as exc:
+            raise self._fail(f"cannot read graph {i} ({str(exc).splitlines()[0]})") from None
+        if verify:
+            actual = graph_checksum(out)
+            if actual != self._graph_sums[i]:
+                raise self._fail(f"graph {i} (event {int(out['event_id'])}): checksum mismatch (stored "
+                                 f"{self._graph_sums[i][:12].decode(errors='replace')}…, computed "
+                                 f"{actual[:12].decode()}…): the shard is corrupt")
+        return out
+
+    def unpadded(self, i: int) -> EventGraph:
+        """Graph i without its padding, as an :class:`EventGraph`."""
+        d = self.graph(i)
+        n, e = int(d["n_node"]), int(d["n_edge"])
+        return EventGraph(
+            d["nodes"][:n], d["senders"][:e], d["receivers"][:e], d["edge_labels"][:e], d["edge_weights"][:e],
+            d["edge_pt"][:e], d["hit_id"][:n], int(d["event_id"]), int(d["sector"]),
+        )
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "Shard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------------------------------- manifest
+def write_manifest(folder: os.PathLike | str, shards: Sequence[ShardInfo], feature_names: Sequence[str],
+                   **fields) -> Path:
+    """Writes ``manifest.json`` of a shards folder atomically.
+
+    Args:
+      folder: the shards folder.
+      shards: every shard of the folder.
+      feature_names: the F node feature names.
+      **fields: more top-level entries (JSON-serialisable): builder, splits, buckets, padding, metrics, ...
+
+    Returns:
+      The manifest's path.
+    """
+    path = Path(folder) / MANIFEST
+    data = {"schema_version": SCHEMA_VERSION, "feature_names": list(feature_names),
+            "n_features": len(feature_names), **fields, "shards": [s.to_json() for s in shards]}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(folder: os.PathLike | str) -> dict:
+    """The manifest of a shards folder.
+
+    Raises:
+      ShardError: no manifest, not JSON, another schema version, or no shard list.
+    """
+    path = Path(folder) / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{path}: no manifest (is {folder} a trkx-build output folder?)") from None
+    except (OSError, ValueError) as exc:
+        raise ShardError(f"{path}: unreadable manifest ({exc.__class__.__name__})") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ShardError(f"{path}: schema version {version}, this reader reads version {SCHEMA_VERSION} "
+                         f"(rebuild the shards with this trkx-build)")
+    for key in ("shards", "n_features"):
+        if key not in data:
+            raise ShardError(f"{path}: manifest has no {key!r}")
+    return data
