@@ -39,19 +39,18 @@ def cluster_resolver():
     Raises:
       BackendError: ``TF_CONFIG`` is not valid JSON.
     """
-    from tensorflow.distribute.cluster_resolver import SlurmClusterResolver, TFConfigClusterResolver
-
+    resolvers = tf.distribute.cluster_resolver
     if os.environ.get("TF_CONFIG"):
         try:
             json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as exc:
             raise BackendError(f"TF_CONFIG is not valid JSON ({exc.msg} at char {exc.pos})") from None
-        return TFConfigClusterResolver()
+        return resolvers.TFConfigClusterResolver()
     if int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1 \
             and "SLURM_PROCID" in os.environ:
         per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0])
         port = int(os.environ.get("TRKX_TFDIST_PORT", 8888 + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000))
-        return SlurmClusterResolver(port_base=port, gpus_per_node=per_node, gpus_per_task=1, auto_set_gpu=False)
+        return resolvers.SlurmClusterResolver(port_base=port, gpus_per_node=per_node, gpus_per_task=1, auto_set_gpu=False)
     return None
 
 
@@ -140,22 +139,19 @@ class TFDistBackend(Backend):
         return None
 
     def host_sum(self, array: np.ndarray) -> np.ndarray:
-        return self._host_reduce(array, tf.distribute.ReduceOp.SUM)
+        return self._host_reduce(array, tf.reduce_sum)
 
     def host_max(self, array: np.ndarray) -> np.ndarray:
-        return self._host_reduce(array, tf.distribute.ReduceOp.MAX)
+        return self._host_reduce(array, tf.reduce_max)
 
-    def _host_reduce(self, array: np.ndarray, op) -> np.ndarray:
+    def _host_reduce(self, array: np.ndarray, reduce_fn) -> np.ndarray:
+        """Gathers every rank's array (collectives have SUM and MEAN only) and reduces over the rank axis."""
         array = np.asarray(array)
         if self.size == 1:
             return array
-        value = tf.constant(array, tf.float64)
-        if op == tf.distribute.ReduceOp.MAX:
-            # collectives have no MAX: gather every rank's value and take the maximum
-            gathered = self.strategy.gather(self.strategy.run(lambda: value[tf.newaxis]), axis=0)
-            out = tf.reduce_max(gathered, axis=0).numpy()
-        else:
-            out = self.strategy.reduce(op, self.strategy.run(lambda: value), axis=None).numpy()
+        value = tf.constant(array, tf.float64)[tf.newaxis]
+        gathered = self.strategy.gather(self.strategy.run(lambda: value), axis=0)
+        out = reduce_fn(gathered, axis=0).numpy()
         return out.astype(array.dtype) if array.dtype.kind in "iu" else out
 
 
