@@ -57,7 +57,7 @@ def mpi_library() -> str:
         from mpi4py import MPI
     except ImportError:
         return "mpi4py not installed"
-    return MPI.Get_library_version().strip().splitlines()[0]
+    return MPI.Get_library_version().replace("\x00", "").strip().splitlines()[0]
 
 
 def collect() -> dict[str, Any]:
