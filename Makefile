@@ -11,8 +11,14 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 setup:  ## install apt packages, the pinned venv, Horovod (cached wheel) and trkx_tf
 	bash scripts/setup.sh
 
+HVD := $(BIN)/horovodrun -np $(NP) -H localhost:$(NP)
+
 demo: setup  ## the main job on the embedded default (simulated events on the real TrackML geometry)
 	$(BIN)/trkx-info
+	$(BIN)/trkx-simulate --config $(CONFIG)
+	$(BIN)/trkx-build --config $(CONFIG)
+	$(HVD) $(BIN)/trkx-train --config $(CONFIG) --set train.model=filter --set run.name=demo-filter
+	$(HVD) $(BIN)/trkx-train --config $(CONFIG) --set train.model=gnn --set run.name=demo-gnn
 
 test: setup  ## the whole test suite, multi-process tests included
 	$(BIN)/python -m pytest -q -ra

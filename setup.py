@@ -8,6 +8,12 @@ from setuptools import find_packages, setup
 
 CONSOLE_SCRIPTS = [
     "trkx-info = trkx_tf.cli.info:main",
+    "trkx-simulate = trkx_tf.cli.simulate:main",
+    "trkx-build = trkx_tf.cli.build:main",
+    "trkx-train = trkx_tf.cli.train:main",
+    "trkx-scaling = trkx_tf.cli.scaling:main",
+    "trkx-infer = trkx_tf.cli.infer:main",
+    "trkx-eval = trkx_tf.cli.eval:main",
 ]
 
 setup(

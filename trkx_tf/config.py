@@ -53,22 +53,28 @@ class DataConfig(Section):
 
 
 class SimulateConfig(Section):
-    """The event simulator (``trkx-simulate``)."""
+    """The event simulator (``trkx-simulate``); the geometry is ``data.detector``, the output ``data.events_dir``."""
 
     events: int = Field(8, ge=1)
-    pileup: float = Field(200.0, ge=0.0)
-    noise_fraction: float = Field(0.146, ge=0.0, lt=1.0)
-    seed: int = 0
+    first_event: int = Field(0, ge=0)  # id of the first event; event i's random stream is (seed, i)
+    pileup: float = Field(200.0, ge=0.0, le=1800.0)  # mean pile-up vertices (Poisson) besides the hard scatter
+    noise_fraction: float = Field(0.146, ge=0.0, lt=1.0)  # noise hits / all hits (real event 1000: 0.146)
+    seed: int = Field(0, ge=0)
     workers: int = Field(0, ge=0)  # 0: one per CPU core
+    cells: bool = True  # also write the cells files
+    compress: bool = False  # write .csv.gz instead of .csv
 
 
 class ModuleMapConfig(Section):
     """The module-map candidate-edge builder (``graph.builder: module_map``), see docs/graphs.md."""
 
     path: Optional[str] = None  # a saved module map (.npz) to use; None: learn one from the input's training events
-    pt_min: float = Field(0.0, ge=0.0)  # GeV; windows are learned from true edges of particles above it
-    margin: float = Field(0.1, ge=0.0)  # windows widen by this fraction of their layer pair's window on each side
-    min_count: int = Field(4, ge=1)  # module pairs seen fewer times use their layer pair's (wider) window
+    pt_min: float = Field(0.4, ge=0.0)  # GeV; true edges of particles above it are learned (windows)
+    connect_pt_min: Optional[float] = Field(None, ge=0.0)  # GeV; ... make module pairs connected (None: pt_min)
+    quantile: float = Field(0.001, ge=0.0, lt=0.5)  # tail fraction cut on each side of a layer pair's range
+    margin: float = Field(0.05, ge=0.0)  # every window widens by this fraction of its layer pair's range
+    rare_margin: float = Field(0.5, ge=0.0)  # a range resting on n edges widens by this / (n + 1) more
+    min_count: int = Field(1, ge=1)  # module pairs seen fewer times are not used
 
 
 class EmbeddingGraphConfig(Section):
@@ -108,30 +114,36 @@ class GraphConfig(Section):
 
 
 class FilterConfig(Section):
-    """Edge-filter MLP."""
+    """Edge-filter MLP (:class:`trkx_tf.models.filter.EdgeFilter`)."""
 
     hidden: int = Field(256, ge=1)
-    layers: int = Field(3, ge=1)
+    layers: int = Field(3, ge=1)  # hidden layers, then Linear(1)
     layernorm: bool = True
 
 
 class GNNConfig(Section):
-    """Interaction Network."""
+    """Interaction Network (:class:`trkx_tf.models.interaction.InteractionNetwork`)."""
 
     hidden: int = Field(128, ge=1)
-    layers: int = Field(2, ge=1)  # depth of each MLP
+    layers: int = Field(2, ge=2)  # Linear layers of each MLP (at least one hidden layer)
     steps: int = Field(8, ge=1)  # message-passing iterations
     skip: Literal["residual", "latent0"] = "residual"
+    aggregation: Literal["receivers", "both"] = "receivers"  # "both": also sum the messages of sent edges
+    layernorm: bool = True
     all_steps_loss: bool = False
 
 
 class EmbeddingConfig(Section):
-    """Metric-learning embedding MLP."""
+    """Metric-learning embedding MLP (:class:`trkx_tf.models.embedding.EmbeddingMLP`) and its pair mining."""
 
     hidden: int = Field(256, ge=1)
-    layers: int = Field(4, ge=1)
+    layers: int = Field(4, ge=1)  # hidden layers, then Linear(dim)
     dim: int = Field(8, ge=1)
-    margin: float = Field(1.0, gt=0.0)
+    layernorm: bool = True
+    normalize: bool = True  # unit-norm embeddings
+    margin: float = Field(1.0, gt=0.0)  # hinge margin, also the radius of the pair metrics
+    random_pairs: int = Field(4, ge=0)  # random partners per hit
+    knn_pairs: int = Field(8, ge=0)  # nearest neighbours per hit in embedding space (hard negatives)
 
 
 class ModelConfig(Section):
@@ -143,7 +155,7 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    """The training loop (``trkx-train``)."""
+    """The training loop (``trkx-train``, :func:`trkx_tf.train.loop.train`)."""
 
     model: Literal["filter", "gnn", "embedding"] = "gnn"
     epochs: int = Field(2, ge=1)
@@ -157,13 +169,79 @@ class TrainConfig(Section):
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"
     checkpoint_steps: bool = False  # gradient checkpointing of message-passing steps
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints
+    keep_checkpoints: int = Field(3, ge=1)
     max_steps_per_epoch: int = Field(0, ge=0)  # 0: all
+    early_stopping_patience: int = Field(0, ge=0)  # epochs without improvement; 0: off
+    early_stopping_metric: Literal["val_loss", "val_efficiency", "val_purity", "val_f1",
+                                   "loss", "efficiency", "purity", "f1"] = "val_loss"
 
 
 class BackendConfig(Section):
     """Which distributed backend runs the training loop."""
 
     name: Literal["auto", "single", "horovod", "tfdist"] = "auto"
+
+
+class ProjectionConfig(Section):
+    """The stated model that projects a measured strong-scaling curve to more ranks (``trkx-scaling report``).
+
+    Step time at N ranks: the measured 1-rank per-step compute times ``compute_scale``, divided by N, plus a ring
+    allreduce of ``gradient_bytes``: 2(N-1) hops of ``latency_us`` and 2(N-1)/N of the gradient over the slowest
+    link (intra-node up to ``ranks_per_node`` ranks, inter-node beyond), of which ``overlap`` is hidden.
+    """
+
+    enabled: bool = False
+    ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    gradient_bytes: int = Field(0, ge=0)  # 0: 4 bytes x the "params" the trainer logs, if it does
+    compute_scale: float = Field(1.0, gt=0.0)  # measured compute x this (e.g. CPU -> GPU time ratio)
+    latency_us: float = Field(5.0, ge=0.0)  # per ring hop
+    intra_node_gb_s: float = Field(100.0, gt=0.0)  # GB/s between ranks of one node (NVLink-class)
+    inter_node_gb_s: float = Field(12.5, gt=0.0)  # GB/s between nodes (100 Gb/s InfiniBand)
+    ranks_per_node: int = Field(4, ge=1)
+    overlap: float = Field(0.0, ge=0.0, le=1.0)  # fraction of the allreduce hidden behind the backward pass
+
+
+class ScalingConfig(Section):
+    """A scaling study (``trkx-scaling run|report``): rank counts, the fixed workload, the launcher."""
+
+    name: str = "local"  # records go to <out_dir>/<name>/
+    out_dir: str = "scaling_studies"
+    mode: Literal["strong", "weak"] = "strong"
+    ranks: tuple[int, ...] = (1, 2)
+    repeats: int = Field(3, ge=1)
+    warmup_epochs: int = Field(1, ge=0)  # first epochs of every run, left out of the records
+    epochs: int = Field(2, ge=1)  # measured epochs per run, after the warm-up
+    steps_per_epoch: int = Field(10, ge=1)  # the same at every N
+    global_batch: int = Field(2, ge=1)  # strong: graphs per step over all ranks; every N must divide it
+    rank_batch: int = Field(1, ge=1)  # weak: graphs per step per rank
+    launcher: Literal["horovodrun", "horovodrun-gloo", "mpirun", "srun", "sbatch", "tfconfig"] = "horovodrun"
+    backend: Literal["horovod", "tfdist"] = "horovod"
+    tasks_per_node: int = Field(2, ge=1)  # srun / sbatch: ranks placed on each node
+    sbatch_args: tuple[str, ...] = ()  # extra sbatch options (launcher sbatch), e.g. ["--gpus-per-task=1"]
+    timeout_s: int = Field(3600, ge=1)  # per run
+    projection: ProjectionConfig = ProjectionConfig()
+
+
+class InferConfig(Section):
+    """Inference (``trkx-infer``): checkpoints, thresholds and the track labelling, see trkx_tf/reco/README.md."""
+
+    filter_ckpt: Optional[str] = None  # edge-filter checkpoint (file prefix or folder); None: no filter stage
+    gnn_ckpt: Optional[str] = None  # Interaction Network checkpoint (file prefix or folder); required
+    module_map: Optional[str] = None  # module map (.npz) for graph.builder=module_map; None: graph.module_map.path
+    filter_threshold: float = Field(0.1, ge=0.0, le=1.0)  # candidate edges scoring at least this reach the GNN
+    gnn_threshold: float = Field(0.5, ge=0.0, le=1.0)  # edges scoring at least this join hits into tracks
+    filter_chunk_edges: int = Field(262144, ge=1)  # the filter scores this many edges at a time (bounds memory)
+    labelling: Literal["cc", "walk"] = "cc"  # connected components, or components with branches walked through
+    save_edges: bool = True  # also write event<ID>-edges.npz (scored edges of every stage, for trkx-eval)
+    threads: int = Field(0, ge=0)  # TensorFlow intra-op threads; 0: TensorFlow's default (all cores)
+
+
+class EvalConfig(Section):
+    """Evaluation (``trkx-eval``): what counts as a track and a reconstructable particle, the pT selections."""
+
+    min_track_hits: int = Field(5, ge=1)  # reconstructed tracks with fewer hits are ignored
+    reconstructable_hits: int = Field(5, ge=1)  # particles with at least this many hits are reconstructable
+    pt_cuts: tuple[float, ...] = (0.5, 1.0)  # GeV; metrics for "all" and for particles with pT above each
 
 
 class Config(Section):
@@ -176,6 +254,9 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     backend: BackendConfig = BackendConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    infer: InferConfig = InferConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 # ------------------------------------------------------------------------------------------------- loading

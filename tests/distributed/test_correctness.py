@@ -30,17 +30,8 @@ def _check(proc):
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, shared_trackml, venv_bin):
-    """4 simulated μ=5 events on the real geometry -> shards (3 training graphs: an odd count)."""
-    root = tmp_path_factory.mktemp("dist")
-    sets = ["--set", "data.val_fraction=0.25", "--set", f"data.detector={shared_trackml / 'detectors.csv.gz'}"]
-    _check(subprocess.run([str(venv_bin / "trkx-simulate"), "--events", "4", "--pileup", "5", "--seed", "3",
-                           "--out", str(root / "events"), "--quiet", *sets], capture_output=True, text=True,
-                          env=_env(), timeout=300))
-    _check(subprocess.run([str(venv_bin / "trkx-build"), "--input", str(root / "events"), "--out",
-                           str(root / "shards"), "--no-progress", "--workers", "1", *sets],
-                          capture_output=True, text=True, env=_env(), timeout=300))
-    return root / "shards"
+def shards(tiny_shards):
+    return tiny_shards
 
 
 def _spec(tmp_path, name, backend, shards, graphs_per_step, **extra):

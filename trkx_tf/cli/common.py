@@ -1,13 +1,14 @@
 """What every console script shares: ``--config`` / ``--set`` arguments and the one-line error rule.
 
 Each console script is ``main = command(build_parser, run)``: it parses, loads the config and calls one library
-function. A :class:`~trkx_tf.errors.TrkxError` becomes one line on stderr and exit status 2; nothing else is
-caught, so a bug keeps its traceback.
+function. A :class:`~trkx_tf.errors.TrkxError` becomes one line on stderr (a message that spans lines is joined)
+and exit status 2; nothing else is caught, so a bug keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -32,6 +33,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
 
 
+def _quiet_after_error() -> None:
+    """After the one error line, keep TensorFlow's Python logger from adding lines while the process winds down
+    (e.g. its warning about the unrestored values of a checkpoint that did not fit)."""
+    if "tensorflow" in sys.modules:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def command(
     build_parser: Callable[[], argparse.ArgumentParser],
     run: Callable[[argparse.Namespace], Optional[int]],
@@ -45,7 +53,9 @@ def command(
         try:
             code = run(args)
         except TrkxError as exc:
-            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+            print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
+            _quiet_after_error()
             return EXIT_USER_ERROR
         except KeyboardInterrupt:
             print(f"{parser.prog}: interrupted", file=sys.stderr)

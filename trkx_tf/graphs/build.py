@@ -13,13 +13,28 @@ Output folder layout: ``<split>-b<bucket:02d>-<k:05d>.h5`` shards (docs/shards.m
 shard with its budget, checksum and graphs; the buckets; the padding overhead; the builder's efficiency and purity
 per event), ``config.yaml`` (the resolved config), ``module_map.npz`` (the map used, module_map builder).
 Shards of an older build that the new manifest does not list are removed after the new manifest is written.
+
+Reliability (docs/reliability.md):
+
+* One build at a time per output folder: a build holds an exclusive ``flock`` on ``<out>/.trkx-build.lock``; a
+  second build into the same folder refuses at once (:class:`BuildLockedError`).
+* Nothing half-written: shards, ``module_map.npz``, ``config.yaml`` and ``manifest.json`` are written under
+  temporary names and renamed into place; the manifest is written last.
+* Resumable: a re-run after an interruption (SIGINT, SIGKILL, a node failure) removes the temporary files of the
+  dead build, rebuilds the graphs (deterministic), keeps every complete shard whose checksum matches the graphs it
+  must hold (the file is not rewritten) and writes the rest; the manifest comes out as an uninterrupted build's.
+* A failed build (bad input, bad config) leaves no output: it removes its temporary files and an output folder
+  it created (unless complete shards are already in it, kept for the resume).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import logging
 import os
+import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,19 +45,116 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from trkx_tf.config import Config, config_to_dict, save_config
-from trkx_tf.errors import ConfigError, DataError
+from trkx_tf.errors import ConfigError, DataError, ShardError, TrkxError
 from trkx_tf.graphs.buckets import assign_buckets, choose_buckets
 from trkx_tf.graphs.builders import EdgeBuilder, EdgeSample, ModuleMap, make_builder
 from trkx_tf.graphs.features import cylindrical, feature_names, hit_features
 from trkx_tf.graphs.graph import EventGraph
 from trkx_tf.graphs.sectors import split_sectors
-from trkx_tf.graphs.shards import ShardInfo, write_manifest, write_shard
+from trkx_tf.graphs.shards import MANIFEST, ShardInfo, existing_shard, write_manifest, write_shard
 from trkx_tf.graphs.truth import TruthGraph, label_edges, truth_graph
 
 log = logging.getLogger("trkx_tf.graphs.build")
 
 PT_REPORT = 0.5  # GeV: the efficiency target is quoted for true edges of particles above it
 _SHARD_NAME = "{split}-b{bucket:02d}-{k:05d}.h5"
+LOCK_FILE = ".trkx-build.lock"
+MODULE_MAP_FILE = "module_map.npz"
+_TMP_DIR = ".tmp-build-{pid}"
+#: temporary names of this module's writers: the work folder, and ``.<name>.tmp<pid>`` of an atomic write
+_STALE = re.compile(r"^(\.tmp-build-\d+|\..+\.tmp\d+)$")
+
+
+class BuildLockedError(TrkxError):
+    """Another ``trkx-build`` is writing into the same output folder."""
+
+
+# ------------------------------------------------------------------------------------------- the output folder
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on ``<folder>/.trkx-build.lock`` (released when the process dies).
+
+    The file holds the owner's pid, for the message. It is removed on release while the lock is still held; a
+    process that locked a removed file notices (another inode at the path) and counts the folder as busy.
+
+    Args:
+      folder: the output folder (must exist).
+
+    Raises:
+      BuildLockedError: another process holds the lock (from :meth:`acquire`).
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK_FILE
+        self._fd: Optional[int] = None
+        self.locked = False
+
+    def acquire(self) -> "OutputLock":
+        """Takes the lock, or raises BuildLockedError at once."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                owner = _read_pid(fd)
+                os.close(fd)
+                raise self._busy(owner) from None
+            # a file system without flock (Lustre mounted without -o flock, some NFS): go on unlocked
+            log.warning("%s: cannot lock (%s): a concurrent trkx-build into this folder would not be detected",
+                        self.path, exc.strerror)
+            self._fd = fd
+            return self
+        try:
+            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # we locked a file its last owner removed meanwhile: a newer build may hold the path
+            os.close(fd)
+            raise self._busy(None)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd, self.locked = fd, True
+        return self
+
+    def _busy(self, owner: Optional[int]) -> BuildLockedError:
+        who = f"another trkx-build (pid {owner})" if owner else "another trkx-build"
+        return BuildLockedError(f"{self.path.parent}: {who} is writing into this folder ({LOCK_FILE} is locked); "
+                                f"wait for it to finish or build into another folder")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing releases the flock
+            self._fd, self.locked = None, False
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> Optional[int]:
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _remove_stale(out_dir: Path) -> list[str]:
+    """Removes what a dead build left in its output folder (temporary files and work folders): their names."""
+    removed = []
+    for entry in sorted(out_dir.iterdir()):
+        if _STALE.match(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
 
 
 # ------------------------------------------------------------------------------------------------- one event
@@ -149,11 +261,19 @@ def _init_worker(cfg_data: dict, module_map_path: Optional[str], with_cells: boo
                    with_cells=with_cells)
 
 
-def _sample_task(args: tuple[str, int]) -> Optional[EdgeSample]:
+def _read_event(folder: str, event_id: int, parts: tuple[str, ...]):
+    """:func:`trkx_tf.trackml.io.read_event`, with the events folder and what to do added to a DataError."""
     from trkx_tf.trackml.io import read_event
 
+    try:
+        return read_event(folder, event_id, parts=parts)
+    except DataError as exc:
+        raise DataError(f"{exc} [events folder {folder}: fix or remove event {event_id}, then re-run]") from None
+
+
+def _sample_task(args: tuple[str, int]) -> Optional[EdgeSample]:
     folder, event_id = args
-    event = read_event(folder, event_id, parts=("hits", "particles", "truth"))
+    event = _read_event(folder, event_id, ("hits", "particles", "truth"))
     if event.truth is None or event.particles is None:
         return None
     return EdgeSample.from_truth(event.hits, truth_graph(event.hits, event.particles, event.truth))
@@ -161,12 +281,10 @@ def _sample_task(args: tuple[str, int]) -> Optional[EdgeSample]:
 
 def _graph_task(args: tuple[str, int, str, str]) -> tuple[list[tuple[str, int, int, int]], EventStats]:
     """Builds one event's graph(s), saves them under tmp_dir, returns [(file, sector, n_node, n_edge)], stats."""
-    from trkx_tf.trackml.io import read_event
-
     folder, event_id, tmp_dir, split = args
     cfg, builder, with_cells = _WORKER["cfg"], _WORKER["builder"], _WORKER["with_cells"]
     parts = ("hits", "particles", "truth") + (("cells",) if with_cells else ())
-    event = read_event(folder, event_id, parts=parts)
+    event = _read_event(folder, event_id, parts)
     graph, stats = event_graph(event, builder, cfg.graph, with_cells)
     graphs = [graph]
     sec = cfg.graph.sectors
@@ -182,27 +300,29 @@ def _graph_task(args: tuple[str, int, str, str]) -> tuple[list[tuple[str, int, i
 
 
 def _stats_task(args: tuple[str, int]) -> EventStats:
-    from trkx_tf.trackml.io import read_event
-
     folder, event_id = args
     cfg, builder = _WORKER["cfg"], _WORKER["builder"]
-    event = read_event(folder, event_id, parts=("hits", "particles", "truth"))
+    event = _read_event(folder, event_id, ("hits", "particles", "truth"))
     return event_graph(event, builder, cfg.graph, with_cells=False)[1]
 
 
 def _load_graph(path: str) -> EventGraph:
-    with np.load(path) as d:
+    with np.load(path, allow_pickle=False) as d:
         values = {f.name: d[f.name] for f in dataclasses.fields(EventGraph)}
     values["event_id"] = int(values["event_id"])
     values["sector"] = int(values["sector"])
     return EventGraph(**values)
 
 
-def _shard_task(args: tuple) -> ShardInfo:
+def _shard_task(args: tuple) -> tuple[ShardInfo, bool]:
+    """Writes one shard, or keeps the complete one already there (resume): (info, written)."""
     path, files, budget, split, bucket, names, builder, compression = args
     graphs = [_load_graph(f) for f in files]
-    return write_shard(path, graphs, budget[0], budget[1], split=split, bucket=bucket, feature_names=names,
-                       builder=builder, compression=compression)
+    kw = dict(split=split, bucket=bucket, feature_names=names, builder=builder, compression=compression)
+    kept = existing_shard(path, graphs, budget[0], budget[1], **kw)
+    if kept is not None:
+        return kept, False
+    return write_shard(path, graphs, budget[0], budget[1], **kw), True
 
 
 def _run(fn: Callable, items: list, workers: int, initargs: tuple, progress: bool, desc: str) -> list:
@@ -244,8 +364,9 @@ class BuildSummary:
       oversize: graphs that fitted no configured bucket (got their own).
       padding: padded/real element ratios (see :func:`trkx_tf.graphs.buckets.padding_overhead`).
       metrics: builder metrics over all events with truth (see :func:`builder_metrics`).
-      n_shards: shard files written.
+      n_shards: shards in the output (written or kept).
       seconds: wall time.
+      kept_shards: shards already complete in out_dir (an interrupted or earlier build), verified and kept.
     """
 
     out_dir: str
@@ -258,6 +379,7 @@ class BuildSummary:
     metrics: dict
     n_shards: int
     seconds: float
+    kept_shards: int = 0
 
     def format(self) -> str:
         """A human-readable summary (what trkx-build prints)."""
@@ -279,7 +401,13 @@ class BuildSummary:
             f"  padding: padded/real elements {p['elements']:.3f} (nodes {p['nodes']:.3f}, edges {p['edges']:.3f})",
         ]
         if self.oversize:
-            lines.append(f"  oversize graphs given their own bucket: {len(self.oversize)}")
+            shown = ", ".join(f"event {o['event_id']}" + (f" sector {o['sector']}" if o["sector"] >= 0 else "")
+                              + f" {o['n_node']}x{o['n_edge']}" for o in self.oversize[:5])
+            more = f", ... ({len(self.oversize) - 5} more, all in manifest.json)" if len(self.oversize) > 5 else ""
+            lines.append(f"  oversize graphs given their own bucket (nodes x edges): {len(self.oversize)}: "
+                         f"{shown}{more}")
+        if self.kept_shards:
+            lines.append(f"  kept: {self.kept_shards} shards already complete (checksums verified), not rewritten")
         return "\n".join(lines)
 
 
@@ -372,7 +500,8 @@ def build_shards(
     Args:
       cfg: the config (``graph`` and ``data.val_fraction`` are used).
       input_dir: the events folder.
-      out_dir: the output folder (created; shards of a previous build are replaced).
+      out_dir: the output folder (created; shards of a previous build are replaced, complete shards of an
+        interrupted build with the same content are kept). Locked for the build (see the module docstring).
       workers: processes (None: ``graph.workers``; 0: one per CPU core).
       progress: show progress bars (tqdm, on stderr).
       embedding_model: the trained embedding model, for ``graph.builder: embedding`` (that builder runs in this
@@ -384,19 +513,50 @@ def build_shards(
     Raises:
       DataError: no events, a malformed event, cells in some events only, no truth to learn a module map from.
       ConfigError: the builder's input is missing.
-      ShardError: a shard cannot be written.
+      ShardError: the output folder or a shard cannot be written.
+      BuildLockedError: another build is writing into out_dir.
+    A failure leaves the output folder as it was, except for complete shards already written (kept for a resume).
     """
     t_start = time.perf_counter()
     from trkx_tf.trackml.io import list_events
 
-    gcfg = cfg.graph
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     ids = list_events(input_dir)
     if not ids:
         raise DataError(f"{input_dir}: no events (event<id>-hits.csv[.gz]) found")
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(out_dir).acquire()
+    except OSError as exc:
+        raise ShardError(f"{out_dir}: cannot write into the output folder ({exc.strerror}); "
+                         f"choose another one") from None
+    done = False
+    try:
+        stale = _remove_stale(out_dir)
+        if stale:
+            log.info("removed %d temporary file(s) of an interrupted build: %s", len(stale), ", ".join(stale[:5]))
+        summary = _build(cfg, input_dir, out_dir, ids, workers, progress, embedding_model)
+        done = True
+    finally:
+        lock.release()
+        if not done:
+            for d in created:  # a folder this failed build made, unless complete shards are in it for a resume
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers: Optional[int], progress: bool,
+           embedding_model) -> BuildSummary:
+    """The body of :func:`build_shards`, with the output folder locked and free of stale temporary files."""
+    t_start = time.perf_counter()
+    gcfg = cfg.graph
     splits = split_events(ids, cfg.data.val_fraction)
     n_workers = _resolve_workers(gcfg.workers if workers is None else workers)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     with_cells = False
     if gcfg.use_cells:
@@ -407,28 +567,28 @@ def build_shards(
                             f"(first: event {missing[0]}); set graph.use_cells=false or complete the cells")
         with_cells = bool(have)
     names = feature_names(with_cells)
-
-    # the candidate-edge builder
-    map_path = None
-    if gcfg.builder == "module_map":
-        map_path = out_dir / "module_map.npz"
-        if gcfg.module_map.path:
-            mm = ModuleMap.load(gcfg.module_map.path)
-        else:
-            if not splits["train"]:
-                raise ConfigError("graph.builder=module_map: no training events to learn the map from "
-                                  "(lower data.val_fraction or give graph.module_map.path)")
-            mm = learn_module_map(input_dir, splits["train"], gcfg.module_map, n_workers, progress)
-        mm.save(map_path)
-        log.info("module map: %d module pairs from %d events", mm.n_pairs, mm.n_events)
-    elif embedding_model is None:
+    if gcfg.builder == "embedding" and embedding_model is None:
         raise ConfigError("graph.builder=embedding needs a trained embedding model")
 
-    cfg_data = config_to_dict(cfg)
-    initargs = (cfg_data, str(map_path) if map_path else None, with_cells, log.getEffectiveLevel())
-    tmp_dir = out_dir / f".tmp-build-{os.getpid()}"
+    tmp_dir = out_dir / _TMP_DIR.format(pid=os.getpid())
     tmp_dir.mkdir(parents=True, exist_ok=True)
     try:
+        # the candidate-edge builder (the module map goes into place with the manifest, at the end)
+        map_path = None
+        if gcfg.builder == "module_map":
+            map_path = tmp_dir / MODULE_MAP_FILE
+            if gcfg.module_map.path:
+                mm = ModuleMap.load(gcfg.module_map.path)
+            else:
+                if not splits["train"]:
+                    raise ConfigError("graph.builder=module_map: no training events to learn the map from "
+                                      "(lower data.val_fraction or give graph.module_map.path)")
+                mm = learn_module_map(input_dir, splits["train"], gcfg.module_map, n_workers, progress)
+            mm.save(map_path)
+            log.info("module map: %d module pairs from %d events", mm.n_pairs, mm.n_events)
+
+        cfg_data = config_to_dict(cfg)
+        initargs = (cfg_data, str(map_path) if map_path else None, with_cells, log.getEffectiveLevel())
         tasks = [(str(input_dir), e, str(tmp_dir), split) for split in ("train", "val") for e in splits[split]]
         if gcfg.builder == "embedding":
             _WORKER.update(cfg=cfg, builder=make_builder(gcfg, embedding_model=embedding_model),
@@ -471,32 +631,37 @@ def build_shards(
                     jobs.append((str(out_dir / name), [entries[i][3] for i in chunk],
                                  tuple(int(x) for x in assignment.buckets[b]), split, b, names, gcfg.builder,
                                  gcfg.compression))
-        infos = _run(_shard_task, jobs, n_workers, initargs, progress, "shards")
+        written = _run(_shard_task, jobs, n_workers, initargs, progress, "shards")
+        infos = [info for info, _ in written]
+        kept = sum(1 for _, was_written in written if not was_written)
+        if kept:
+            log.info("%d shard(s) already complete (checksums verified) kept, not rewritten", kept)
+
+        with_truth = [s for s in stats if s.n_true > 0]
+        metrics = builder_metrics(with_truth) if with_truth else builder_metrics(stats)
+        oversize = [{"event_id": int(entries[i][1]), "sector": int(entries[i][2]), "n_node": int(sizes[i, 0]),
+                     "n_edge": int(sizes[i, 1])} for i in assignment.oversize]
+        bucket_graphs = np.bincount(assignment.bucket, minlength=len(assignment.buckets)).tolist()
+        summary = BuildSummary(
+            str(out_dir), splits, {s: sum(1 for x in entries if x[0] == s) for s in ("train", "val")},
+            assignment.buckets.tolist(), bucket_graphs, oversize, padding, metrics, len(infos),
+            time.perf_counter() - t_start, kept_shards=kept,
+        )
+        # the commit: module map and config, then the manifest (each renamed into place), then old shards go
+        if map_path is not None:
+            os.replace(map_path, out_dir / MODULE_MAP_FILE)
+        save_config(cfg, out_dir / "config.yaml")
+        write_manifest(
+            out_dir, infos, names,
+            created_by=f"trkx-tf {__import__('trkx_tf').__version__}", builder=gcfg.builder,
+            edge_weight=gcfg.edge_weight, pt_cut=gcfg.pt_cut, splits=splits, buckets=summary.buckets,
+            bucket_graphs=bucket_graphs, oversize=oversize, padding=padding, builder_metrics=metrics,
+            events=[dataclasses.asdict(s) for s in stats],
+        )
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-
-    with_truth = [s for s in stats if s.n_true > 0]
-    metrics = builder_metrics(with_truth) if with_truth else builder_metrics(stats)
-    oversize = [{"event_id": int(entries[i][1]), "sector": int(entries[i][2]), "n_node": int(sizes[i, 0]),
-                 "n_edge": int(sizes[i, 1])} for i in assignment.oversize]
-    bucket_graphs = np.bincount(assignment.bucket, minlength=len(assignment.buckets)).tolist()
-    summary = BuildSummary(
-        str(out_dir), splits, {s: sum(1 for x in entries if x[0] == s) for s in ("train", "val")},
-        assignment.buckets.tolist(), bucket_graphs, oversize, padding, metrics, len(infos),
-        time.perf_counter() - t_start,
-    )
-    save_config(cfg, out_dir / "config.yaml")
-    write_manifest(
-        out_dir, infos, names,
-        created_by=f"trkx-tf {__import__('trkx_tf').__version__}", builder=gcfg.builder,
-        edge_weight=gcfg.edge_weight, pt_cut=gcfg.pt_cut, splits=splits, buckets=summary.buckets,
-        bucket_graphs=bucket_graphs, oversize=oversize, padding=padding, builder_metrics=metrics,
-        events=[dataclasses.asdict(s) for s in stats],
-    )
     keep = {i.file for i in infos}
     for old in out_dir.glob("*-b[0-9][0-9]-[0-9][0-9][0-9][0-9][0-9].h5"):
         if old.name not in keep:
             old.unlink()
-    summary.seconds = time.perf_counter() - t_start
     return summary
-

@@ -290,7 +290,7 @@ class ModuleMap:
           DataError: the file is missing, unreadable, of another version or incomplete.
         """
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 version = int(data["version"]) if "version" in data else -1
                 if version != MODULE_MAP_VERSION:
                     raise DataError(f"module map {path}: version {version}, expected {MODULE_MAP_VERSION}")

@@ -217,7 +217,9 @@ class ShardReader:
       max_open: shard files kept open at once.
 
     Raises:
-      ShardError: no or bad manifest, rank outside [0, size), or (while reading) a corrupt shard.
+      ShardError: no or bad manifest, rank outside [0, size), a shard of the split that is missing, unreadable,
+        of another schema version or differs from the manifest (all checked here, before any batch), or (while
+        reading) a graph whose data is corrupt.
     """
 
     def __init__(
@@ -249,12 +251,20 @@ class ShardReader:
             _empty_extra(k, 1, 1)
         self.n_features = int(self.manifest["n_features"])
         self.feature_names = tuple(self.manifest.get("feature_names", ()))
-        self.shards = [ShardInfo.from_json(s) for s in self.manifest["shards"]
-                       if split is None or s["split"] == split]
+        try:
+            self.shards = [ShardInfo.from_json(s) for s in self.manifest["shards"]
+                           if split is None or s["split"] == split]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ShardError(f"{self.folder / 'manifest.json'}: malformed shard entry ({exc.__class__.__name__}: "
+                             f"{exc}) (rebuild the shards with trkx-build)") from None
         budgets = {}
         refs, buckets, n_node, n_edge = [], [], [], []
         for si, info in enumerate(self.shards):
-            budgets[info.bucket] = (info.node_budget, info.edge_budget)
+            if budgets.setdefault(info.bucket, (info.node_budget, info.edge_budget)) \
+                    != (info.node_budget, info.edge_budget):
+                raise ShardError(f"{self.folder / 'manifest.json'}: bucket {info.bucket} has two budgets "
+                                 f"{budgets[info.bucket]} and {(info.node_budget, info.edge_budget)} "
+                                 f"(rebuild the shards with trkx-build)")
             for gi in range(info.n_graphs):
                 refs.append((si, gi))
                 buckets.append(info.bucket)
@@ -268,6 +278,14 @@ class ShardReader:
         self._open: collections.OrderedDict[int, Shard] = collections.OrderedDict()
         self._max_open = max(1, int(max_open))
         self._lock = threading.Lock()
+        # fail before any training starts on a missing, truncated, swapped or other-version shard (header checks
+        # only; each graph's data is verified when it is read)
+        try:
+            for si in range(len(self.shards)):
+                self._shard(si)
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------------------------------------ shape
     @property
@@ -301,10 +319,11 @@ class ShardReader:
                 return shard
             info = self.shards[si]
             shard = Shard(self.folder / info.file, verify=False, expected_checksum=info.checksum)
-            if (shard.node_budget, shard.edge_budget) != (info.node_budget, info.edge_budget) \
-                    or shard.n_features != self.n_features:
+            if (shard.node_budget, shard.edge_budget, shard.n_graphs) \
+                    != (info.node_budget, info.edge_budget, info.n_graphs) or shard.n_features != self.n_features:
                 shard.close()
-                raise ShardError(f"{shard.path}: budget or feature count differs from the manifest")
+                raise ShardError(f"{shard.path}: budget, graph count or feature count differs from the manifest "
+                                 f"(rebuild the shards with trkx-build)")
             self._open[si] = shard
             while len(self._open) > self._max_open:
                 _, old = self._open.popitem(last=False)

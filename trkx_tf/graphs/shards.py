@@ -50,6 +50,13 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPH_CHECKSUM = "graph_sha256"
 
+#: what h5py raises on a damaged file (besides OSError: wrong attribute types, broken metadata, failed filters)
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, OverflowError, AttributeError)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
+
 #: dataset -> (dtype, axis kind): "node" [G, Nb(, F)], "edge" [G, Eb], "graph" [G]
 DATASETS: dict[str, tuple[str, str]] = {
     "nodes": ("float32", "node"),
@@ -253,11 +260,58 @@ def write_shard(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return _shard_info(path, graphs, node_budget, edge_budget, split, bucket, digest)
+
+
+def _shard_info(path: Path, graphs: Sequence[EventGraph], node_budget: int, edge_budget: int, split: str,
+                bucket: int, digest: str) -> ShardInfo:
     return ShardInfo(
         path.name, split, int(bucket), int(node_budget), int(edge_budget), digest,
         tuple(int(g.n_node) for g in graphs), tuple(int(g.n_edge) for g in graphs),
         tuple(int(g.event_id) for g in graphs), tuple(int(g.sector) for g in graphs),
     )
+
+
+def existing_shard(
+    path: os.PathLike | str,
+    graphs: Sequence[EventGraph],
+    node_budget: int,
+    edge_budget: int,
+    *,
+    split: str = "train",
+    bucket: int = 0,
+    feature_names: Sequence[str] = (),
+    builder: str = "",
+    compression: Optional[str] = "lzf",
+) -> Optional[ShardInfo]:
+    """The info of the shard already at ``path`` when it is exactly what :func:`write_shard` would write there.
+
+    Used to resume an interrupted build: the file must open as a shard of this schema, hold the same graphs (its
+    datasets' checksum is recomputed and compared with these graphs' checksum), and have the same split, feature
+    names, builder and compression. Anything else (no file, a corrupt or different one) gives None: rewrite it.
+
+    Args:
+      path, graphs, node_budget, edge_budget, split, bucket, feature_names, builder, compression: as for
+        :func:`write_shard`.
+
+    Returns:
+      The :class:`ShardInfo` write_shard would return, or None.
+
+    Raises:
+      ShardError: the graphs do not fit the budget.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    digest = checksum(pad_graphs(graphs, node_budget, edge_budget))
+    comp = None if compression in (None, "none") else compression
+    try:
+        with Shard(path, verify=True, expected_checksum=digest) as shard:
+            same = (shard.split == split and shard.feature_names == tuple(feature_names)
+                    and shard.builder == builder and shard.compression == comp)
+    except ShardError:
+        return None
+    return _shard_info(path, graphs, node_budget, edge_budget, split, bucket, digest) if same else None
 
 
 class Shard:
@@ -282,18 +336,30 @@ class Shard:
             self._file = h5py.File(self.path, "r")
         except FileNotFoundError:
             raise ShardError(f"{self.path}: shard file not found") from None
-        except OSError as exc:
-            raise ShardError(f"{self.path}: not a readable HDF5 shard ({str(exc).splitlines()[0]})") from None
+        except _H5_ERRORS as exc:
+            raise ShardError(f"{self.path}: not a readable HDF5 shard ({_first_line(exc)}) "
+                             f"(rebuild the shards with trkx-build)") from None
         try:
             self._check(verify, expected_checksum)
+        except ShardError:
+            self._file.close()
+            raise
+        except _H5_ERRORS as exc:  # h5py's errors on damaged metadata, attributes of the wrong type or shape
+            self._file.close()
+            raise self._fail(f"corrupt shard ({exc.__class__.__name__}: {_first_line(exc)})") from None
         except BaseException:
             self._file.close()
             raise
 
     def _fail(self, what: str) -> ShardError:
+        """A one-line error naming the file, what is wrong, and what to do."""
+        if "trkx-build" not in what:
+            what += " (rebuild the shards with trkx-build)"
         return ShardError(f"{self.path}: {what}")
 
     def _check(self, verify: bool, expected_checksum: Optional[str]) -> None:
+        import h5py
+
         attrs = self._file.attrs
         if "schema_version" not in attrs:
             raise self._fail("no schema_version attribute (not a trkx-tf shard)")
@@ -311,12 +377,15 @@ class Shard:
         self.checksum = str(attrs["checksum"])
         self.feature_names = tuple(json.loads(attrs.get("feature_names", "[]")))
         self.split = str(attrs.get("split", ""))
+        self.builder = str(attrs.get("builder", ""))
         g, nb, eb, f = self.n_graphs, self.node_budget, self.edge_budget, self.n_features
         shapes = {"node": (g, nb), "edge": (g, eb), "graph": (g,)}
         for name, (dtype, kind) in DATASETS.items():
             if name not in self._file:
                 raise self._fail(f"missing dataset {name!r}")
             ds = self._file[name]
+            if not isinstance(ds, h5py.Dataset):
+                raise self._fail(f"{name!r} is not a dataset")
             want = (g, nb, f) if name == "nodes" else shapes[kind]
             if ds.shape != want or ds.dtype != np.dtype(dtype):
                 raise self._fail(f"dataset {name!r} is {ds.dtype}{list(ds.shape)}, expected {dtype}{list(want)}")
@@ -327,20 +396,26 @@ class Shard:
             if actual != self.checksum:
                 raise self._fail(f"checksum mismatch (stored {self.checksum[:19]}…, computed {actual[:19]}…): "
                                  f"the shard is corrupt")
-        if GRAPH_CHECKSUM not in self._file or self._file[GRAPH_CHECKSUM].shape != (g,):
-            raise self._fail(f"missing or misshapen dataset {GRAPH_CHECKSUM!r}")
+        sums = self._file.get(GRAPH_CHECKSUM)
+        if not isinstance(sums, h5py.Dataset) or sums.shape != (g,) or sums.dtype != np.dtype("S64"):
+            raise self._fail(f"missing or misshapen dataset {GRAPH_CHECKSUM!r} (expected S64[{g}])")
         self._graph_sums = self._file[GRAPH_CHECKSUM][()]
         counts_n = self._file["n_node"][()]
         counts_e = self._file["n_edge"][()]
         if g and (counts_n.min() < 0 or counts_n.max() > nb or counts_e.min() < 0 or counts_e.max() > eb):
             raise self._fail("n_node/n_edge exceed the bucket budget")
 
+    @property
+    def compression(self) -> Optional[str]:
+        """The compression filter of the datasets (``"lzf"``, ``"gzip"`` or None)."""
+        return self._file["nodes"].compression
+
     def read_all(self) -> dict[str, np.ndarray]:
         """Every dataset, whole."""
         try:
             return {name: self._file[name][()] for name in DATASETS}
-        except OSError as exc:
-            raise self._fail(f"cannot read datasets ({str(exc).splitlines()[0]})") from None
+        except _H5_ERRORS as exc:
+            raise self._fail(f"cannot read datasets ({_first_line(exc)}): the shard is corrupt") from None
 
     def graph(self, i: int, verify: bool = True) -> dict[str, np.ndarray]:
         """The padded arrays of graph i (datasets without the leading G axis; per-graph ones as 0-d arrays).
@@ -353,11 +428,11 @@ class Shard:
           ShardError: i is out of range, the data cannot be read, or (verify) the graph's checksum differs.
         """
         if not 0 <= i < self.n_graphs:
-            raise self._fail(f"graph {i} out of range [0, {self.n_graphs})")
+            raise ShardError(f"{self.path}: graph {i} out of range [0, {self.n_graphs})")
         try:
             out = {name: self._file[name][i] for name in DATASETS}
-        except OSError as exc:
-            raise self._fail(f"cannot read graph {i} ({str(exc).splitlines()[0]})") from None
+        except _H5_ERRORS as exc:
+            raise self._fail(f"cannot read graph {i} ({_first_line(exc)}): the shard is corrupt") from None
         if verify:
             actual = graph_checksum(out)
             if actual != self._graph_sums[i]:
@@ -409,10 +484,12 @@ def write_manifest(folder: os.PathLike | str, shards: Sequence[ShardInfo], featu
 
 
 def read_manifest(folder: os.PathLike | str) -> dict:
-    """The manifest of a shards folder.
+    """The manifest of a shards folder, its structure checked.
 
     Raises:
-      ShardError: no manifest, not JSON, another schema version, or no shard list.
+      ShardError: no manifest, not JSON, another schema version, no shard list, or an entry of the wrong type
+        (every shard entry must have the :class:`ShardInfo` fields, a plain file name and per-graph lists of equal
+        length).
     """
     path = Path(folder) / MANIFEST
     try:
@@ -420,7 +497,8 @@ def read_manifest(folder: os.PathLike | str) -> dict:
     except FileNotFoundError:
         raise ShardError(f"{path}: no manifest (is {folder} a trkx-build output folder?)") from None
     except (OSError, ValueError) as exc:
-        raise ShardError(f"{path}: unreadable manifest ({exc.__class__.__name__})") from None
+        raise ShardError(f"{path}: unreadable manifest ({exc.__class__.__name__}) "
+                         f"(rebuild the shards with trkx-build)") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise ShardError(f"{path}: schema version {version}, this reader reads version {SCHEMA_VERSION} "
@@ -428,4 +506,44 @@ def read_manifest(folder: os.PathLike | str) -> dict:
     for key in ("shards", "n_features"):
         if key not in data:
             raise ShardError(f"{path}: manifest has no {key!r}")
+    problem = _manifest_problem(data)
+    if problem:
+        raise ShardError(f"{path}: malformed manifest: {problem} (rebuild the shards with trkx-build)")
     return data
+
+
+def _is_int(x, low: int = 0) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+
+def _manifest_problem(data: dict) -> Optional[str]:
+    """What is structurally wrong with a manifest, or None."""
+    if not _is_int(data["n_features"]):
+        return "'n_features' is not a non-negative integer"
+    names = data.get("feature_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "'feature_names' is not a list of strings"
+    if not isinstance(data["shards"], list):
+        return "'shards' is not a list"
+    per_graph = ("n_node", "n_edge", "event_id", "sector")
+    for k, entry in enumerate(data["shards"]):
+        where = f"shards[{k}]"
+        if not isinstance(entry, dict):
+            return f"{where} is not an object"
+        missing = [f.name for f in dataclasses.fields(ShardInfo) if f.name not in entry]
+        if missing:
+            return f"{where} has no {missing[0]!r}"
+        name = entry["file"]
+        if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name:
+            return f"{where}.file {name!r} is not a file name in the shards folder"
+        if not isinstance(entry["split"], str) or not isinstance(entry["checksum"], str):
+            return f"{where}: 'split' and 'checksum' must be strings"
+        if not _is_int(entry["bucket"]) or not _is_int(entry["node_budget"], 1) \
+                or not _is_int(entry["edge_budget"], 1):
+            return f"{where}: 'bucket', 'node_budget', 'edge_budget' must be integers (budgets >= 1)"
+        lists = [entry[key] for key in per_graph]
+        if not all(isinstance(v, list) and all(_is_int(x, -(2**63)) for x in v) for v in lists):
+            return f"{where}: {', '.join(per_graph)} must be lists of integers"
+        if len({len(v) for v in lists}) != 1:
+            return f"{where}: {', '.join(per_graph)} differ in length"
+    return None

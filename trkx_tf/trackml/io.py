@@ -20,8 +20,11 @@ column and the first offending rows (0-based data-row numbers, header excluded).
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -123,14 +126,37 @@ def list_events(folder: os.PathLike | str) -> list[int]:
     return sorted(ids)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0]
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    """The CSV file as a frame; a file cut short (no line end after its last data row) is refused.
+
+    Raises:
+      DataError: the file is unreadable, empty, truncated (gzip stream or last line cut short) or not CSV.
+    """
     try:
-        return pd.read_csv(path)
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except EOFError as exc:
+        raise DataError(f"{path.name}: cannot parse CSV (EOFError: {_first_line(exc)}): the file is truncated; "
+                        f"copy or regenerate it") from None
+    except (OSError, zlib.error) as exc:
+        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {_first_line(exc)})") from None
+    n_lines = raw.count(b"\n")
+    if n_lines >= 1 and not raw.rstrip(b" \t").endswith((b"\n", b"\r")):
+        raise DataError(f"{path.name}: the last line (data row {n_lines - 1}) has no line end: the file is "
+                        f"truncated; copy or regenerate it")
+    try:
+        return pd.read_csv(io.BytesIO(raw))
     except pd.errors.EmptyDataError:
         raise DataError(f"{path.name}: file is empty (no header)") from None
-    except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {first})") from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {_first_line(exc)})") from None
 
 
 def _conform(df: pd.DataFrame, schema: dict[str, str], name: str, nan_allowed: Iterable[str] = ()) -> pd.DataFrame:
@@ -159,6 +185,11 @@ def _conform(df: pd.DataFrame, schema: dict[str, str], name: str, nan_allowed: I
             inf = np.isinf(values)
             if inf.any():
                 raise DataError(f"{name}: column {col!r} has inf in {_rows(inf)}")
+            if dtype == "float32":
+                with np.errstate(invalid="ignore"):
+                    big = np.abs(values) > np.finfo(np.float32).max
+                if big.any():
+                    raise DataError(f"{name}: column {col!r} overflows float32 in {_rows(big)}")
             if dtype.startswith("int"):
                 frac = values != np.round(values)
                 if frac.any():

@@ -1,11 +1,19 @@
 """One training run from a config: backend, logging, this rank's shard readers, then the loop.
 
 This is what ``trkx-train`` calls; tests call it too, in-process or under a launcher.
+
+Preemption: SIGUSR1 (what the SLURM templates ask ``--signal`` to send) or SIGTERM sets a flag; all ranks stop
+after the same step, rank 0 writes a checkpoint holding the data position, and ``trkx-train`` exits with
+:data:`EXIT_REQUEUE` so the job script requeues the job. The next run resumes from that checkpoint with the same
+data order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 
 from trkx_tf.config import Config
 from trkx_tf.logs import setup_logging
@@ -13,6 +21,33 @@ from trkx_tf.train.distributed import make_backend
 from trkx_tf.train.loop import FitResult, train
 
 log = logging.getLogger("trkx_tf.train")
+
+#: Exit status of a run stopped by a preemption signal after checkpointing: "requeue me".
+EXIT_REQUEUE = 99
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals=STOP_SIGNALS):
+    """Within the block, the listed signals set an event instead of killing the process; yields the event.
+
+    Handlers are installed only in the main thread and restored on exit.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(signum, frame):
+        log.warning("received %s: stopping after this step and checkpointing", signal.Signals(signum).name)
+        event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def open_sources(cfg: Config, rank: int, size: int):
@@ -41,7 +76,8 @@ def run_training(cfg: Config) -> FitResult:
     log.info("%s backend, %d rank(s): %d training graphs, %d steps per epoch per rank", backend.name,
              backend.size, train_source.n_graphs, train_source.steps_per_epoch)
     try:
-        return train(cfg, train_source, val_source, backend=backend)
+        with stop_on_signals() as stop:
+            return train(cfg, train_source, val_source, backend=backend, stop_requested=stop.is_set)
     finally:
         train_source.close()
         if val_source is not None:
@@ -49,6 +85,10 @@ def run_training(cfg: Config) -> FitResult:
 
 
 def train_from_config(cfg: Config) -> int:
-    """:func:`run_training` for a console script: returns the exit status."""
-    run_training(cfg)
+    """:func:`run_training` for a console script: returns the exit status (:data:`EXIT_REQUEUE` if preempted)."""
+    result = run_training(cfg)
+    if result.interrupted:
+        log.warning("stopped at epoch %d, step %d; checkpoint written: exit %d to be requeued", result.epoch,
+                    result.steps, EXIT_REQUEUE)
+        return EXIT_REQUEUE
     return 0

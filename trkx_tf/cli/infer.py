@@ -1,0 +1,50 @@
+"""``trkx-infer --config CFG --input DIR --out DIR``: tracks from whole TrackML events.
+
+For every event of the input folder: features → candidate edges (``graph.builder``) → edge filter (over edge
+chunks) → Interaction Network → track labelling (``infer.labelling``). Writes ``event<ID>-submission.csv`` (every
+hit exactly once), ``event<ID>-edges.npz`` (``infer.save_edges``) and ``timings.json`` (wall time per stage) to the
+output folder and prints the per-event table. Checkpoints and the module map come from the ``infer`` section or
+the flags. Details: trkx_tf/reco/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from trkx_tf.cli.common import add_config_args, command, config_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trkx-infer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--input", required=True, help="TrackML events folder")
+    parser.add_argument("--out", required=True, help="output folder (submissions, edges, timings.json)")
+    parser.add_argument("--events", type=int, nargs="+", metavar="ID", help="only these events (default: all)")
+    parser.add_argument("--filter-ckpt", dest="filter_ckpt", metavar="PATH",
+                        help="edge-filter checkpoint, a prefix or a folder (= --set infer.filter_ckpt=PATH)")
+    parser.add_argument("--gnn-ckpt", dest="gnn_ckpt", metavar="PATH",
+                        help="Interaction Network checkpoint, a prefix or a folder (= --set infer.gnn_ckpt=PATH)")
+    parser.add_argument("--module-map", dest="module_map", metavar="NPZ",
+                        help="module map of the candidate-edge builder (= --set infer.module_map=NPZ)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from trkx_tf.logs import setup_logging
+    from trkx_tf.reco.pipeline import infer
+
+    cfg = config_from_args(args)
+    setup_logging(level=cfg.run.log_level)
+    summary = infer(cfg, args.input, args.out, events=args.events, filter_ckpt=args.filter_ckpt,
+                    gnn_ckpt=args.gnn_ckpt, module_map=args.module_map, progress=args.progress)
+    print(summary.format())
+    print(f"timings: {args.out}/timings.json")
+    return 0
+
+
+main = command(build_parser, run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""Fused kernels with hand-written gradients: LayerNorm+ReLU, and the edge step of the Interaction Network.
+
+TensorFlow runs every element-wise op as its own pass over memory, and its automatic gradient of a LayerNorm
+takes about fifteen passes over an ``[E, H]`` tensor; on CPUs, where these tensors are far larger than the
+caches, those passes cost as much as the matrix products. Here the element-wise work of a layer runs as one XLA
+kernel forward and one backward, column sums (gradients of scales, offsets and biases) run as ``[1, B] x [B, H]``
+products (much faster than column reductions), and scatter-adds stay in TensorFlow's sorted segment sums (XLA's
+CPU scatter is slow). Each kernel is checked against its unfused formulation in the tests.
+
+Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``N``, ``E``); ``B`` rows, ``H`` features.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+
+def column_sum(x: tf.Tensor) -> tf.Tensor:
+    """``reduce_sum(x, 0)`` of an [B, H] tensor, as a [1, B] x [B, H] product (faster on CPUs).
+
+    Args:
+      x: [B, H], any float dtype (summed in float32).
+
+    Returns:
+      [H] float32.
+    """
+    x = tf.cast(x, tf.float32)
+    return tf.matmul(tf.ones([1, tf.shape(x)[0]], tf.float32), x)[0]
+
+
+def _normalise(parts, scale, offset, eps):
+    x = tf.cast(parts[0], tf.float32)
+    for p in parts[1:]:
+        x = x + tf.cast(p, tf.float32)
+    mean = tf.reduce_mean(x, -1, keepdims=True)
+    centred = x - mean
+    inv = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), -1, keepdims=True) + eps)
+    xhat = centred * inv
+    return tf.nn.relu(xhat * scale + offset), xhat, inv
+
+
+def _normalise_backward(dy, xhat, inv, scale, offset):
+    xhat = tf.cast(xhat, tf.float32)
+    dpre = tf.where(xhat * scale + offset > 0, dy, tf.zeros_like(dy))
+    dxhat = dpre * scale
+    dx = inv * (dxhat - tf.reduce_mean(dxhat, -1, keepdims=True)
+                - xhat * tf.reduce_mean(dxhat * xhat, -1, keepdims=True))
+    return dx, dpre, dpre * xhat
+
+
+# ---------------------------------------------------------------------------------------- LayerNorm + ReLU
+@tf.function(jit_compile=True)
+def _ln_relu_forward(parts, scale, offset, eps, out_dtype):
+    y, xhat, inv = _normalise(parts, scale, offset, eps)
+    return tf.cast(y, out_dtype), tf.cast(xhat, out_dtype), inv
+
+
+@tf.function(jit_compile=True)
+def _ln_relu_backward(dy, xhat, inv, scale, offset, dtypes):
+    dx, dpre, dpre_xhat = _normalise_backward(tf.cast(dy, tf.float32), xhat, inv, scale, offset)
+    return {d: tf.cast(dx, d) for d in dtypes}, dpre, dpre_xhat
+
+
+def _part_grads(parts, dx: dict) -> list:
+    """The gradient of each summed part: ``dx`` for [B, H] parts, its column sum for broadcast [H] parts."""
+    any_dx = next(iter(dx.values()))
+    return [dx[p.dtype.name] if p.shape.rank == 2 else tf.cast(column_sum(any_dx), p.dtype) for p in parts]
+
+
+def _row_dtypes(parts) -> tuple:
+    return tuple(sorted({p.dtype.name for p in parts if p.shape.rank == 2}))
+
+
+def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor,
+                    eps: float = 1e-5) -> tf.Tensor:
+    """``ReLU(LayerNorm(sum(parts)))`` over the last axis, statistics in float32, with a fused gradient.
+
+    The same function as ``layers.layer_norm(tf.add_n(parts), scale, offset, eps, relu=True)``; summing the
+    parts inside the kernel saves materialising their sum.
+
+    Args:
+      parts: tensors [B, H], or [H] (a bias, broadcast over rows); at least one of shape [B, H]; any float
+        dtypes. The output takes the dtype of the first part.
+      scale: [H] LayerNorm scale.
+      offset: [H] LayerNorm offset.
+      eps: added to the variance.
+
+    Returns:
+      [B, H].
+    """
+    parts = list(parts)
+    out_dtype = parts[0].dtype
+
+    @tf.custom_gradient
+    def fused(*args):
+        xs, g, b = list(args[:-2]), args[-2], args[-1]
+        g32, b32 = tf.cast(g, tf.float32), tf.cast(b, tf.float32)
+        # the backward keeps xhat (one [B, H] tensor in the compute dtype) and inv ([B, 1] float32)
+        y, xhat, inv = _ln_relu_forward(xs, g32, b32, eps, out_dtype)
+
+        def grad(dy):
+            dx, dpre, dpre_xhat = _ln_relu_backward(dy, xhat, inv, g32, b32, _row_dtypes(xs))
+            return _part_grads(xs, dx) + [tf.cast(column_sum(dpre_xhat), g.dtype),
+                                          tf.cast(column_sum(dpre), b.dtype)]
+
+        return y, grad
+
+    return fused(*parts, scale, offset)
+
+
+# ---------------------------------------------------------------------------------------- the IN edge step
+@tf.function(jit_compile=True)
+def _edge_forward(parts, acc, scale, offset, eps, out_dtype):
+    y, xhat, inv = _normalise(parts, scale, offset, eps)
+    h = tf.cast(y, out_dtype)
+    acc_next = h if acc is None else acc + h
+    return h, acc_next, tf.cast(xhat, out_dtype), inv
+
+
+@tf.function(jit_compile=True)
+def _edge_backward(d_acc, dh_m, d_sums, seg_ids, d_z_next, xhat, inv, scale, offset, dtypes, z_dtype):
+    dy = tf.zeros(tf.shape(xhat), tf.float32)
+    if d_acc is not None:
+        dy = dy + tf.cast(d_acc, tf.float32)
+    if dh_m is not None:
+        dy = dy + tf.cast(dh_m, tf.float32)
+    for d_sum, ids in zip(d_sums, seg_ids):  # the gradient of a segment sum is a gather
+        dy = dy + tf.cast(tf.gather(d_sum, ids), tf.float32)
+    dx, dpre, dpre_xhat = _normalise_backward(dy, xhat, inv, scale, offset)
+    dz = dx if d_z_next is None else dx + tf.cast(d_z_next, tf.float32)
+    return {d: tf.cast(dx, d) for d in dtypes}, tf.cast(dz, z_dtype), dpre, dpre_xhat
+
+
+def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, acc: Optional[tf.Tensor],
+              m: Optional[tf.Tensor], segments: Sequence[tuple], num_segments: tf.Tensor, residual: bool,
+              eps: float = 1e-5):
+    """One edge update of the Interaction Network (see :mod:`trkx_tf.models.interaction`), fused.
+
+    With ``h = ReLU(LayerNorm(sum(parts)))`` (the edge core's hidden activation) it returns::
+
+        z_next   = z + h @ m   (residual)   or   h @ m   (latent0)        # parts[0] is z
+        acc_next = acc + h     (acc given)  or   h
+        sums[k]  = unsorted_segment_sum(h, ids_k, num_segments)         # one per (ids_k, order_k)
+
+    and differentiates all of it at once: every gradient that reaches ``h`` (from ``z_next``, ``acc_next`` and
+    the sums) is added inside one XLA kernel together with the LayerNorm backward, instead of being gathered
+    and accumulated by separate passes. With ``m`` None (the last step) only ``acc_next`` is computed.
+
+    Args:
+      parts: the summed pre-activation terms, ``z`` first; [E, H] (any float dtypes) or [H].
+      scale: [H] LayerNorm scale.
+      offset: [H] LayerNorm offset.
+      acc: [E, H] running sum of ``h`` (residual), or None.
+      m: [H, H] in the compute dtype, or None for the last step.
+      segments: ``(ids, order)`` pairs: [E] int32 segment ids in ``[0, num_segments)`` and an optional [E]
+        permutation sorting them (the sum then runs in order).
+      num_segments: scalar int32 (N + 1: the last segment collects padded edges).
+      residual: ``z_next = z + h @ m`` rather than ``h @ m``.
+      eps: LayerNorm epsilon.
+
+    Returns:
+      ``(z_next, acc_next, sums)``; ``z_next`` is None and ``sums`` empty when ``m`` is None. ``sums[k]`` is
+      [num_segments, H] in the dtype of ``h`` (the dtype of ``parts[0]``).
+    """
+    parts = list(parts)
+    out_dtype = parts[0].dtype
+    last = m is None
+    n_parts = len(parts)
+    has_acc = acc is not None
+    ids = [i for i, _ in segments]
+    orders = [o for _, o in segments]
+
+    @tf.custom_gradient
+    def fused(*args):
+        xs = list(args[:n_parts])
+        g, b = args[n_parts], args[n_parts + 1]
+        rest = list(args[n_parts + 2:])
+        acc_in = rest.pop(0) if has_acc else None
+        m_in = None if last else rest.pop(0)
+        g32, b32 = tf.cast(g, tf.float32), tf.cast(b, tf.float32)
+        h, acc_next, xhat, inv = _edge_forward(xs, acc_in, g32, b32, eps, out_dtype)
+        outputs = [acc_next]
+        if not last:
+            zh = tf.matmul(h, m_in)
+            z_next = xs[0] + zh if residual else zh
+            sums = []
+            for seg, order in zip(ids, orders):
+                data, seg_sorted = (h, seg) if order is None else (tf.gather(h, order), tf.gather(seg, order))
+                sums.append(tf.math.unsorted_segment_sum(data, seg_sorted, num_segments))
+            outputs = [z_next, acc_next] + sums
+
+        def grad(*douts):
+            douts = list(douts)
+            if last:
+                d_z_next, d_acc, d_sums = None, douts[0], []
+            else:
+                d_z_next, d_acc, d_sums = douts[0], douts[1], douts[2:]
+            dh_m = None if d_z_next is None else tf.matmul(d_z_next, m_in, transpose_b=True)
+            seg_pairs = [(d, s) for d, s in zip(d_sums, ids) if d is not None]
+            dx, dz, dpre, dpre_xhat = _edge_backward(
+                d_acc, dh_m, [d for d, _ in seg_pairs], [s for _, s in seg_pairs],
+                d_z_next if residual else None, xhat, inv, g32, b32, _row_dtypes(xs), xs[0].dtype)
+            grads = _part_grads(xs, dx)
+            grads[0] = dz  # z also flows straight into z_next (residual)
+            grads += [tf.cast(column_sum(dpre_xhat), g.dtype), tf.cast(column_sum(dpre), b.dtype)]
+            if has_acc:
+                grads.append(tf.zeros_like(acc_in) if d_acc is None else tf.cast(d_acc, acc_in.dtype))
+            if not last:
+                d_m = tf.zeros_like(m_in) if d_z_next is None else \
+                    tf.matmul(h, tf.cast(d_z_next, h.dtype), transpose_a=True)
+                grads.append(tf.cast(d_m, m_in.dtype))
+            return grads
+
+        return outputs, grad
+
+    args = parts + [scale, offset] + ([acc] if has_acc else []) + ([] if last else [m])
+    outs = fused(*args)
+    if last:
+        return None, outs[0], []
+    return outs[0], outs[1], list(outs[2:])

@@ -1,0 +1,58 @@
+"""The one place that turns the ``model`` section of the config into model objects.
+
+Models themselves take explicit typed constructor arguments and never see the config.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from trkx_tf.config import ModelConfig
+from trkx_tf.errors import ConfigError
+
+ModelKind = Literal["filter", "gnn", "embedding"]
+
+
+def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "float32", recompute: bool = False):
+    """Builds the model of ``kind`` from its config section.
+
+    Args:
+      cfg: the ``model`` section (:class:`~trkx_tf.config.ModelConfig`).
+      kind: ``"filter"``, ``"gnn"`` or ``"embedding"``.
+      compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (from ``train.mixed_precision``).
+      recompute: gradient checkpointing of the message-passing steps (``train.checkpoint_steps``; the IN only).
+
+    Returns:
+      An :class:`~trkx_tf.models.filter.EdgeFilter`, :class:`~trkx_tf.models.interaction.InteractionNetwork`
+      or :class:`~trkx_tf.models.embedding.EmbeddingMLP` (variables are created on the first call).
+
+    Raises:
+      ConfigError: unknown kind, or ``recompute`` for a model without message passing.
+    """
+    if kind == "filter":
+        from trkx_tf.models.filter import EdgeFilter
+
+        _no_recompute(kind, recompute)
+        c = cfg.filter
+        return EdgeFilter(hidden=c.hidden, layers=c.layers, layernorm=c.layernorm, compute_dtype=compute_dtype)
+    if kind == "gnn":
+        from trkx_tf.models.interaction import InteractionNetwork
+
+        c = cfg.gnn
+        return InteractionNetwork(hidden=c.hidden, layers=c.layers, steps=c.steps, skip=c.skip,
+                                  aggregation=c.aggregation, layernorm=c.layernorm, recompute=recompute,
+                                  compute_dtype=compute_dtype)
+    if kind == "embedding":
+        from trkx_tf.models.embedding import EmbeddingMLP
+
+        _no_recompute(kind, recompute)
+        c = cfg.embedding
+        return EmbeddingMLP(dim=c.dim, hidden=c.hidden, layers=c.layers, layernorm=c.layernorm,
+                            normalize=c.normalize, compute_dtype=compute_dtype)
+    raise ConfigError(f"model kind must be 'filter', 'gnn' or 'embedding' (got {kind!r})")
+
+
+def _no_recompute(kind: str, recompute: bool) -> None:
+    if recompute:
+        raise ConfigError(f"train.checkpoint_steps (gradient checkpointing of message passing) needs the gnn "
+                          f"model, not {kind!r}")

@@ -1,0 +1,506 @@
+"""``trkx-infer`` as a library: whole TrackML events in, tracks (TrackML submissions) and per-stage timings out.
+
+Per event, on the **whole event** (never sectors)::
+
+    loading            read hits (+ cells where the model uses them)                  trackml.io.read_event
+    graph_construction node features + candidate edges of the configured builder     graphs.features / builders
+    filter             edge-filter MLP over edge chunks of infer.filter_chunk_edges   models.filter.EdgeFilter
+                       -> keep edges with score >= infer.filter_threshold
+    gnn                Interaction Network on the kept edges (one whole-event pass)   models.interaction
+    labelling          tracks from edges with GNN score >= infer.gnn_threshold         reco.labelling (cc | walk)
+    writing            event<ID>-submission.csv (+ event<ID>-edges.npz)               reco.outputs
+
+The stage names are those of ``timings.json`` (wall time in seconds, as in the Exa.TrkX paper's Table 2).
+Without a filter checkpoint there is no filter stage: every candidate edge reaches the GNN.
+
+Edge scorers
+------------
+The pipeline talks to the models through one small interface, :class:`EdgeScorer`: a callable
+``scorer(nodes [n_node, F] float32, senders [n_edge] int32, receivers [n_edge] int32) -> [n_edge] float32``
+returning scores in [0, 1]. :class:`ModelScorer` wraps a trained Sonnet model (``EdgeFilter`` or
+``InteractionNetwork``) with a ``tf.function`` whose input signature has unknown sizes, so events of any size
+reuse one trace. Tests substitute other scorers (a truth oracle) behind the same interface.
+
+Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node``, ``n_edge``, ``F``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Optional, Protocol, Sequence
+
+import numpy as np
+
+from trkx_tf.errors import CheckpointError, ConfigError, DataError
+from trkx_tf.graphs.builders import EdgeBuilder, ModuleMap, make_builder
+from trkx_tf.graphs.features import cylindrical, feature_names, hit_features
+from trkx_tf.reco.labelling import label_tracks, submission_frame
+from trkx_tf.reco.outputs import TIMINGS_FILE, StageEdges, edges_path, submission_path, write_edges
+from trkx_tf.trackml.score import write_submission
+
+log = logging.getLogger("trkx_tf.reco.pipeline")
+
+STAGES = ("loading", "graph_construction", "filter", "gnn", "labelling")
+
+
+# ---------------------------------------------------------------------------------------------- edge scorers
+class EdgeScorer(Protocol):
+    """Scores the edges of one whole-event graph (see the module docstring)."""
+
+    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+        """Args: nodes [n_node, F] float32, senders/receivers [n_edge] int32. Returns: [n_edge] float32 in [0, 1]."""
+
+
+class ModelScorer:
+    """An :class:`EdgeScorer` of a trained edge classifier (``EdgeFilter`` or ``InteractionNetwork``).
+
+    The model sees one graph: ``n_node = [n_node]``, ``n_edge = [n_edge]``, ``edge_mask`` all ones (no padding).
+    With ``chunk_edges`` the edges are scored ``chunk_edges`` at a time against the same nodes, which bounds the
+    memory of a per-edge model (the filter); a message-passing model must see the whole graph at once
+    (``chunk_edges=None``).
+
+    Args:
+      model: a built Sonnet module mapping a batch dict to [n_edge] logits.
+      n_features: F, node features the model was trained with.
+      chunk_edges: edges scored per call, or None for all at once.
+    """
+
+    def __init__(self, model, n_features: int, chunk_edges: Optional[int] = None):
+        import tensorflow as tf
+
+        if chunk_edges is not None and chunk_edges < 1:
+            raise ConfigError(f"infer.filter_chunk_edges must be >= 1, got {chunk_edges}")
+        self.model = model
+        self.n_features = int(n_features)
+        self.chunk_edges = chunk_edges
+        signature = [tf.TensorSpec([None, self.n_features], tf.float32, name="nodes"),
+                     tf.TensorSpec([None], tf.int32, name="senders"),
+                     tf.TensorSpec([None], tf.int32, name="receivers")]
+
+        def scores(nodes, senders, receivers):
+            n_edge = tf.shape(senders)[0]
+            batch = {"nodes": nodes, "senders": senders, "receivers": receivers,
+                     "n_node": tf.shape(nodes)[:1], "n_edge": tf.reshape(n_edge, [1]),
+                     "edge_mask": tf.ones([n_edge], tf.float32)}
+            return tf.sigmoid(model(batch))
+
+        self._fn = tf.function(scores, input_signature=signature)
+
+    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+        nodes = np.asarray(nodes, np.float32)
+        if nodes.ndim != 2 or nodes.shape[1] != self.n_features:
+            raise DataError(f"the model was trained with F={self.n_features} node features, the event has "
+                            f"{nodes.shape[1] if nodes.ndim == 2 else '?'} (graph.use_cells and the events' cells "
+                            f"files must agree with the training)")
+        senders = np.asarray(senders, np.int32)
+        receivers = np.asarray(receivers, np.int32)
+        n = len(senders)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        step = n if self.chunk_edges is None else self.chunk_edges
+        out = [self._fn(nodes, senders[i:i + step], receivers[i:i + step]).numpy() for i in range(0, n, step)]
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def build_model(kind: str, model_cfg, n_features: int):
+    """A built (variables created) edge classifier of the configured shape, ready for a checkpoint restore.
+
+    Args:
+      kind: ``"filter"`` (:class:`~trkx_tf.models.filter.EdgeFilter`) or ``"gnn"``
+        (:class:`~trkx_tf.models.interaction.InteractionNetwork`).
+      model_cfg: the ``model`` config section (read by :func:`trkx_tf.models.registry.build_model` only).
+      n_features: F.
+
+    Returns:
+      The Sonnet module, built with one warm-up call on a 2-node, 1-edge graph (Sonnet creates variables lazily;
+      a checkpoint restore needs them to exist).
+
+    Raises:
+      ConfigError: a kind other than filter or gnn.
+    """
+    import tensorflow as tf
+
+    from trkx_tf.models.registry import build_model as registry_build
+
+    if kind not in ("filter", "gnn"):
+        raise ConfigError(f"unknown edge model {kind!r} (expected 'filter' or 'gnn')")
+    model = registry_build(model_cfg, kind)
+    warm = {"nodes": tf.zeros([2, n_features]), "senders": tf.constant([0], tf.int32),
+            "receivers": tf.constant([1], tf.int32), "n_node": tf.constant([2], tf.int32),
+            "n_edge": tf.constant([1], tf.int32), "edge_mask": tf.ones([1])}
+    model(warm)
+    return model
+
+
+def resolve_checkpoint(path: os.PathLike | str) -> str:
+    """The checkpoint prefix named by ``path``: the latest checkpoint of a folder, or a prefix itself.
+
+    Raises:
+      CheckpointError: nothing checkpoint-like is there.
+    """
+    import tensorflow as tf
+
+    path = str(path)
+    if os.path.isdir(path):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            raise CheckpointError(f"{path}: folder holds no TensorFlow checkpoint (no 'checkpoint' index file)")
+        return prefix
+    if os.path.exists(path + ".index"):
+        return path
+    raise CheckpointError(f"{path}: checkpoint not found (expected a folder or a prefix with a .index file)")
+
+
+def restore_model(model, path: os.PathLike | str) -> str:
+    """Restores a built model's variables from a ``tf.train.Checkpoint`` that tracks it as ``model``.
+
+    Extra objects of the checkpoint (optimizer, step counters) are ignored; every variable of the model must
+    be found with the right shape.
+
+    Args:
+      model: a built Sonnet module (see :func:`build_model`).
+      path: a checkpoint prefix or a folder (its latest checkpoint).
+
+    Returns:
+      The prefix restored.
+
+    Raises:
+      CheckpointError: no checkpoint, or it does not fit the model (missing variables, other shapes).
+    """
+    import tensorflow as tf
+
+    prefix = resolve_checkpoint(path)
+    try:
+        status = tf.train.Checkpoint(model=model).restore(prefix)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise CheckpointError(f"{prefix}: does not fit the configured {type(model).__name__} "
+                              f"(check the model section of the config): {first}") from None
+    return prefix
+
+
+# ------------------------------------------------------------------------------------------------ the pipeline
+@dataclasses.dataclass
+class EventResult:
+    """One event's reconstruction.
+
+    Attributes:
+      event_id: the event.
+      hit_id: [n_node] int64 hit ids.
+      track_id: [n_node] int64 track of each hit (1 … n_tracks).
+      edges: the scored edges of every stage.
+      seconds: stage -> wall time (the keys of :data:`STAGES`, ``filter`` only with a filter).
+    """
+
+    event_id: int
+    hit_id: np.ndarray
+    track_id: np.ndarray
+    edges: StageEdges
+    seconds: dict
+
+    @property
+    def n_tracks(self) -> int:
+        return int(self.track_id.max()) if len(self.track_id) else 0
+
+
+class Pipeline:
+    """features → candidate edges → filter → GNN → labelling, on one whole event at a time.
+
+    Args:
+      builder: the candidate-edge builder.
+      gnn: the GNN's :class:`EdgeScorer`.
+      filter: the filter's :class:`EdgeScorer`, or None (every candidate edge reaches the GNN).
+      filter_threshold: filter scores at least this keep an edge.
+      gnn_threshold: GNN scores at least this join two hits.
+      labelling: ``"cc"`` or ``"walk"`` (:mod:`trkx_tf.reco.labelling`).
+      with_cells: add the cell-shape features (the events must have cells files).
+      r_scale, z_scale: feature scales (``graph.r_scale``, ``graph.z_scale``).
+    """
+
+    def __init__(self, builder: EdgeBuilder, gnn: EdgeScorer, filter: Optional[EdgeScorer] = None,
+                 filter_threshold: float = 0.5, gnn_threshold: float = 0.5, labelling: str = "cc",
+                 with_cells: bool = False, r_scale: float = 1000.0, z_scale: float = 1000.0):
+        if labelling not in ("cc", "walk"):
+            raise ConfigError(f"infer.labelling must be 'cc' or 'walk', got {labelling!r}")
+        self.builder, self.gnn, self.filter = builder, gnn, filter
+        self.filter_threshold, self.gnn_threshold = float(filter_threshold), float(gnn_threshold)
+        self.labelling = labelling
+        self.with_cells = with_cells
+        self.r_scale, self.z_scale = r_scale, z_scale
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The event parts to read."""
+        return ("hits", "cells") if self.with_cells else ("hits",)
+
+    def run(self, event, load_seconds: float = 0.0) -> EventResult:
+        """Reconstructs one loaded event.
+
+        Args:
+          event: a :class:`~trkx_tf.trackml.io.Event` (hits; cells when ``with_cells``).
+          load_seconds: the time it took to load, recorded as the ``loading`` stage.
+
+        Returns:
+          The :class:`EventResult`; every hit of the event has exactly one track.
+
+        Raises:
+          DataError: a malformed event, or no cells where the model uses cell features.
+        """
+        seconds = {"loading": float(load_seconds)}
+        hits = event.hits
+        n_node = len(hits)
+        t = time.perf_counter()
+        nodes = hit_features(hits, event.cells, self.with_cells, self.r_scale, self.z_scale)
+        senders, receivers = self.builder.build(hits, nodes)
+        senders = senders.astype(np.int32)
+        receivers = receivers.astype(np.int32)
+        seconds["graph_construction"] = time.perf_counter() - t
+        n_edge = len(senders)
+        keep = {"graph": np.ones(n_edge, bool)}
+        scores = {}
+
+        kept = np.arange(n_edge)
+        if self.filter is not None:
+            t = time.perf_counter()
+            f_scores = self.filter(nodes, senders, receivers)
+            seconds["filter"] = time.perf_counter() - t
+            keep["filter"] = f_scores >= self.filter_threshold
+            scores["filter"] = f_scores
+            kept = np.flatnonzero(keep["filter"])
+
+        t = time.perf_counter()
+        g_kept = self.gnn(nodes, senders[kept], receivers[kept])
+        seconds["gnn"] = time.perf_counter() - t
+        g_scores = np.full(n_edge, np.nan, np.float32)
+        g_scores[kept] = g_kept
+        scores["gnn"] = g_scores
+        keep["gnn"] = np.zeros(n_edge, bool)
+        keep["gnn"][kept] = g_kept >= self.gnn_threshold
+
+        t = time.perf_counter()
+        order_key = None
+        if self.labelling == "walk":
+            r, _, z = cylindrical(hits)
+            order_key = np.hypot(r, z)
+        track_id = label_tracks(self.labelling, n_node, senders[kept], receivers[kept], g_kept,
+                                self.gnn_threshold, order_key)
+        seconds["labelling"] = time.perf_counter() - t
+
+        hit_id = hits["hit_id"].to_numpy(np.int64)
+        edges = StageEdges(hit_id[senders], hit_id[receivers], keep, scores)
+        return EventResult(int(event.event_id), hit_id, track_id, edges, seconds)
+
+
+def uses_cells(input_dir: os.PathLike | str, event_ids: Sequence[int], use_cells: bool) -> bool:
+    """Whether the events get cell features: ``graph.use_cells`` and cells files present, as in trkx-build.
+
+    Args:
+      input_dir: the events folder.
+      event_ids: the events to reconstruct.
+      use_cells: ``graph.use_cells``.
+
+    Returns:
+      True when cell features are used (every event then has a cells file).
+
+    Raises:
+      DataError: some of the events have cells files and others do not.
+    """
+    input_dir = Path(input_dir)
+    if not use_cells:
+        return False
+    from trkx_tf.trackml.io import event_prefix
+
+    have = [e for e in event_ids if any((input_dir / f"{event_prefix(e)}-cells.csv{x}").is_file() for x in ("", ".gz"))]
+    if have and len(have) != len(event_ids):
+        missing = sorted(set(event_ids) - set(have))
+        raise DataError(f"{input_dir}: {len(have)} events have cells files but {len(missing)} do not "
+                        f"(first: event {missing[0]}); set graph.use_cells=false or complete the cells")
+    return bool(have)
+
+
+def make_pipeline(cfg, n_features: Optional[int] = None, with_cells: bool = False,
+                  filter_ckpt: Optional[str] = None, gnn_ckpt: Optional[str] = None,
+                  module_map: Optional[str] = None) -> Pipeline:
+    """The pipeline a config describes: builder, models restored from their checkpoints, thresholds.
+
+    Args:
+      cfg: the whole config (``graph``, ``model``, ``infer``).
+      n_features: F (default: from ``with_cells``).
+      with_cells: whether the node features include the cell-shape features.
+      filter_ckpt, gnn_ckpt, module_map: override ``infer.filter_ckpt``, ``infer.gnn_ckpt``, ``infer.module_map``.
+
+    Returns:
+      The :class:`Pipeline`.
+
+    Raises:
+      ConfigError: no GNN checkpoint, or no module map for the module-map builder.
+      CheckpointError: a checkpoint is missing or does not fit its model.
+      DataError: the module map cannot be read.
+    """
+    icfg = cfg.infer
+    filter_ckpt = filter_ckpt or icfg.filter_ckpt
+    gnn_ckpt = gnn_ckpt or icfg.gnn_ckpt
+    if not gnn_ckpt:
+        raise ConfigError("trkx-infer needs a GNN checkpoint (infer.gnn_ckpt or --gnn-ckpt)")
+    if cfg.graph.builder == "module_map":
+        map_path = module_map or icfg.module_map or cfg.graph.module_map.path
+        if not map_path:
+            raise ConfigError("graph.builder=module_map: give the module map (infer.module_map or --module-map; "
+                              "trkx-build saves it as <shards>/module_map.npz)")
+        if not Path(map_path).is_file():
+            raise DataError(f"{map_path}: module map not found")
+        builder = make_builder(cfg.graph, module_map=ModuleMap.load(map_path))
+    else:
+        raise ConfigError("trkx-infer: graph.builder=embedding is not wired into inference yet (use module_map)")
+    f = n_features if n_features is not None else len(feature_names(with_cells))
+    gnn_model = build_model("gnn", cfg.model, f)
+    log.info("GNN restored from %s", restore_model(gnn_model, gnn_ckpt))
+    gnn = ModelScorer(gnn_model, f, chunk_edges=None)
+    filt = None
+    if filter_ckpt:
+        filter_model = build_model("filter", cfg.model, f)
+        log.info("filter restored from %s", restore_model(filter_model, filter_ckpt))
+        filt = ModelScorer(filter_model, f, chunk_edges=icfg.filter_chunk_edges)
+    return Pipeline(builder, gnn, filt, icfg.filter_threshold, icfg.gnn_threshold, icfg.labelling, with_cells,
+                    cfg.graph.r_scale, cfg.graph.z_scale)
+
+
+def warm_up(pipeline: Pipeline, n_features: int) -> None:
+    """Traces the models' ``tf.function`` once on a tiny graph, so the first event's timings exclude tracing."""
+    nodes = np.zeros((3, n_features), np.float32)
+    s, r = np.array([0, 1], np.int32), np.array([1, 2], np.int32)
+    for scorer in (pipeline.filter, pipeline.gnn):
+        if scorer is not None:
+            scorer(nodes, s, r)
+
+
+@dataclasses.dataclass
+class InferSummary:
+    """What one ``trkx-infer`` run did.
+
+    Attributes:
+      out_dir: the output folder.
+      events: one record per event (``event_id, n_hits, n_edges, n_tracks`` and the stage times).
+      total: stage -> summed seconds over events (plus ``total``).
+    """
+
+    out_dir: str
+    events: list
+    total: dict
+
+    def format(self) -> str:
+        """Human-readable lines (what trkx-infer prints)."""
+        n = len(self.events)
+        stages = [s for s in (*STAGES, "writing") if s in self.total]
+        lines = [f"trkx-infer: {n} event{'s' if n != 1 else ''} -> {self.out_dir}",
+                 f"{'event':>10} {'hits':>8} {'edges':>9} {'→filter':>9} {'→gnn':>8} {'tracks≥5':>8}  "
+                 + " ".join(f"{s[:10]:>10}" for s in stages) + f" {'total s':>8}"]
+        for e in self.events:
+            lines.append(f"{e['event_id']:>10} {e['n_hits']:>8} {e['n_edges']['graph']:>9} "
+                         f"{e['n_edges'].get('filter', e['n_edges']['graph']):>9} {e['n_edges']['gnn']:>8} "
+                         f"{e['n_tracks_5']:>8}  " + " ".join(f"{e['seconds'].get(s, 0.0):>10.3f}" for s in stages)
+                         + f" {e['seconds']['total']:>8.3f}")
+        lines.append(f"{'sum':>10} {'':>8} {'':>9} {'':>9} {'':>8} {'':>8}  "
+                     + " ".join(f"{self.total.get(s, 0.0):>10.3f}" for s in stages) + f" {self.total['total']:>8.3f}")
+        return "\n".join(lines)
+
+
+def infer(
+    cfg,
+    input_dir: os.PathLike | str,
+    out_dir: os.PathLike | str,
+    *,
+    events: Optional[Sequence[int]] = None,
+    filter_ckpt: Optional[str] = None,
+    gnn_ckpt: Optional[str] = None,
+    module_map: Optional[str] = None,
+    pipeline: Optional[Pipeline] = None,
+    progress: bool = True,
+) -> InferSummary:
+    """Reconstructs the tracks of every event of a folder; writes submissions, edges and ``timings.json``.
+
+    Args:
+      cfg: the whole config.
+      input_dir: TrackML events (hits; cells when the model uses cell features).
+      out_dir: output folder (created), see :mod:`trkx_tf.reco.outputs`.
+      events: event ids to reconstruct (None: every event of the folder).
+      filter_ckpt, gnn_ckpt, module_map: override the ``infer`` section.
+      pipeline: a ready pipeline instead of the one the config describes (tests, benchmarks).
+      progress: show a progress bar over events (tqdm, on stderr).
+
+    Returns:
+      The :class:`InferSummary` (also written as ``timings.json``).
+
+    Raises:
+      DataError: no events, a malformed event, cells in some events only.
+      ConfigError, CheckpointError: see :func:`make_pipeline`.
+    """
+    from tqdm import tqdm
+
+    from trkx_tf.trackml.io import list_events, read_event
+
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    available = list_events(input_dir)
+    ids = available if events is None else sorted(int(e) for e in events)
+    if not ids:
+        raise DataError(f"{input_dir}: no events (event<id>-hits.csv[.gz]) found")
+    missing = sorted(set(ids) - set(available))
+    if missing:
+        raise DataError(f"{input_dir}: event {missing[0]} not found")
+    if cfg.infer.threads:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.infer.threads)
+        except RuntimeError:
+            log.warning("infer.threads=%d ignored: TensorFlow was already initialised", cfg.infer.threads)
+    if pipeline is None:
+        with_cells = uses_cells(input_dir, ids, cfg.graph.use_cells)
+        pipeline = make_pipeline(cfg, with_cells=with_cells, filter_ckpt=filter_ckpt, gnn_ckpt=gnn_ckpt,
+                                 module_map=module_map)
+        warm_up(pipeline, len(feature_names(with_cells)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for event_id in tqdm(ids, desc="infer: events", unit="ev", disable=not progress, dynamic_ncols=True):
+        t0 = time.perf_counter()
+        event = read_event(input_dir, event_id, parts=pipeline.parts, validate=False)
+        if pipeline.with_cells and event.cells is None:
+            raise DataError(f"event {event_id}: the model uses cell features but the event has no cells file")
+        result = pipeline.run(event, load_seconds=time.perf_counter() - t0)
+        t = time.perf_counter()
+        write_submission(submission_path(out_dir, event_id),
+                         submission_frame(event_id, result.hit_id, result.track_id))
+        if cfg.infer.save_edges:
+            write_edges(edges_path(out_dir, event_id), result.edges)
+        result.seconds["writing"] = time.perf_counter() - t
+        result.seconds["total"] = time.perf_counter() - t0
+        sizes = np.bincount(result.track_id)
+        records.append({
+            "event_id": event_id, "n_hits": len(result.hit_id),
+            "n_edges": {k: int(v.sum()) for k, v in result.edges.keep.items()},
+            "n_tracks": result.n_tracks, "n_tracks_5": int((sizes >= 5).sum()),
+            "seconds": {k: round(v, 6) for k, v in result.seconds.items()},
+        })
+    keys = [k for k in (*STAGES, "writing", "total") if any(k in r["seconds"] for r in records)]
+    total = {k: round(sum(r["seconds"].get(k, 0.0) for r in records), 6) for k in keys}
+    summary = InferSummary(str(out_dir), records, total)
+    timings = {
+        "stages": [k for k in keys if k not in ("writing", "total")],
+        "note": "wall seconds per stage; total = loading + graph_construction + filter + gnn + labelling + writing "
+                "(+ small bookkeeping); the models are traced once before the first event",
+        "threads": cfg.infer.threads or os.cpu_count(),
+        "events": records,
+        "total": total,
+        "mean": {k: round(v / len(records), 6) for k, v in total.items()},
+    }
+    tmp = out_dir / f".{TIMINGS_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(timings, indent=1) + "\n")
+    os.replace(tmp, out_dir / TIMINGS_FILE)
+    return summary

@@ -1,0 +1,404 @@
+"""The training loop: epochs over batch sources, checkpoints, TensorBoard, ``metrics.jsonl``, early stopping.
+
+Two entry points:
+
+* :func:`train` reads the config (the only place in ``train/`` that does), builds model, task and optimizer, and
+  calls :func:`fit`. ``trkx-train`` is a thin wrapper over it.
+* :func:`fit` runs the loop for given objects; tests and benchmarks call it directly.
+
+Data comes from a :class:`BatchSource` (the shard reader implements it; :class:`InMemorySource` serves a list
+of batches). Its batch order must be a deterministic function of the epoch: resuming from a checkpoint skips
+``position`` batches of the saved epoch and continues exactly where the interrupted run stopped.
+
+Distributed rules, all through the :class:`~trkx_tf.train.backend.Backend`: variables are built with a warm-up
+batch and broadcast from rank 0 (and again after a restore); every rank restores the same checkpoint; all ranks
+agree on the step count of an epoch before it starts; counts and sums are reduced across ranks before ratios are
+taken; only the writer rank writes checkpoints, TensorBoard and ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import Callable, Iterator, Mapping, Optional, Protocol, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from trkx_tf.config import Config
+from trkx_tf.errors import CheckpointError, ConfigError
+from trkx_tf.rundir import RunDir
+from trkx_tf.train.backend import Backend, SingleBackend
+from trkx_tf.train.metrics import Counts
+from trkx_tf.train.optim import Adam, WarmupSchedule, scaled_lr
+from trkx_tf.train.steps import DynamicLossScale, StepFunctions
+from trkx_tf.train.tasks import EdgeTask, EmbeddingTask
+
+log = logging.getLogger("trkx_tf.train")
+
+#: Early-stopping metrics and whether larger is better.
+MONITORS = {"val_loss": False, "val_efficiency": True, "val_purity": True, "val_f1": True,
+            "loss": False, "efficiency": True, "purity": True, "f1": True}
+
+
+class BatchSource(Protocol):
+    """Where a rank's batches come from (the shard reader implements this).
+
+    ``batches(epoch, start)`` must yield the same sequence for the same epoch on every call (shuffle with a seed
+    derived from the epoch), beginning at batch index ``start``.
+    """
+
+    def num_batches(self, epoch: int) -> int:
+        """Batches this rank has in ``epoch``."""
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict]:
+        """This rank's padded batches (numpy dicts, see :mod:`trkx_tf.graphs.batch`) of ``epoch`` from ``start``."""
+
+
+class InMemorySource:
+    """A :class:`BatchSource` over a list of batches, reshuffled per epoch with a fixed seed.
+
+    Args:
+      batches: padded batches (numpy dicts).
+      shuffle: permute the order every epoch (deterministically from ``seed`` and the epoch).
+      seed: shuffle seed.
+    """
+
+    def __init__(self, batches: Sequence[dict], shuffle: bool = True, seed: int = 0):
+        self._batches = list(batches)
+        self.shuffle, self.seed = shuffle, seed
+
+    def num_batches(self, epoch: int) -> int:
+        return len(self._batches)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict]:
+        order = np.arange(len(self._batches))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(order)
+        for i in order[start:]:
+            yield self._batches[i]
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` did.
+
+    Attributes:
+      history: one record per finished epoch (the lines of ``metrics.jsonl``).
+      step_losses: the loss of every step run by this call (rank-local, in order).
+      steps: optimizer steps done in total (including those restored from a checkpoint).
+      epoch: the next epoch to run (== epochs when training finished).
+      stopped_early: early stopping ended the training.
+      interrupted: ``stop_after_steps`` or ``stop_requested`` ended this call mid-run (a checkpoint holds the
+        position).
+      restored_from: the checkpoint this call resumed from, or None.
+    """
+
+    history: list
+    step_losses: list
+    steps: int
+    epoch: int
+    stopped_early: bool = False
+    interrupted: bool = False
+    restored_from: Optional[str] = None
+
+
+class _TrainState(tf.Module):
+    """Loop counters that go into the checkpoint next to model and optimizer."""
+
+    def __init__(self):
+        super().__init__(name="train_state")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")  # batches done in epoch
+        self.best = tf.Variable(math.nan, dtype=tf.float64, trainable=False, name="best")
+        self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
+
+
+def _first_batch(source: BatchSource) -> dict:
+    for batch in source.batches(0, 0):
+        return batch
+    raise ConfigError("the training source has no batch")
+
+
+def _epoch_sums(backend: Backend, sums: np.ndarray, counts: Counts, times: np.ndarray) -> dict:
+    """Reduces an epoch's local sums and step times over ranks; returns the epoch's global metrics."""
+    total = backend.host_sum(sums)  # loss_sum, weight_sum, graphs, edges, steps
+    counts = counts.reduced(backend)
+    loss = total[0] / total[1] if total[1] > 0 else math.nan
+    out = {"loss": float(loss), **{k: v for k, v in counts.ratios().items()}}
+    if times is not None:
+        wall, step_sum, n_steps = times
+        mean_step = step_sum / max(n_steps, 1)
+        max_step = float(backend.host_max(np.array([mean_step]))[0])
+        avg_step = float(backend.host_sum(np.array([mean_step]))[0]) / backend.size
+        max_wall = float(backend.host_max(np.array([wall]))[0])
+        out.update({
+            "graphs": int(total[2]), "edges": int(total[3]),
+            "graphs_per_s": float(total[2] / max_wall) if max_wall > 0 else math.nan,
+            "edges_per_s": float(total[3] / max_wall) if max_wall > 0 else math.nan,
+            "epoch_time_s": max_wall, "steps": int(n_steps),
+            "step_time_s": float(mean_step), "step_time_s_max": max_step,
+            "imbalance": float(max_step / avg_step - 1.0) if avg_step > 0 else math.nan,  # slowest vs mean rank
+        })
+    return out
+
+
+def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch: int = 0,
+             max_steps: int = 0) -> dict:
+    """Loss, efficiency and purity over a source (global over ranks).
+
+    Args:
+      steps: the step functions.
+      source: validation batches.
+      backend: distributed hooks.
+      epoch: passed to the source (its order does not matter here).
+      max_steps: at most this many batches per rank (0: all).
+
+    Returns:
+      ``{"loss", "efficiency", "purity", "f1", counts...}``.
+    """
+    n = source.num_batches(epoch)
+    n = backend.agree_steps(min(n, max_steps) if max_steps else n)
+    sums = np.zeros(5, np.float64)
+    counts = Counts()
+    for i, batch in enumerate(source.batches(epoch, 0)):
+        if i >= n:
+            break
+        batch = steps.task.prepare(batch, steps.forward, np.random.default_rng([7919, epoch, i]))
+        out = steps.evaluate(batch)
+        sums[:2] += (out["loss_sum"], out["weight_sum"])
+        counts.add(out["counts"])
+    return _epoch_sums(backend, sums, counts, None)
+
+
+def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
+        val_source: Optional[BatchSource] = None, backend: Optional[Backend] = None, epochs: int = 1,
+        run_dir: Optional[RunDir] = None, checkpoint_every: int = 1, keep_checkpoints: int = 3,
+        max_steps_per_epoch: int = 0, early_stopping_patience: int = 0, early_stopping_metric: str = "val_loss",
+        hparams: Optional[Mapping] = None, seed: int = 0, stop_after_steps: Optional[int] = None,
+        stop_requested: Optional[Callable[[], bool]] = None,
+        loss_scale: Optional[DynamicLossScale] = None, log_every: int = 10) -> FitResult:
+    """Trains ``model`` for ``epochs`` epochs, resuming from the run's latest checkpoint when there is one.
+
+    Args:
+      model: the Sonnet module.
+      task: what a step computes (:mod:`trkx_tf.train.tasks`).
+      optimizer: the optimizer (its schedule decides the learning rate).
+      train_source: training batches of this rank.
+      val_source: validation batches of this rank, or None.
+      backend: distributed hooks (default :class:`SingleBackend`).
+      epochs: total epochs (a resumed run continues up to this number).
+      run_dir: where checkpoints, TensorBoard and ``metrics.jsonl`` go (None: nothing is written, no resume).
+      checkpoint_every: epochs between checkpoints (the last epoch is always saved).
+      keep_checkpoints: checkpoints kept by the manager.
+      max_steps_per_epoch: cap on the steps of an epoch (0: all batches).
+      early_stopping_patience: stop after this many epochs without improvement of the monitored metric (0: off).
+      early_stopping_metric: one of :data:`MONITORS` (``val_*`` needs ``val_source``).
+      hparams: hyperparameters for TensorBoard's hparams plugin.
+      seed: seed of the host-side randomness (pair mining), combined with epoch and position.
+      stop_requested: polled after every step (e.g. a preemption-signal flag); when it is True on any rank, all
+        ranks stop after that same step and the writer saves a checkpoint with the data position.
+      stop_after_steps: end this call after this many steps, saving a checkpoint with the data position (for
+        time-limited jobs and resume tests).
+      loss_scale: float16 dynamic loss scale (saved in the checkpoint).
+      log_every: steps between per-step TensorBoard scalars.
+
+    Returns:
+      A :class:`FitResult`.
+
+    Raises:
+      ConfigError: bad arguments (unknown monitor, ``val_*`` monitor without ``val_source``, empty source).
+      CheckpointError: the latest checkpoint does not fit the model.
+    """
+    backend = backend or SingleBackend()
+    if early_stopping_metric not in MONITORS:
+        raise ConfigError(f"early_stopping_metric must be one of {sorted(MONITORS)} (got {early_stopping_metric!r})")
+    if early_stopping_patience and early_stopping_metric.startswith("val_") and val_source is None:
+        raise ConfigError(f"early stopping on {early_stopping_metric} needs a validation source")
+    steps = StepFunctions(model, task, optimizer, backend, loss_scale=loss_scale)
+    state = _TrainState()
+
+    # 1. build every variable with one warm-up batch (same on every rank), then restore, then broadcast
+    steps.build(task.prepare(_first_batch(train_source), None, np.random.default_rng(0)))
+    ckpt_objects = {"model": model, "optimizer": optimizer, "state": state}
+    if loss_scale is not None:
+        ckpt_objects["loss_scale"] = loss_scale
+    checkpoint = tf.train.Checkpoint(**ckpt_objects)
+    manager = None
+    restored_from = None
+    if run_dir is not None:
+        manager = tf.train.CheckpointManager(checkpoint, str(run_dir.checkpoints), max_to_keep=keep_checkpoints)
+        latest = tf.train.latest_checkpoint(str(run_dir.checkpoints))
+        if latest:
+            try:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as exc:
+                raise CheckpointError(f"{latest}: does not fit this model ({exc.__class__.__name__}: "
+                                      f"{str(exc).splitlines()[0][:200]})") from None
+            restored_from = latest
+            log.info("resumed from %s (epoch %d, position %d, step %d)", latest, int(state.epoch),
+                     int(state.position), int(optimizer.iterations.numpy()))
+    backend.broadcast(steps.variables + list(state.variables))
+
+    writer = None
+    if run_dir is not None and backend.is_writer:
+        writer = tf.summary.create_file_writer(str(run_dir.tensorboard))
+        if hparams and restored_from is None:
+            from tensorboard.plugins.hparams import api as hp
+
+            with writer.as_default():
+                hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
+
+    def save() -> None:
+        if manager is not None and backend.is_writer:
+            manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
+        backend.barrier()
+
+    higher_better = MONITORS[early_stopping_metric]
+    result = FitResult(history=[], step_losses=[], steps=int(optimizer.iterations.numpy()), epoch=int(state.epoch),
+                       restored_from=restored_from)
+    done_this_call = 0
+    while int(state.epoch) < epochs:
+        epoch = int(state.epoch)
+        n = train_source.num_batches(epoch)
+        n = backend.agree_steps(min(n, max_steps_per_epoch) if max_steps_per_epoch else n)
+        start = int(state.position)
+        sums = np.zeros(5, np.float64)  # loss_sum, weight_sum, graphs, edges, steps
+        counts = Counts()
+        step_time = 0.0
+        t_epoch = time.perf_counter()
+        for i, batch in enumerate(train_source.batches(epoch, start), start):
+            if i >= n:
+                break
+            graphs, edges = task.throughput(batch)
+            batch = task.prepare(batch, steps.forward, np.random.default_rng([seed, epoch, i]))
+            t0 = time.perf_counter()
+            out = steps.train(batch)
+            step_time += time.perf_counter() - t0
+            sums += (out["loss_sum"], out["weight_sum"], graphs, edges, 1)
+            counts.add(out["counts"])
+            result.step_losses.append(float(out["loss"]))
+            state.position.assign(i + 1)
+            done_this_call += 1
+            step = int(optimizer.iterations.numpy())
+            if writer is not None and (step % log_every == 0):
+                with writer.as_default(step=step):
+                    tf.summary.scalar("step/loss", float(out["loss"]))
+                    tf.summary.scalar("step/learning_rate", float(out["lr"]))
+            stop_now = stop_after_steps is not None and done_this_call >= stop_after_steps
+            if stop_requested is not None:  # a preemption signal on any rank stops every rank at this step
+                stop_now = bool(backend.host_max(np.array([stop_now or stop_requested()], np.int64))[0])
+            if stop_now:
+                save()
+                result.steps, result.epoch, result.interrupted = step, epoch, True
+                if writer is not None:
+                    writer.flush()
+                return result
+        wall = time.perf_counter() - t_epoch
+        record = {"epoch": epoch, "step": int(optimizer.iterations.numpy()), "learning_rate": float(optimizer.lr()),
+                  **_epoch_sums(backend, sums, counts, np.array([wall, step_time, sums[4]]))}
+        if start:
+            record["resumed_at_batch"] = start
+        if val_source is not None:
+            val = evaluate(steps, val_source, backend, epoch)
+            record.update({f"val_{k}": v for k, v in val.items()})
+        record.update(kind="epoch", backend=backend.name, ranks=backend.size,
+                      global_batch=backend.size * getattr(train_source, "graphs_per_step", 1))
+
+        # early stopping on the monitored metric
+        stop = False
+        value = record.get(early_stopping_metric, math.nan)
+        best = float(state.best)
+        if math.isfinite(value) and (math.isnan(best) or (value > best if higher_better else value < best)):
+            state.best.assign(value)
+            state.bad_epochs.assign(0)
+        else:
+            state.bad_epochs.assign_add(1)
+            stop = bool(early_stopping_patience) and int(state.bad_epochs) >= early_stopping_patience
+        record["best_" + early_stopping_metric] = float(state.best)
+        result.history.append(record)
+        if run_dir is not None:
+            run_dir.log_metrics(record)
+        if writer is not None:
+            with writer.as_default(step=int(optimizer.iterations.numpy())):
+                for key in ("loss", "efficiency", "purity", "f1", "learning_rate", "graphs_per_s", "edges_per_s",
+                            "step_time_s", "step_time_s_max", "imbalance", "epoch_time_s", "val_loss", "val_efficiency",
+                            "val_purity", "val_f1"):
+                    if key in record and record[key] is not None and math.isfinite(record[key]):
+                        tf.summary.scalar(f"epoch/{key}", record[key])
+            writer.flush()
+        log.info("epoch %d: loss %.4f eff %.4f pur %.4f%s", epoch, record["loss"], record["efficiency"],
+                 record["purity"], f" | val loss {record['val_loss']:.4f} eff {record['val_efficiency']:.4f} "
+                 f"pur {record['val_purity']:.4f}" if val_source is not None else "")
+        state.epoch.assign(epoch + 1)
+        state.position.assign(0)
+        if stop or (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            save()
+        if stop:
+            result.stopped_early = True
+            break
+    result.steps, result.epoch = int(optimizer.iterations.numpy()), int(state.epoch)
+    if writer is not None:
+        writer.flush()
+    return result
+
+
+def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSource] = None,
+          backend: Optional[Backend] = None, run_dir: Optional[RunDir] = None,
+          stop_after_steps: Optional[int] = None,
+          stop_requested: Optional[Callable[[], bool]] = None) -> FitResult:
+    """Trains the model named by ``cfg.train.model`` as the config says (the ``trkx-train`` entry point).
+
+    Creates the run directory (writer rank: folders and the resolved ``config.yaml``), builds model and
+    optimizer inside ``backend.scope()``, scales the learning rate with the number of ranks, warms it up over
+    ``train.warmup_epochs`` epochs, and calls :func:`fit`.
+
+    Args:
+      cfg: the validated config.
+      train_source: this rank's training batches.
+      val_source: this rank's validation batches, or None.
+      backend: distributed hooks (default :class:`SingleBackend`).
+      run_dir: override of ``RunDir.from_config(cfg)``.
+      stop_after_steps: see :func:`fit`.
+      stop_requested: see :func:`fit`.
+
+    Returns:
+      The :class:`FitResult`.
+
+    Raises:
+      ConfigError: inconsistent settings.
+      CheckpointError: the run's checkpoint does not fit the model.
+    """
+    from trkx_tf.models.registry import build_model
+
+    backend = backend or SingleBackend()
+    tc = cfg.train
+    run_dir = run_dir or RunDir.from_config(cfg, is_writer=backend.is_writer)
+    run_dir.is_writer = backend.is_writer
+    run_dir.create(cfg)
+    tf.random.set_seed(cfg.run.seed)  # initial weights: identical on every rank even before the broadcast
+    dtype = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}[tc.mixed_precision]
+    n0 = train_source.num_batches(0)
+    steps_per_epoch = backend.agree_steps(min(n0, tc.max_steps_per_epoch) if tc.max_steps_per_epoch else n0)
+    lr = scaled_lr(tc.lr, backend.size, tc.lr_scaling)
+    schedule = WarmupSchedule(lr, int(round(tc.warmup_epochs * steps_per_epoch)))
+    with backend.scope():
+        model = build_model(cfg.model, tc.model, compute_dtype=dtype, recompute=tc.checkpoint_steps)
+        optimizer = Adam(schedule)
+        loss_scale = DynamicLossScale() if dtype == "float16" else None
+    if tc.model == "embedding":
+        emb = cfg.model.embedding
+        task = EmbeddingTask(emb.margin, emb.random_pairs, emb.knn_pairs, tc.true_weight, tc.fake_weight)
+    else:
+        task = EdgeTask(tc.true_weight, tc.fake_weight, tc.threshold,
+                        all_steps=(tc.model == "gnn" and cfg.model.gnn.all_steps_loss))
+    hparams = {"model": tc.model, "lr": tc.lr, "lr_scaled": lr, "ranks": backend.size, "backend": backend.name,
+               "mixed_precision": tc.mixed_precision, "checkpoint_steps": tc.checkpoint_steps,
+               **{f"{tc.model}.{k}": v for k, v in getattr(cfg.model, tc.model).model_dump().items()}}
+    return fit(model, task, optimizer, train_source, val_source=val_source, backend=backend, epochs=tc.epochs,
+               run_dir=run_dir, checkpoint_every=tc.checkpoint_every, keep_checkpoints=tc.keep_checkpoints,
+               max_steps_per_epoch=tc.max_steps_per_epoch, early_stopping_patience=tc.early_stopping_patience,
+               early_stopping_metric=tc.early_stopping_metric, hparams=hparams, seed=cfg.run.seed,
+               stop_after_steps=stop_after_steps, stop_requested=stop_requested, loss_scale=loss_scale)
