@@ -46,13 +46,23 @@ class RunDir:
     tensorboard = property(lambda self: self.root / "tensorboard")
     plots = property(lambda self: self.root / "plots")
 
-    def create(self, cfg: Config) -> "RunDir":
-        """Makes the folders and saves the resolved config (writer only). Returns self."""
+    def create(self, cfg: Config | None) -> "RunDir":
+        """Makes the folders and saves the resolved config (writer only; None: folders only). Returns self.
+
+        A run that may resume from a checkpoint passes None and calls :meth:`save_config` once the checkpoint
+        is known to fit, so a failed resume leaves the run's config as it was.
+        """
         if self.is_writer:
             for folder in (self.root, self.checkpoints, self.tensorboard, self.plots):
                 folder.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.config_path)
+            if cfg is not None:
+                self.save_config(cfg)
         return self
+
+    def save_config(self, cfg: Config) -> None:
+        """Writes the resolved config to ``config.yaml`` atomically (writer only)."""
+        if self.is_writer:
+            save_config(cfg, self.config_path)
 
     def log_metrics(self, record: Mapping[str, Any]) -> None:
         """Appends one JSON line to ``metrics.jsonl`` (writer only), flushed to disk before returning."""

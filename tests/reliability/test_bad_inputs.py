@@ -274,8 +274,6 @@ def test_incompatible_checkpoint(incompatible):
     assert (run / "metrics.jsonl").read_text() == (original / "metrics.jsonl").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="trkx_tf/train/loop.py: train() saves the new config.yaml into the run "
-                                       "folder before fit() finds that the checkpoint does not fit (lead's part)")
 def test_incompatible_checkpoint_leaves_the_run_config(incompatible):
     proc, run, original, _ = incompatible
     assert proc.returncode == 2

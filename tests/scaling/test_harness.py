@@ -157,14 +157,12 @@ def test_sweep_through_real_launchers_with_the_contract_double(tmp_path, monkeyp
 
 @pytest.mark.multiproc
 @pytest.mark.slow
-def test_sweep_of_the_demo_with_trkx_train(tmp_path, monkeypatch):
-    if (shutil.which("trkx-train") or shutil.which("trkx-train", path=os.path.dirname(sys.executable))) is None:
-        pytest.skip("trkx-train is not installed yet")
+def test_sweep_of_the_demo_with_trkx_train(tmp_path, monkeypatch, tiny_shards):
     monkeypatch.chdir(REPO)
     cfg = load_config(REPO / "configs" / "demo.yaml", [
         f"scaling.out_dir={tmp_path}", "scaling.name=demo", "scaling.ranks=[1,2]", "scaling.repeats=1",
         "scaling.steps_per_epoch=4", "scaling.epochs=1", "scaling.global_batch=2", "scaling.timeout_s=600",
-        f"run.out_dir={tmp_path}/runs"])
+        f"run.out_dir={tmp_path}/runs", f"data.shards_dir={tiny_shards}"])
     records = run_sweep(cfg)
     assert [r["ranks"] for r in records["summary"]] == [1, 2]
     assert records["summary"][0]["efficiency"] == 1.0

@@ -99,24 +99,16 @@ def test_harness_sbatch_launcher_submits_the_horovod_template(fake_trkx_train, t
     assert "rank 1/2 backend horovod" in job_logs[0].read_text()
 
 
-# ----------------------------------------------------------------------------- the real trainer, once it exists
-def _trkx_train():
-    found = shutil.which("trkx-train") or shutil.which("trkx-train", path=str(Path(sys.executable).parent))
-    if found is None:
-        pytest.skip("trkx-train is not installed yet")
-    return found
-
-
-def _demo_overrides(tmp_path, name, epochs_=1, steps=4):
+# ----------------------------------------------------------------------------- the real trainer
+def _demo_overrides(tmp_path, name, shards, epochs_=1, steps=4):
     return ["--set", f"run.out_dir={tmp_path}/runs", "--set", f"run.name={name}", "--set", f"train.epochs={epochs_}",
-            "--set", f"train.max_steps_per_epoch={steps}"]
+            "--set", f"train.max_steps_per_epoch={steps}", "--set", f"data.shards_dir={shards}"]
 
 
 @pytest.mark.parametrize("template, backend", [("train_horovod.sh", "horovod"), ("train_tfdist.sh", "tfdist")])
-def test_template_trains_demo_with_trkx_train(slurm, tmp_path, template, backend):
-    _trkx_train()
+def test_template_trains_demo_with_trkx_train(slurm, tmp_path, template, backend, tiny_shards):
     args = ["--wait", f"--output={tmp_path}/%x-%j.out", f"--chdir={REPO}", REPO / "slurm" / template,
-            REPO / "configs" / "demo.yaml", *_demo_overrides(tmp_path, backend)]
+            REPO / "configs" / "demo.yaml", *_demo_overrides(tmp_path, backend, tiny_shards)]
     job, proc = sbatch(slurm, args, timeout=600)
     log = _log(tmp_path, job)
     assert proc.returncode == 0, log[-3000:]
@@ -124,10 +116,9 @@ def test_template_trains_demo_with_trkx_train(slurm, tmp_path, template, backend
     assert records and all(r["ranks"] == 2 and r["backend"] == backend for r in records)
 
 
-def test_horovod_template_requeue_resumes_trkx_train(slurm, tmp_path):
-    _trkx_train()
+def test_horovod_template_requeue_resumes_trkx_train(slurm, tmp_path, tiny_shards):
     args = [f"--output={tmp_path}/%x-%j.out", f"--chdir={REPO}", REPO / "slurm" / "train_horovod.sh",
-            REPO / "configs" / "demo.yaml", *_demo_overrides(tmp_path, "rq", epochs_=4, steps=20)]
+            REPO / "configs" / "demo.yaml", *_demo_overrides(tmp_path, "rq", tiny_shards, epochs_=40, steps=20)]
     job, proc = sbatch(slurm, args)
     assert proc.returncode == 0, proc.stderr
     metrics = tmp_path / "runs" / "rq" / "metrics.jsonl"
@@ -137,4 +128,4 @@ def test_horovod_template_requeue_resumes_trkx_train(slurm, tmp_path):
     log = _log(tmp_path, job)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info, log[-3000:])
     assert "requeueing job" in log
-    assert [r["epoch"] for r in epochs(metrics)] == list(range(4))
+    assert [r["epoch"] for r in epochs(metrics)] == list(range(40))

@@ -178,7 +178,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
         run_dir: Optional[RunDir] = None, checkpoint_every: int = 1, keep_checkpoints: int = 3,
         max_steps_per_epoch: int = 0, early_stopping_patience: int = 0, early_stopping_metric: str = "val_loss",
         hparams: Optional[Mapping] = None, seed: int = 0, stop_after_steps: Optional[int] = None,
-        stop_requested: Optional[Callable[[], bool]] = None,
+        stop_requested: Optional[Callable[[], bool]] = None, on_ready: Optional[Callable[[], None]] = None,
         loss_scale: Optional[DynamicLossScale] = None, log_every: int = 10) -> FitResult:
     """Trains ``model`` for ``epochs`` epochs, resuming from the run's latest checkpoint when there is one.
 
@@ -200,6 +200,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
       seed: seed of the host-side randomness (pair mining), combined with epoch and position.
       stop_requested: polled after every step (e.g. a preemption-signal flag); when it is True on any rank, all
         ranks stop after that same step and the writer saves a checkpoint with the data position.
+      on_ready: called once variables are built, restored and broadcast, before the first step.
       stop_after_steps: end this call after this many steps, saving a checkpoint with the data position (for
         time-limited jobs and resume tests).
       loss_scale: float16 dynamic loss scale (saved in the checkpoint).
@@ -241,6 +242,8 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
             log.info("resumed from %s (epoch %d, position %d, step %d)", latest, int(state.epoch),
                      int(state.position), int(optimizer.iterations.numpy()))
     backend.broadcast(steps.variables + list(state.variables))
+    if on_ready is not None:
+        on_ready()
 
     writer = None
     if run_dir is not None and backend.is_writer:
@@ -377,7 +380,7 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
     tc = cfg.train
     run_dir = run_dir or RunDir.from_config(cfg, is_writer=backend.is_writer)
     run_dir.is_writer = backend.is_writer
-    run_dir.create(cfg)
+    run_dir.create(None)  # the config is saved once a checkpoint to resume from is known to fit (on_ready)
     tf.random.set_seed(cfg.run.seed)  # initial weights: identical on every rank even before the broadcast
     dtype = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}[tc.mixed_precision]
     n0 = train_source.num_batches(0)
@@ -401,4 +404,5 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
                run_dir=run_dir, checkpoint_every=tc.checkpoint_every, keep_checkpoints=tc.keep_checkpoints,
                max_steps_per_epoch=tc.max_steps_per_epoch, early_stopping_patience=tc.early_stopping_patience,
                early_stopping_metric=tc.early_stopping_metric, hparams=hparams, seed=cfg.run.seed,
-               stop_after_steps=stop_after_steps, stop_requested=stop_requested, loss_scale=loss_scale)
+               stop_after_steps=stop_after_steps, stop_requested=stop_requested, loss_scale=loss_scale,
+               on_ready=lambda: run_dir.save_config(cfg))
