@@ -112,14 +112,30 @@ def threshold_table(graphs: list[dict]) -> list[dict]:
     return rows
 
 
-def cut_batches(graphs, threshold: float) -> list[dict]:
-    """One-graph batches of the edges scoring at least ``threshold``."""
+def cut_batches(graphs, threshold: float, sectors: int = 1) -> list[dict]:
+    """One-graph batches of the edges scoring at least ``threshold``, optionally cut into φ sectors.
+
+    With ``sectors > 1`` each filtered graph becomes ``sectors`` graphs: the hits of one φ slice (node feature 1 is
+    φ/π) and the edges between them (edges across a slice boundary are left out of training only; inference always
+    runs on whole events). More, smaller steps per epoch make the GNN converge faster per second of CPU.
+    """
     from trkx_tf.graphs.synthetic import graph_batch
 
     out = []
     for g in graphs:
         k = g["scores"] >= threshold
-        out.append(graph_batch(g["nodes"], g["senders"][k], g["receivers"][k], g["labels"][k], g["weights"][k]))
+        nodes, s, r = g["nodes"], g["senders"][k], g["receivers"][k]
+        labels, weights = g["labels"][k], g["weights"][k]
+        if sectors <= 1:
+            out.append(graph_batch(nodes, s, r, labels, weights))
+            continue
+        sector = np.minimum(((nodes[:, 1] + 1.0) * 0.5 * sectors).astype(np.int64), sectors - 1)
+        for j in range(sectors):
+            keep_n = np.flatnonzero(sector == j)
+            remap = np.full(len(nodes), -1, np.int64)
+            remap[keep_n] = np.arange(len(keep_n))
+            e = (sector[s] == j) & (sector[r] == j)
+            out.append(graph_batch(nodes[keep_n], remap[s[e]], remap[r[e]], labels[e], weights[e]))
     return out
 
 
@@ -150,6 +166,7 @@ def main(argv=None) -> int:
     ap.add_argument("--filter-epochs", type=int, default=4)
     ap.add_argument("--filter-chunks", type=int, default=8, help="filter batches per training graph (edge parts)")
     ap.add_argument("--gnn-epochs", type=int, default=8)
+    ap.add_argument("--gnn-sectors", type=int, default=1, help="train the GNN on this many phi slices per event")
     ap.add_argument("--skip-filter", action="store_true", help="reuse <out>/filter (train only the GNN)")
     ap.add_argument("--filter-target", type=float, default=None,
                     help="choose the largest threshold keeping this fraction of the validation graphs' true edges "
@@ -189,11 +206,14 @@ def main(argv=None) -> int:
     (out / "filter_thresholds.json").write_text(json.dumps({"chosen": thr, "table": table}, indent=1) + "\n")
     val_b = cut_batches(val_graphs, thr)
     del val_graphs
-    train_b = cut_batches(score_graphs(ShardReader(args.shards, "train", shuffle=False), scorer), thr)
-    padded = pad_all(train_b + val_b)
+    train_b = cut_batches(score_graphs(ShardReader(args.shards, "train", shuffle=False), scorer), thr,
+                          args.gnn_sectors)
+    train_b, val_b = pad_all(train_b), (pad_all(val_b) if val_b else [])
+    print(f"gnn graphs: {len(train_b)} training ({train_b[0]['senders'].shape[0]:,} edge budget), "
+          f"{len(val_b)} validation", flush=True)
     gcfg = load_config(args.config, args.overrides + ["train.model=gnn", f"train.epochs={args.gnn_epochs}"])
-    res = train(gcfg, InMemorySource(padded[: len(train_b)], seed=base.run.seed),
-                InMemorySource(padded[len(train_b):], shuffle=False) if val_b else None, run_dir=RunDir(out / "gnn"))
+    res = train(gcfg, InMemorySource(train_b, seed=base.run.seed),
+                InMemorySource(val_b, shuffle=False) if val_b else None, run_dir=RunDir(out / "gnn"))
     print(f"gnn: {res.steps} steps, last epoch {json.dumps(res.history[-1]) if res.history else '-'}")
     print(f"seconds: filter {t1 - t0:.0f}, gnn {time.perf_counter() - t1:.0f}")
     print(f"checkpoints: {out / 'filter' / 'checkpoints'}  {out / 'gnn' / 'checkpoints'}")

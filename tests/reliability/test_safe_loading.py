@@ -105,8 +105,6 @@ def test_numpy_load_refuses_pickles_by_default():
     assert inspect.signature(np.load).parameters["allow_pickle"].default is False
 
 
-@pytest.mark.xfail(strict=True, reason="trkx_tf/reco/outputs.py calls np.load without allow_pickle=False "
-                                       "(safe by numpy's default; reco/ is not this change's to edit)")
 def test_every_numpy_load_says_allow_pickle_false():
     implicit = [f"{path}:{line}" for path, v in _scan() for line, name, call in v.calls
                 if name == "numpy.load" and _keyword(call, "allow_pickle") is None]

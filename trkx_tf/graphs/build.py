@@ -51,7 +51,7 @@ from trkx_tf.graphs.builders import EdgeBuilder, EdgeSample, ModuleMap, make_bui
 from trkx_tf.graphs.features import cylindrical, feature_names, hit_features
 from trkx_tf.graphs.graph import EventGraph
 from trkx_tf.graphs.sectors import split_sectors
-from trkx_tf.graphs.shards import MANIFEST, ShardInfo, existing_shard, write_manifest, write_shard
+from trkx_tf.graphs.shards import ShardInfo, existing_shard, write_manifest, write_shard
 from trkx_tf.graphs.truth import TruthGraph, label_edges, truth_graph
 
 log = logging.getLogger("trkx_tf.graphs.build")
@@ -62,7 +62,7 @@ LOCK_FILE = ".trkx-build.lock"
 MODULE_MAP_FILE = "module_map.npz"
 _TMP_DIR = ".tmp-build-{pid}"
 #: temporary names of this module's writers: the work folder, and ``.<name>.tmp<pid>`` of an atomic write
-_STALE = re.compile(r"^(\.tmp-build-\d+|\..+\.tmp\d+)$")
+_STALE = re.compile(r"^(\.tmp-build-\d+|\..+\.(h5|json|yaml|npz)\.tmp\d+)$")
 
 
 class BuildLockedError(TrkxError):

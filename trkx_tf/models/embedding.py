@@ -43,7 +43,7 @@ class EmbeddingMLP(snt.Module):
         self.compute_dtype = as_compute_dtype(compute_dtype)
         with self.name_scope:
             self.mlp = MLP([int(hidden)] * int(layers) + [self.dim], layernorm=layernorm,
-                           compute_dtype=self.compute_dtype, name="mlp")
+                           compute_dtype=self.compute_dtype, first_layer_dtype="float32", name="mlp")
 
     def embed(self, nodes: tf.Tensor) -> tf.Tensor:
         """Embeds hits.

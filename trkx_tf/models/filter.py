@@ -44,7 +44,8 @@ class EdgeFilter(snt.Module):
         sizes = [int(hidden)] * int(layers) + [1]
         with self.name_scope:
             self._block = gn.blocks.EdgeBlock(
-                edge_model_fn=lambda: MLP(sizes, layernorm=layernorm, compute_dtype=self.compute_dtype, name="mlp"),
+                edge_model_fn=lambda: MLP(sizes, layernorm=layernorm, compute_dtype=self.compute_dtype,
+                                          first_layer_dtype="float32", name="mlp"),
                 use_edges=use_edge_features, use_receiver_nodes=True, use_sender_nodes=True, use_globals=False)
 
     def __call__(self, batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
@@ -62,7 +63,7 @@ class EdgeFilter(snt.Module):
         """
         keys = ["nodes", "senders", "receivers", "n_node", "n_edge"] + (["edges"] if self.use_edge_features else [])
         check_batch(batch, keys)
-        nodes = tf.cast(batch["nodes"], self.compute_dtype)
-        edges = tf.cast(batch["edges"], self.compute_dtype) if self.use_edge_features else None
+        nodes = tf.cast(batch["nodes"], tf.float32)  # raw features: the first layer stays float32
+        edges = tf.cast(batch["edges"], tf.float32) if self.use_edge_features else None
         graph = self._block(to_graphs_tuple(batch, nodes=nodes, edges=edges))
         return tf.cast(graph.edges[:, 0], tf.float32)

@@ -111,12 +111,13 @@ class InteractionNetwork(snt.Module):
         self.compute_dtype = as_compute_dtype(compute_dtype)
         sizes = [self.hidden] * self.layers
 
-        def mlp(name, out=sizes):
-            return MLP(out, layernorm=layernorm, compute_dtype=self.compute_dtype, name=name)
+        def mlp(name, out=sizes, first_layer_dtype=None):
+            return MLP(out, layernorm=layernorm, compute_dtype=self.compute_dtype, first_layer_dtype=first_layer_dtype,
+                       name=name)
 
         with self.name_scope:
-            self.node_encoder = mlp("node_encoder")
-            self.edge_encoder = mlp("edge_encoder")
+            self.node_encoder = mlp("node_encoder", first_layer_dtype="float32")
+            self.edge_encoder = mlp("edge_encoder", first_layer_dtype="float32")
             self.edge_core = mlp("edge_core")
             self.node_core = mlp("node_core")
             self.decoder = mlp("decoder", [self.hidden] * (self.layers - 1) + [1])
@@ -159,11 +160,11 @@ class InteractionNetwork(snt.Module):
         """
         check_batch(batch, ["nodes", "senders", "receivers", "edge_mask"])
         dt = self.compute_dtype
-        x = tf.cast(batch["nodes"], dt)
-        n = tf.shape(x)[0]
+        x = tf.cast(batch["nodes"], tf.float32)  # raw features stay float32: the encoders' first layers are
+        n = tf.shape(x)[0]                       # float32 under mixed precision too
         # one extra node row, N, collects the padded edges' sums: node tensors keep N + 1 rows throughout, so
         # no [N + 1, H] sum is ever sliced (nor its gradient padded); no real edge reads row N
-        x = tf.concat([x, tf.zeros([1, x.shape[-1]], dt)], 0)
+        x = tf.concat([x, tf.zeros([1, x.shape[-1]], tf.float32)], 0)
         senders, receivers, edge_mask = batch["senders"], batch["receivers"], batch["edge_mask"]
         seg_r = masked_segment_ids(receivers, edge_mask, n)
         inverse = None

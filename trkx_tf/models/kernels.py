@@ -74,7 +74,7 @@ def _row_dtypes(parts) -> tuple:
 
 
 def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor,
-                    eps: float = 1e-5) -> tf.Tensor:
+                    eps: float = 1e-5, out_dtype: Optional[tf.DType] = None) -> tf.Tensor:
     """``ReLU(LayerNorm(sum(parts)))`` over the last axis, statistics in float32, with a fused gradient.
 
     The same function as ``layers.layer_norm(tf.add_n(parts), scale, offset, eps, relu=True)``; summing the
@@ -82,16 +82,17 @@ def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Ten
 
     Args:
       parts: tensors [B, H], or [H] (a bias, broadcast over rows); at least one of shape [B, H]; any float
-        dtypes. The output takes the dtype of the first part.
+        dtypes.
       scale: [H] LayerNorm scale.
       offset: [H] LayerNorm offset.
       eps: added to the variance.
+      out_dtype: dtype of the result (default: that of the first part).
 
     Returns:
       [B, H].
     """
     parts = list(parts)
-    out_dtype = parts[0].dtype
+    out_dtype = parts[0].dtype if out_dtype is None else out_dtype
 
     @tf.custom_gradient
     def fused(*args):

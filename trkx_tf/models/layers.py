@@ -202,6 +202,9 @@ class MLP(snt.Module):
       output_sizes: width of each layer, the last one being the output width; at least one.
       layernorm: LayerNorm after every hidden Linear (before the ReLU).
       compute_dtype: dtype of the computation (variables stay float32).
+      first_layer_dtype: dtype of the first layer when it differs (an MLP on raw detector features keeps its
+        first layer in float32 under mixed precision: bfloat16's 8-bit mantissa would round away the fine
+        geometry); hidden activations are in ``compute_dtype`` all the same.
       name: module name.
 
     Raises:
@@ -209,7 +212,8 @@ class MLP(snt.Module):
     """
 
     def __init__(self, output_sizes: Sequence[int], layernorm: bool = True,
-                 compute_dtype: "str | tf.DType" = "float32", name: Optional[str] = None):
+                 compute_dtype: "str | tf.DType" = "float32", first_layer_dtype: "str | tf.DType | None" = None,
+                 name: Optional[str] = None):
         super().__init__(name=name)
         sizes = [int(s) for s in output_sizes]
         if not sizes or min(sizes) < 1:
@@ -218,8 +222,9 @@ class MLP(snt.Module):
         self.layernorm = bool(layernorm)
         self.compute_dtype = as_compute_dtype(compute_dtype)
         with self.name_scope:
-            self.linears = [MultiLinear(s, compute_dtype=self.compute_dtype, name=f"linear_{i}")
-                            for i, s in enumerate(sizes)]
+            first_dtype = self.compute_dtype if first_layer_dtype is None else as_compute_dtype(first_layer_dtype)
+            self.linears = [MultiLinear(s, compute_dtype=first_dtype if i == 0 else self.compute_dtype,
+                                        name=f"linear_{i}") for i, s in enumerate(sizes)]
             self.norms = [LayerNorm(name=f"layer_norm_{i}") for i in range(len(sizes) - 1)] if layernorm else []
 
     def build(self, part_sizes: Sequence[int]) -> None:
@@ -259,7 +264,7 @@ class MLP(snt.Module):
         if self.layernorm:
             norm = self.norms[k]
             norm.build(parts[0].shape[-1])
-            return layer_norm_relu(parts, norm.scale, norm.offset, norm.eps)
+            return layer_norm_relu(parts, norm.scale, norm.offset, norm.eps, out_dtype=self.compute_dtype)
         total = tf.cast(parts[0], self.compute_dtype)
         for p in parts[1:]:  # broadcasting sum ([H] bias terms), in the compute dtype
             total = total + tf.cast(p, self.compute_dtype)
@@ -292,10 +297,10 @@ class MLP(snt.Module):
         """
         if isinstance(parts, (tf.Tensor, tf.Variable)) or hasattr(parts, "shape"):
             parts = [parts]
-        parts = [tf.cast(p, self.compute_dtype) for p in parts]
-        if len(self.linears) == 1:
-            return self.first(parts)
         first = self.first
+        parts = [tf.cast(p, first.compute_dtype) for p in parts]
+        if len(self.linears) == 1:
+            return tf.cast(first(parts), self.compute_dtype)
         first.build([p.shape[-1] for p in parts])
         terms = [first.project(i, p) for i, p in enumerate(parts)] + [first.bias()]
         return self.last([self.hidden(terms)])

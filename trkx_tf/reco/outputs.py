@@ -121,7 +121,7 @@ def read_edges(path: os.PathLike | str) -> StageEdges:
     """
     path = Path(path)
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             stages = [str(s) for s in data["stages"]]
             senders, receivers = data["senders"].astype(np.int64), data["receivers"].astype(np.int64)
             keep = {s: data[f"keep_{s}"].astype(bool) for s in stages}
