@@ -19,4 +19,4 @@
 set -euo pipefail
 source "${TRKX_REPO:-$SLURM_SUBMIT_DIR}/slurm/lib/launch.sh"
 trkx_setup_env
-trkx_step srun trkx-train --config "${1:-configs/demo.yaml}" --set backend.name=tfdist "${@:2}"
+trkx_step srun --kill-on-bad-exit=1 trkx-train --config "${1:-configs/demo.yaml}" --set backend.name=tfdist "${@:2}"

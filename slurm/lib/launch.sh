@@ -33,7 +33,7 @@ trkx_mpi_launcher() {
         if srun --mpi=list 2>&1 | grep -Eq '^[[:space:]]*pmix[[:space:]]*$'; then how=srun; else how=mpirun; fi
     fi
     case $how in
-        srun) TRKX_LAUNCH=(srun --mpi=pmix) ;;
+        srun) TRKX_LAUNCH=(srun --mpi=pmix --kill-on-bad-exit=1) ;;
         mpirun)
             # Open MPI: runs as root only when told so; no core binding (a task may own several CPUs)
             [[ $(id -u) == 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -31,6 +31,18 @@ def shards_dir(tmp_path_factory, events_dir) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def one_bucket_shards(events_dir, tmp_path_factory) -> Path:
+    """The three events as training shards of one bucket, no validation split (the least for a trainer to compile)."""
+    from trkx_tf.config import load_config
+    from trkx_tf.graphs.build import build_shards
+
+    out = tmp_path_factory.mktemp("one_bucket")
+    cfg = load_config(None, ["graph.max_buckets=1", "data.val_fraction=0", "graph.graphs_per_shard=4"])
+    build_shards(cfg, events_dir, out, workers=1, progress=False)
+    return out
+
+
 @pytest.fixture
 def train_config(tmp_path) -> Path:
     """A YAML config of a tiny single-process GNN run (the run and shard folders are given with --set)."""

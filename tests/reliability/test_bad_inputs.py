@@ -244,26 +244,26 @@ def test_missing_checkpoint(events_dir, shards_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, shards_dir):
+def trained_run(tmp_path_factory, one_bucket_shards):
     """A run folder holding the checkpoint of a GNN of width 8 (one short epoch)."""
     root = tmp_path_factory.mktemp("trained")
     cfg = root / "train.yaml"
     cfg.write_text("run: {log_level: WARNING}\nmodel:\n  gnn: {hidden: 8, steps: 1}\n"
                    "train: {model: gnn, epochs: 1, max_steps_per_epoch: 1}\nbackend: {name: single}\n")
-    proc = _train(cfg, shards_dir, root / "runs")
+    proc = _train(cfg, one_bucket_shards, root / "runs")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((root / "runs" / "r" / "checkpoints").glob("ckpt-*.index"))
     return cfg, root / "runs"
 
 
 @pytest.fixture(scope="module")
-def incompatible(trained_run, shards_dir, tmp_path_factory):
+def incompatible(trained_run, one_bucket_shards, tmp_path_factory):
     """trkx-train of a GNN of width 16 in a copy of the width-8 run: (process, run copy, original run, before)."""
     cfg, runs = trained_run
     work = tmp_path_factory.mktemp("incompatible") / "runs"
     shutil.copytree(runs, work)
     before = listing(work / "r" / "checkpoints")
-    return _train(cfg, shards_dir, work, "--set", "model.gnn.hidden=16"), work / "r", runs / "r", before
+    return _train(cfg, one_bucket_shards, work, "--set", "model.gnn.hidden=16"), work / "r", runs / "r", before
 
 
 def test_incompatible_checkpoint(incompatible):

@@ -148,18 +148,6 @@ def test_killed_rank_fails_the_job_fast(controller):
         run.cleanup()
 
 
-@pytest.fixture(scope="module")
-def one_bucket_shards(events_dir, tmp_path_factory):
-    """The three events as training shards of one bucket, no validation split (the least to compile)."""
-    from trkx_tf.config import load_config
-    from trkx_tf.graphs.build import build_shards
-
-    out = tmp_path_factory.mktemp("one_bucket")
-    cfg = load_config(None, ["graph.max_buckets=1", "data.val_fraction=0", "graph.graphs_per_shard=4"])
-    build_shards(cfg, events_dir, out, workers=1, progress=False)
-    return out
-
-
 #: the trainer runs in the default MPI mode (``make demo``'s); Gloo too with TRKX_TEST_ALL_LAUNCHERS=1 (the Gloo
 #: failure path is the same as the worker's above, and each trainer run costs about a minute on 2 shared cores)
 TRAINER_CONTROLLERS = ["mpi", pytest.param("gloo", marks=pytest.mark.skipif(

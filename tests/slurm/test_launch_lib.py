@@ -37,7 +37,7 @@ def _bash(script, env=None, **kwargs):
 
 @pytest.mark.parametrize("listing, expected", [
     ("MPI plugin types are...\n\tpmix\n\tnone\n\tpmi2\nspecific pmix plugin versions available: pmix_v4",
-     "srun --mpi=pmix"),
+     "srun --mpi=pmix --kill-on-bad-exit=1"),
     ("MPI plugin types are...\n\tnone\n\tpmi2", "mpirun -np 4 --bind-to none"),
 ])
 def test_mpi_launcher_prefers_srun_pmix_when_slurm_has_it(tmp_path, listing, expected):
