@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     for i in range(args.repeat):
         if pipeline is None:  # the first run builds and warms the pipeline; later runs reuse it
             from trkx_tf.graphs.features import feature_names
-            from trkx_tf.reco.pipeline import _with_cells, make_pipeline, warm_up
+            from trkx_tf.reco.pipeline import make_pipeline, uses_cells, warm_up
 
             with_cells = uses_cells(real, [args.event], cfg.graph.use_cells)
             pipeline = make_pipeline(cfg, with_cells=with_cells, filter_ckpt=args.filter_ckpt,

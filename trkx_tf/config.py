@@ -234,6 +234,7 @@ class InferConfig(Section):
     labelling: Literal["cc", "walk"] = "cc"  # connected components, or components with branches walked through
     save_edges: bool = True  # also write event<ID>-edges.npz (scored edges of every stage, for trkx-eval)
     threads: int = Field(0, ge=0)  # TensorFlow intra-op threads; 0: TensorFlow's default (all cores)
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"  # model arithmetic (variables stay float32)
 
 
 class EvalConfig(Section):

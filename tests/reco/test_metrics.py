@@ -51,7 +51,8 @@ EXPECTED_TRACKS = {
                 matched_tracks=3),
     "pt>0.5": dict(particles=4, matched_particles=2, reconstructable=4, matched_reconstructable=2, tracks=3,
                    matched_tracks=2),
-    "pt>1": dict(particles=2, matched_particles=1, reconstructable=2, matched_reconstructable=1, tracks=2,
+    # T6 (the fake) is dominated by particle 5 (0.8 GeV): neutral for pt>1, like T2 and T3
+    "pt>1": dict(particles=2, matched_particles=1, reconstructable=2, matched_reconstructable=1, tracks=1,
                  matched_tracks=1),
 }
 EXPECTED_SCORE = {"all": 0.52, "pt>0.5": 0.42 / 0.9, "pt>1": 0.3 / 0.6}
@@ -168,3 +169,18 @@ def test_summarise_sums_counts_not_ratios():
     t = s["tracks"]["all"]
     assert t["technical_efficiency"] == pytest.approx((2 + 4) / (4 + 4))
     assert s["score"]["all"] == pytest.approx(np.mean([good.score["all"], best.score["all"]]))
+
+
+def test_noise_dominated_tracks_count_as_fakes_in_every_selection():
+    # track 1: 3 noise hits + both hits of particle 7 (pT 2 GeV); track 2: the 5 hits of particle 8 (pT 0.2 GeV)
+    pid = np.array([0, 0, 0, 7, 7, 8, 8, 8, 8, 8])
+    trk = np.array([1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+    import pandas as pd
+
+    table = pd.DataFrame({"particle_id": [7, 8], "n_hits": [2, 5], "pt": [2.0, 0.2], "eta": [0.0, 0.0]})
+    m = M.match_tracks(pid, trk, 5)
+    assert m.track_particle.tolist() == [0, 8] and m.track_matched.tolist() == [False, True]
+    c = M.track_counts(table, m, 1.0, 5)
+    assert (c["tracks"], c["matched_tracks"]) == (1, 0)  # the noise track counts, the 0.2 GeV track is neutral
+    c = M.track_counts(table, m, None, 5)
+    assert (c["tracks"], c["matched_tracks"]) == (2, 1)

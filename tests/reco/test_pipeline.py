@@ -189,3 +189,17 @@ def test_infer_errors(tmp_path, events_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no events"):
         infer(Config(), tmp_path / "empty", tmp_path / "o", progress=False)
+
+
+def test_bfloat16_inference_restores_a_float32_checkpoint(tmp_path, module_map):
+    cfg = _small_cfg(tmp_path, module_map)
+    rng = np.random.default_rng(3)
+    nodes = rng.normal(size=(30, 3)).astype(np.float32)
+    s, r = rng.integers(0, 30, 80), rng.integers(0, 30, 80)
+    for kind in ("filter", "gnn"):
+        f32 = build_model(kind, cfg.model, 3)
+        prefix = _save(f32, tmp_path / kind)
+        bf16 = build_model(kind, cfg.model, 3, compute_dtype="bfloat16")
+        restore_model(bf16, prefix)
+        a, b = ModelScorer(f32, 3)(nodes, s, r), ModelScorer(bf16, 3)(nodes, s, r)
+        assert b.dtype == np.float32 and np.abs(a - b).max() < 0.05, kind

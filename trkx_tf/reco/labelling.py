@@ -26,15 +26,16 @@ Two methods (``infer.labelling``):
        *siblings* of hit ``k`` (module overlaps: the truth graph and the module map put a second hit on the same
        layer *beside* its neighbour, not after it, so one path cannot hold both) and join the path's track;
     3. the hits of a track of fewer than ``FRAGMENT_HITS`` (3) hits (typically overlap hits next to a path's
-       first or last hit, which the siblings rule cannot reach) join the track of their highest-scoring kept edge to a
-       hit of a track of at least ``FRAGMENT_HITS`` hits (ties: the smaller hit index); hits without such an
-       edge stay where they are. Such short tracks weigh nothing in the TrackML score and never count as tracks
-       in the metrics (``eval.min_track_hits``), so nothing of value is lost.
+       first or last hit, which the siblings rule cannot reach) join the track of their highest-scoring kept
+       edge to a hit of a track of at least ``FRAGMENT_HITS`` hits (ties: the smaller hit index); hits without
+       such an edge stay where they are. Such short tracks weigh nothing in the TrackML score and never count
+       as tracks in the metrics (``eval.min_track_hits``), so nothing of value is lost.
 
-    A branch point thus keeps the branch of the longer path, and a fake edge from a noise hit into a track
-    cannot steal the track's outer hits (the track's own seed has the longer path and is walked first). Loopers
-    that curl back towards the beam line are split at their outermost hit. Steps 1 and 3 are vectorised; step 2
-    is a Python loop over the hits and edges of the branched components only.
+    At a branch point the walk takes the best-scoring edge and the other branch becomes a track of its own (or,
+    when shorter than ``FRAGMENT_HITS``, joins its neighbours). Because the seed with the longest path is walked
+    first, a fake edge from a noise hit into a track cannot steal the track's outer hits. Loopers that curl back
+    towards the beam line are split at their outermost hit. Steps 1 and 3 are vectorised; step 2 is a Python
+    loop over the hits and edges of the branched components only (0.4–0.6 s on event 1000's whole truth graph).
 
 Track ids are ``1 … n_tracks`` in the order of each track's first hit (row), so the output is deterministic.
 """

@@ -23,9 +23,10 @@ Track metrics, for a selection S
 * ``physics_efficiency`` = matched particles in S / particles in S (every particle with at least one hit);
 * ``technical_efficiency`` = matched reconstructable particles in S / reconstructable particles in S, where a
   particle is *reconstructable* with at least ``reconstructable_hits`` hits (default 5);
-* ``purity`` = tracks matched to a particle in S / (tracks − tracks matched to a particle outside S): a track
-  of a particle outside the selection is neutral, every other track is either matched (good) or not (fake).
-  For ``all`` this is the paper's matched tracks / reconstructed tracks;
+* ``purity`` = matched tracks of S / tracks of S, where a track belongs to S when its majority particle is in S
+  or is noise: a track dominated by a particle outside the selection (matched or not) is neutral, so the fakes
+  of low-pT particles do not lower the purity of a high-pT selection. For ``all`` this is the paper's matched
+  tracks / reconstructed tracks;
 * ``score``: the TrackML score (:func:`trkx_tf.trackml.score.score_event`); for ``pt>X`` the hits of particles at
   or below X get weight 0, so the score is the fraction of the selection's truth weight that is reconstructed.
 
@@ -198,7 +199,7 @@ def track_counts(
 
     Returns:
       ``{"particles", "matched_particles", "reconstructable", "matched_reconstructable", "tracks",
-      "matched_tracks"}`` (``tracks`` excludes the neutral tracks matched to particles outside the selection).
+      "matched_tracks"}`` (``tracks``: those whose majority particle is in the selection or is noise).
 
     Raises:
       DataError: ``particles`` and ``match`` list different particles.
@@ -209,19 +210,19 @@ def track_counts(
     sel = _in_selection(particles["pt"].to_numpy(), pt_cut)
     reco = sel & (particles["n_hits"].to_numpy() >= reconstructable_hits)
     m = match.particle_matched
-    # selection of each matched track's particle
-    pos = np.searchsorted(pid, match.track_particle)
-    t_matched = match.track_matched
-    t_in = np.zeros(len(t_matched), bool)
-    t_in[t_matched] = sel[pos[t_matched]]
-    neutral = t_matched & ~t_in
+    # a track belongs to the selection when its majority particle does, or is noise
+    major = match.track_particle
+    pos = np.minimum(np.searchsorted(pid, major), max(len(pid) - 1, 0))
+    t_in = major == 0
+    known = ~t_in & (len(pid) > 0)
+    t_in[known] = sel[pos[known]] & (pid[pos[known]] == major[known])
     return {
         "particles": int(sel.sum()),
         "matched_particles": int((sel & m).sum()),
         "reconstructable": int(reco.sum()),
         "matched_reconstructable": int((reco & m).sum()),
-        "tracks": int(len(t_matched) - neutral.sum()),
-        "matched_tracks": int(t_in.sum()),
+        "tracks": int(t_in.sum()),
+        "matched_tracks": int((t_in & match.track_matched).sum()),
     }
 
 

@@ -107,7 +107,7 @@ class ModelScorer:
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def build_model(kind: str, model_cfg, n_features: int):
+def build_model(kind: str, model_cfg, n_features: int, compute_dtype: str = "float32"):
     """A built (variables created) edge classifier of the configured shape, ready for a checkpoint restore.
 
     Args:
@@ -115,6 +115,8 @@ def build_model(kind: str, model_cfg, n_features: int):
         (:class:`~trkx_tf.models.interaction.InteractionNetwork`).
       model_cfg: the ``model`` config section (read by :func:`trkx_tf.models.registry.build_model` only).
       n_features: F.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (``infer.compute_dtype``; variables stay float32, so a
+        checkpoint trained in float32 restores either way).
 
     Returns:
       The Sonnet module, built with one warm-up call on a 2-node, 1-edge graph (Sonnet creates variables lazily;
@@ -129,7 +131,7 @@ def build_model(kind: str, model_cfg, n_features: int):
 
     if kind not in ("filter", "gnn"):
         raise ConfigError(f"unknown edge model {kind!r} (expected 'filter' or 'gnn')")
-    model = registry_build(model_cfg, kind)
+    model = registry_build(model_cfg, kind, compute_dtype=compute_dtype)
     warm = {"nodes": tf.zeros([2, n_features]), "senders": tf.constant([0], tf.int32),
             "receivers": tf.constant([1], tf.int32), "n_node": tf.constant([2], tf.int32),
             "n_edge": tf.constant([1], tf.int32), "edge_mask": tf.ones([1])}
@@ -360,12 +362,12 @@ def make_pipeline(cfg, n_features: Optional[int] = None, with_cells: bool = Fals
     else:
         raise ConfigError("trkx-infer: graph.builder=embedding is not wired into inference yet (use module_map)")
     f = n_features if n_features is not None else len(feature_names(with_cells))
-    gnn_model = build_model("gnn", cfg.model, f)
+    gnn_model = build_model("gnn", cfg.model, f, icfg.compute_dtype)
     log.info("GNN restored from %s", restore_model(gnn_model, gnn_ckpt))
     gnn = ModelScorer(gnn_model, f, chunk_edges=None)
     filt = None
     if filter_ckpt:
-        filter_model = build_model("filter", cfg.model, f)
+        filter_model = build_model("filter", cfg.model, f, icfg.compute_dtype)
         log.info("filter restored from %s", restore_model(filter_model, filter_ckpt))
         filt = ModelScorer(filter_model, f, chunk_edges=icfg.filter_chunk_edges)
     return Pipeline(builder, gnn, filt, icfg.filter_threshold, icfg.gnn_threshold, icfg.labelling, with_cells,
