@@ -11,7 +11,6 @@ import os
 import sys
 
 _RANK_VARIABLES = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
-_SIZE_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
 
 
 def _first_int(names: tuple[str, ...], default: int) -> int:
@@ -26,10 +25,6 @@ def rank_from_env() -> int:
     """The global rank the launcher gave this process (0 when launched alone)."""
     return _first_int(_RANK_VARIABLES, 0)
 
-
-def size_from_env() -> int:
-    """The number of processes the launcher started (1 when launched alone)."""
-    return _first_int(_SIZE_VARIABLES, 1)
 
 
 def setup_logging(rank: int | None = None, level: str = "INFO") -> logging.Logger:

@@ -209,35 +209,33 @@ def plot_efficiencies(summary: dict, folder: os.PathLike | str) -> list[str]:
         ax.errorbar(centre[ok], eff[ok], yerr=np.asarray(h["error"])[ok],
                     xerr=0.5 * (edges[1:] - edges[:-1])[ok], fmt=marker, ms=4, capsize=0, label=label)
 
+    def finish(fig, ax, xlabel, ylabel, legend_loc, title, filename) -> str:
+        """Labels, saves and closes one efficiency plot; returns its path."""
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(loc=legend_loc)
+        ax.set_title(f"{title} ({n_events} event{'s' if n_events != 1 else ''})")
+        fig.tight_layout()
+        path = str(folder / filename)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
     fig, ax = plt.subplots(figsize=(6, 4.2))
     min_hits = summary["definitions"]["reconstructable_hits"]
     draw(ax, hist["technical_efficiency_vs_pt"], f"technical (≥{min_hits} hits)", "o")
     draw(ax, hist["physics_efficiency_vs_pt"], "physics (all particles with hits)", "s")
     ax.set_xscale("log")
-    ax.set_xlabel("particle $p_T$ [GeV]")
-    ax.set_ylabel("track efficiency")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.set_title(f"efficiency vs $p_T$ ({n_events} event{'s' if n_events != 1 else ''})")
-    fig.tight_layout()
-    paths.append(str(folder / "efficiency_vs_pt.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(finish(fig, ax, "particle $p_T$ [GeV]", "track efficiency", "lower right", "efficiency vs $p_T$",
+                        "efficiency_vs_pt.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for (sel, h), marker in zip(hist["technical_efficiency_vs_eta"].items(), "os^vD<>"):
         draw(ax, h, sel, marker)
-    ax.set_xlabel("particle $\\eta$")
-    ax.set_ylabel("technical efficiency")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower center")
-    ax.set_title(f"technical efficiency vs $\\eta$ ({n_events} event{'s' if n_events != 1 else ''})")
-    fig.tight_layout()
-    paths.append(str(folder / "efficiency_vs_eta.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(finish(fig, ax, "particle $\\eta$", "technical efficiency", "lower center", "technical efficiency vs $\\eta$",
+                        "efficiency_vs_eta.png"))
     return paths
 
 
