@@ -180,6 +180,8 @@ class BackendConfig(Section):
     """Which distributed backend runs the training loop."""
 
     name: Literal["auto", "single", "horovod", "tfdist"] = "auto"
+    threads: int = Field(0, ge=0)  # TensorFlow intra- and inter-op threads per rank; 0: TensorFlow's default
+    pin_cores: bool = False  # pin each rank to its own `threads` cores (by local rank): clean scaling measurements
 
 
 class ProjectionConfig(Section):

@@ -39,6 +39,7 @@ import numpy as np
 from trkx_tf.errors import CheckpointError, ConfigError, DataError
 from trkx_tf.graphs.builders import EdgeBuilder, ModuleMap, make_builder
 from trkx_tf.graphs.features import cylindrical, feature_names, hit_features
+from trkx_tf.placement import set_threads
 from trkx_tf.reco.labelling import label_tracks, submission_frame
 from trkx_tf.reco.outputs import TIMINGS_FILE, StageEdges, edges_path, submission_path, write_edges
 from trkx_tf.trackml.score import write_submission
@@ -456,13 +457,7 @@ def infer(
     missing = sorted(set(ids) - set(available))
     if missing:
         raise DataError(f"{input_dir}: event {missing[0]} not found")
-    if cfg.infer.threads:
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(cfg.infer.threads)
-        except RuntimeError:
-            log.warning("infer.threads=%d ignored: TensorFlow was already initialised", cfg.infer.threads)
+    set_threads(cfg.infer.threads)
     if pipeline is None:
         with_cells = uses_cells(input_dir, ids, cfg.graph.use_cells)
         pipeline = make_pipeline(cfg, with_cells=with_cells, filter_ckpt=filter_ckpt, gnn_ckpt=gnn_ckpt,

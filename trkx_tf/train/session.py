@@ -17,6 +17,7 @@ import threading
 
 from trkx_tf.config import Config
 from trkx_tf.logs import setup_logging
+from trkx_tf.placement import place_process
 from trkx_tf.train.distributed import make_backend
 from trkx_tf.train.loop import FitResult, train
 
@@ -70,8 +71,10 @@ def run_training(cfg: Config) -> FitResult:
     Raises:
       TrkxError: any documented problem (config, shards, backend, checkpoint).
     """
+    placement = place_process(cfg.backend.threads, cfg.backend.pin_cores)
     backend = make_backend(cfg.backend.name)
     setup_logging(backend.rank, cfg.run.log_level)
+    log.info("placement: %s", placement)
     train_source, val_source = open_sources(cfg, backend.rank, backend.size)
     log.info("%s backend, %d rank(s): %d training graphs, %d steps per epoch per rank", backend.name,
              backend.size, train_source.n_graphs, train_source.steps_per_epoch)

@@ -1,0 +1,46 @@
+"""CPU placement: local rank from the launchers' variables, thread counts and core pinning (in a child process,
+so that the test process keeps its cores and TensorFlow settings)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from trkx_tf.placement import local_rank_from_env
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, 0),
+    ({"HOROVOD_LOCAL_RANK": "3", "SLURM_LOCALID": "1"}, 3),
+    ({"OMPI_COMM_WORLD_LOCAL_RANK": "2"}, 2),
+    ({"SLURM_LOCALID": "1"}, 1),
+    ({"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "a:2"]}, "task": {"type": "worker", "index": 1}})}, 1),
+    ({"TF_CONFIG": "not json"}, 0),
+])
+def test_local_rank_from_env(environ, expected):
+    assert local_rank_from_env(environ) == expected
+
+
+CHILD = """
+import json, os, sys
+from trkx_tf.placement import place_process
+line = place_process(1, True, {"HOROVOD_LOCAL_RANK": sys.argv[1]})
+import tensorflow as tf
+tf.constant(1.0) + 1.0
+print(json.dumps({"line": line, "cores": sorted(os.sched_getaffinity(0)),
+                  "intra": tf.config.threading.get_intra_op_parallelism_threads(),
+                  "inter": tf.config.threading.get_inter_op_parallelism_threads()}))
+"""
+
+
+@pytest.mark.parametrize("local_rank", [0, 1])
+def test_pinned_process_runs_on_its_own_core_with_one_thread(local_rank):
+    allowed = sorted(os.sched_getaffinity(0))
+    out = subprocess.run([sys.executable, "-c", CHILD, str(local_rank)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["cores"] == [allowed[local_rank % len(allowed)]]
+    assert result["intra"] == 1 and result["inter"] == 1
+    assert f"core(s) {allowed[local_rank % len(allowed)]}" in result["line"]

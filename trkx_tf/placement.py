@@ -1,0 +1,67 @@
+"""CPU placement of one process: TensorFlow's thread pools and, optionally, the cores it may run on.
+
+Used by training (``backend.threads``, ``backend.pin_cores``: one rank per core for clean scaling measurements)
+and by inference (``infer.threads``). Must run before TensorFlow executes its first op; afterwards the thread
+counts are fixed and a request to change them is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Mapping, Optional
+
+log = logging.getLogger("trkx_tf")
+
+#: Variables in which launchers give a process its rank on the node, most specific first.
+LOCAL_RANK_VARIABLES = ("HOROVOD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
+                        "PMI_LOCAL_RANK")
+
+
+def local_rank_from_env(environ: Optional[Mapping[str, str]] = None) -> int:
+    """This process's rank on its node, from the launcher's variables (``TF_CONFIG``'s task index when only that
+    is set, i.e. tf.distribute workers started on one machine); 0 when none is set."""
+    environ = os.environ if environ is None else environ
+    for name in LOCAL_RANK_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    try:
+        return int(json.loads(environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
+def set_threads(threads: int, inter_op: Optional[int] = None) -> None:
+    """Sets TensorFlow's intra-op (and inter-op, default the same) thread counts; 0 keeps TensorFlow's default."""
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op or threads)
+    except RuntimeError:
+        log.warning("threads=%d ignored: TensorFlow was already initialised in this process", threads)
+
+
+def pin_cores(local_rank: int, cores_per_rank: int) -> list[int]:
+    """Restricts this process to ``cores_per_rank`` of the cores it may use, block ``local_rank`` of them
+    (wrapping around when the node has fewer cores than ranks × cores_per_rank). Returns the cores."""
+    allowed = sorted(os.sched_getaffinity(0))
+    n = max(1, min(cores_per_rank, len(allowed)))
+    start = (local_rank * n) % len(allowed)
+    chosen = [allowed[(start + i) % len(allowed)] for i in range(n)]
+    os.sched_setaffinity(0, chosen)
+    return chosen
+
+
+def place_process(threads: int, pin: bool, environ: Optional[Mapping[str, str]] = None) -> str:
+    """Applies ``threads`` (0: default) and, if ``pin``, core pinning by local rank; returns a line for the log."""
+    set_threads(threads)
+    where = f"{threads or 'default'} TF thread(s)"
+    if pin:
+        cores = pin_cores(local_rank_from_env(environ), threads or 1)
+        where += f", pinned to core(s) {','.join(map(str, cores))}"
+    return where
