@@ -18,9 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)  # a config error is reported before TensorFlow is imported (seconds)
     from trkx_tf.train.session import train_from_config
 
-    return train_from_config(config_from_args(args))
+    return train_from_config(cfg)
 
 
 main = command(build_parser, run)
