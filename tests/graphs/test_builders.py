@@ -4,13 +4,15 @@ import sys
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from toy import make_event
 from trkx_tf.config import load_config
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.graphs.builders import (
-    EdgeSample, EmbeddingBuilder, ModuleMap, ModuleMapBuilder, doublet_variables, make_builder, radius_graph,
+    EdgeSample, EmbeddingBuilder, ModuleMap, ModuleMapBuilder, doublet_variables, make_builder, module_uid,
+    radius_graph,
 )
 from trkx_tf.graphs.features import hit_features
 from trkx_tf.graphs.truth import label_edges, truth_graph
@@ -190,3 +192,91 @@ def test_make_builder_needs_its_input():
         make_builder(cfg.graph)
     with pytest.raises(ConfigError, match="embedding"):
         make_builder(load_config(None, ["graph.builder=embedding"]).graph)
+
+
+# ------------------------------------------------------------------------------- unseen pairs borrow windows
+def test_module_centres_and_neighbours(trained):
+    mm, events = trained
+    # a module's centre is the mean position of its hits over the training events
+    hits = pd.concat([e.hits for e in events])
+    uid = module_uid(hits)
+    for k in (0, 7, len(mm.modules) - 1):
+        mine = hits[uid == mm.modules[k]]
+        np.testing.assert_allclose(mm.centre[k], mine[["x", "y", "z"]].mean().to_numpy(), rtol=1e-9)
+    assert set(mm.modules.tolist()) == set(uid.tolist())
+    layer = mm.modules // 100_000
+    src, nbr = mm.neighbours(3)
+    assert np.all(src // 100_000 == nbr // 100_000) and np.all(src != nbr)
+    assert np.all(np.bincount(np.searchsorted(mm.modules, src)) == 3)
+    # brute force: the 3 nearest centres of the same layer
+    i = 5
+    same = np.flatnonzero((layer == layer[i]) & (np.arange(len(layer)) != i))
+    d = np.linalg.norm(mm.centre[same] - mm.centre[i], axis=1)
+    assert set(nbr[src == mm.modules[i]]) == set(mm.modules[same[np.argsort(d)[:3]]])
+
+
+def test_unseen_pairs_borrow_the_windows_of_neighbouring_pairs(trained):
+    _, events = trained
+    thin = ModuleMap.fit([sample(e) for e in events[:2]])  # two events: many module pairs never seen
+    new = make_event(event_id=98, n_particles=150, noise=30, seed=998)
+    plain = ModuleMapBuilder(thin, margin=0.05, rare_margin=0.5)
+    lent = ModuleMapBuilder(thin, margin=0.05, rare_margin=0.5, neighbours=8)
+    eff_plain, s0, r0 = efficiency(plain, new)
+    eff_lent, s1, r1 = efficiency(lent, new)
+    assert lent.n_borrowed > 0 and plain.n_borrowed == 0
+    assert eff_lent > eff_plain + 0.05
+    n = len(new.hits)
+    assert set((s0 * n + r0).tolist()) <= set((s1 * n + r1).tolist())  # seen pairs keep their windows
+    # a borrowed window is the union of its lenders' windows; seen pairs are never lent one
+    lo, hi, use = thin.windows(0.05, 0.5, 1)
+    ba, bb, blo, bhi = thin.borrowed_windows(lo, hi, use, 8)
+    seen = set(zip(thin.module_a.tolist(), thin.module_b.tolist()))
+    assert not seen & set(zip(ba.tolist(), bb.tolist()))
+    src, nbr = thin.neighbours(8)
+    j = len(ba) // 2
+    lenders = [p for p in range(thin.n_pairs)
+               if (thin.module_a[p] == ba[j] and bb[j] in nbr[src == thin.module_b[p]])
+               or (thin.module_b[p] == bb[j] and ba[j] in nbr[src == thin.module_a[p]])]
+    assert lenders
+    np.testing.assert_allclose(blo[j], lo[lenders].min(axis=0))
+    np.testing.assert_allclose(bhi[j], hi[lenders].max(axis=0))
+
+
+def test_neighbours_from_the_config_and_old_maps(trained, tmp_path):
+    mm, events = trained
+    cfg = load_config(None, ["graph.module_map.neighbours=4"])
+    assert make_builder(cfg.graph, module_map=mm).n_borrowed > 0
+    with pytest.raises(ConfigError, match="neighbours >= 0"):
+        ModuleMapBuilder(mm, neighbours=-1)
+    # a version-2 map (no module centres) still loads and builds, but cannot lend windows
+    arrays = {f: np.asarray(getattr(mm, f)) for f in ("module_a", "module_b", "count", "count_fit", "lo", "hi",
+                                                     "layer_a", "layer_b", "layer_lo", "layer_hi", "pt_min",
+                                                     "quantile", "n_events")}
+    np.savez(tmp_path / "v2.npz", version=np.int64(2), **arrays)
+    old = ModuleMap.load(tmp_path / "v2.npz")
+    assert len(ModuleMapBuilder(old).build(events[0].hits)[0]) > 0
+    with pytest.raises(ConfigError, match="learn it again"):
+        ModuleMapBuilder(old, neighbours=2)
+
+
+def test_explain_says_why_true_edges_are_lost(trained):
+    mm, _ = trained
+    new = make_event(event_id=97, n_particles=150, noise=30, seed=997)
+    g = truth_graph(new.hits, new.particles, new.truth)
+    builder = ModuleMapBuilder(mm, margin=0.0, rare_margin=0.0)
+    why = builder.explain(new.hits, g.senders, g.receivers)
+    s, r = builder.build(new.hits)
+    labels, _, _ = label_edges(s, r, g)
+    assert (why == 0).sum() == labels.sum()  # kept exactly when the builder finds the edge
+    assert {1, 2, 3} & set(why.tolist())
+    # a pair outside its dphi window is outside it indeed; unconnected pairs are not in the builder's pairs
+    uid = module_uid(new.hits)
+    pairs = set(zip(builder.pair_a.tolist(), builder.pair_b.tolist()))
+    for k in np.flatnonzero(why == 1)[:20]:
+        assert (uid[g.senders[k]], uid[g.receivers[k]]) not in pairs
+    from trkx_tf.graphs.features import cylindrical
+    r_, phi, z = cylindrical(new.hits)
+    dphi, _ = doublet_variables(r_, phi, z, g.senders, g.receivers)
+    for k in np.flatnonzero(why == 2)[:20]:
+        w = np.flatnonzero((builder.pair_a == uid[g.senders[k]]) & (builder.pair_b == uid[g.receivers[k]]))[0]
+        assert not builder.lo[w, 0] <= dphi[k] <= builder.hi[w, 0]

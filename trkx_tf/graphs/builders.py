@@ -37,7 +37,7 @@ from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.graphs.features import cylindrical
 from trkx_tf.graphs.truth import TruthGraph, pair_keys
 
-MODULE_MAP_VERSION = 2
+MODULE_MAP_VERSION = 3  # 3: module centres (version 2 maps still load, without them)
 Z0_CLIP = 1.0e4  # mm
 _CHUNK = 1 << 22  # hit pairs formed at once by the module-map builder
 
@@ -116,6 +116,9 @@ class EdgeSample:
       dphi: [n_true] float64 window variable.
       z0: [n_true] float64 window variable.
       pt: [n_true] float64 particle pT (GeV).
+      modules: [M] int64 sorted uids of the modules with hits (None: not recorded).
+      xyz_sum: [M, 3] float64 summed x, y, z of their hits (mm).
+      n_hits: [M] int64 their hits.
     """
 
     module_a: np.ndarray
@@ -123,6 +126,9 @@ class EdgeSample:
     dphi: np.ndarray
     z0: np.ndarray
     pt: np.ndarray
+    modules: Optional[np.ndarray] = None
+    xyz_sum: Optional[np.ndarray] = None
+    n_hits: Optional[np.ndarray] = None
 
     @classmethod
     def from_truth(cls, hits: pd.DataFrame, truth: TruthGraph) -> "EdgeSample":
@@ -130,7 +136,11 @@ class EdgeSample:
         uid = module_uid(hits)
         r, phi, z = cylindrical(hits)
         dphi, z0 = doublet_variables(r, phi, z, truth.senders, truth.receivers)
-        return cls(uid[truth.senders], uid[truth.receivers], dphi, z0, truth.pt.astype(np.float64))
+        modules, inv = np.unique(uid, return_inverse=True)
+        xyz = hits[["x", "y", "z"]].to_numpy(np.float64)
+        xyz_sum = np.stack([np.bincount(inv, weights=xyz[:, c], minlength=len(modules)) for c in range(3)], 1)
+        return cls(uid[truth.senders], uid[truth.receivers], dphi, z0, truth.pt.astype(np.float64),
+                   modules, xyz_sum, np.bincount(inv, minlength=len(modules)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +165,10 @@ class ModuleMap:
       pt_min: GeV.
       quantile: the tail fraction cut on each side of a layer pair's range.
       n_events: training events the map was learned from.
+      modules: [U] int64 sorted uids of the modules seen with hits in the training events (empty in maps of
+        version 2, which did not record them).
+      centre: [U, 3] float64 the mean position of their hits (mm): where each module is, for
+        :meth:`neighbours`.
     """
 
     module_a: np.ndarray
@@ -170,10 +184,43 @@ class ModuleMap:
     pt_min: float
     quantile: float
     n_events: int
+    modules: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    centre: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 3)))
 
     @property
     def n_pairs(self) -> int:
         return int(len(self.module_a))
+
+    def neighbours(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` modules of the same layer nearest to each module (by the distance of their centres).
+
+        Args:
+          k: neighbours per module (fewer where the layer has fewer modules).
+
+        Returns:
+          ``(module, neighbour)``: [N] int64 uids each, every module with each of its neighbours.
+
+        Raises:
+          ConfigError: the map has no module centres (a version-2 map: learn it again).
+        """
+        from scipy.spatial import cKDTree
+
+        if len(self.modules) == 0:
+            raise ConfigError("module map: this map has no module centres (made by an older version): learn it "
+                              "again to use graph.module_map.neighbours")
+        layer = self.modules // 100_000
+        out_m, out_n = [], []
+        bounds = np.flatnonzero(np.diff(np.concatenate([[-1], layer, [-1]])))  # modules are sorted by layer
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            kk = min(k, hi - lo - 1)
+            if kk < 1:
+                continue
+            _, idx = cKDTree(self.centre[lo:hi]).query(self.centre[lo:hi], k=kk + 1)
+            out_m.append(np.repeat(self.modules[lo:hi], kk))
+            out_n.append(self.modules[lo:hi][idx[:, 1:]].ravel())  # column 0 is the module itself
+        if not out_m:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(out_m), np.concatenate(out_n)
 
     @classmethod
     def fit(cls, samples: Iterable[EdgeSample], pt_min: float = 0.0, quantile: float = 0.0,
@@ -234,9 +281,19 @@ class ModuleMap:
         sel = listed & inlier
         count_fit = np.bincount(pos[sel], minlength=n_pairs)
         lo, hi = _group_quantiles(pos[sel], var[sel], n_pairs, 0.0)
+        seen = [s for s in samples if s.modules is not None]
+        if seen:
+            all_modules, minv = np.unique(np.concatenate([s.modules for s in seen]), return_inverse=True)
+            n_hits = np.bincount(minv, weights=np.concatenate([s.n_hits for s in seen]), minlength=len(all_modules))
+            xyz = np.concatenate([s.xyz_sum for s in seen])
+            centre = np.stack([np.bincount(minv, weights=xyz[:, c], minlength=len(all_modules)) for c in range(3)],
+                              1) / np.maximum(n_hits, 1)[:, None]
+        else:
+            all_modules, centre = np.zeros(0, np.int64), np.zeros((0, 3))
         return cls(
             pairs[:, 0].copy(), pairs[:, 1].copy(), count, count_fit, lo, hi,
             lpairs[:, 0].copy(), lpairs[:, 1].copy(), l_lo, l_hi, float(pt_min), float(quantile), len(samples),
+            all_modules.astype(np.int64), centre,
         )
 
     def windows(self, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1
@@ -271,6 +328,52 @@ class ModuleMap:
         hi[~use] = -np.inf
         return lo, hi, use
 
+    def borrowed_windows(self, lo: np.ndarray, hi: np.ndarray, use: np.ndarray, k: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Windows for module pairs never seen in training, lent by the seen pairs of neighbouring modules.
+
+        A module pair (A, B) in use lends its window to (A, B') and (A', B) for each of the ``k`` modules B' of
+        B's layer nearest to B, and A' of A's layer nearest to A (:meth:`neighbours`): a true edge on a pair never
+        seen in the training events (thin statistics, or a track pushed one module over by a scatter) has nearly
+        the same doublet variables as the edges of the pair next to it. A pair lent several windows gets their
+        union; pairs in use keep their own.
+
+        Args:
+          lo, hi, use: the pairs' windows (:meth:`windows`).
+          k: neighbours per module (0: none lent).
+
+        Returns:
+          ``(module_a, module_b, lo, hi)``: [Q] int64 uids and [Q, 2] float64 windows of the new pairs, sorted.
+        """
+        if k <= 0 or not use.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 2))
+        src, nbr = self.neighbours(k)
+        order = np.argsort(src, kind="stable")
+        src, nbr = src[order], nbr[order]
+        idx = np.flatnonzero(use)
+
+        def moved(modules):  # (lending pair, neighbour of its module) for every neighbour
+            left = np.searchsorted(src, modules[idx], side="left")
+            n = np.searchsorted(src, modules[idx], side="right") - left
+            return np.repeat(idx, n), nbr[np.repeat(left, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]
+
+        rep_b, nbr_b = moved(self.module_b)  # (A, B')
+        rep_a, nbr_a = moved(self.module_a)  # (A', B)
+        a = np.concatenate([self.module_a[rep_b], nbr_a])
+        b = np.concatenate([nbr_b, self.module_b[rep_a]])
+        lender = np.concatenate([rep_b, rep_a])
+        keys, inv = np.unique(np.stack([a, b], 1), axis=0, return_inverse=True)
+        inv = inv.ravel()
+        new_lo = np.full((len(keys), 2), np.inf)
+        new_hi = np.full((len(keys), 2), -np.inf)
+        for c in range(2):
+            np.minimum.at(new_lo[:, c], inv, lo[lender, c])
+            np.maximum.at(new_hi[:, c], inv, hi[lender, c])
+        # pairs of the map in use keep their own window
+        own = np.stack([self.module_a[use], self.module_b[use]], 1)
+        fresh = ~_rows_in(keys, own)
+        return keys[fresh, 0].copy(), keys[fresh, 1].copy(), new_lo[fresh], new_hi[fresh]
+
     # ------------------------------------------------------------------------------------------ persistence
     def save(self, path: os.PathLike | str) -> None:
         """Writes the map as ``.npz`` atomically (temporary name, then rename)."""
@@ -292,9 +395,10 @@ class ModuleMap:
         try:
             with np.load(path, allow_pickle=False) as data:
                 version = int(data["version"]) if "version" in data else -1
-                if version != MODULE_MAP_VERSION:
+                if version not in (2, MODULE_MAP_VERSION):
                     raise DataError(f"module map {path}: version {version}, expected {MODULE_MAP_VERSION}")
-                values = {f.name: data[f.name] for f in dataclasses.fields(cls)}
+                values = {f.name: data[f.name] for f in dataclasses.fields(cls)
+                          if version == MODULE_MAP_VERSION or f.name not in ("modules", "centre")}
         except DataError:
             raise
         except KeyError as exc:
@@ -305,6 +409,25 @@ class ModuleMap:
         values["quantile"] = float(values["quantile"])
         values["n_events"] = int(values["n_events"])
         return cls(**values)
+
+
+def _pair_view(a: np.ndarray) -> np.ndarray:
+    """Rows of an int64 [n, 2] array as one structured value each, ordered like the tuples (a, b)."""
+    return np.ascontiguousarray(a, np.int64).view([("a", np.int64), ("b", np.int64)]).ravel()
+
+
+def _find_rows(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """[n] int64 index of each row of ``rows`` [n, 2] in ``table`` [m, 2] (sorted by (a, b), unique); -1: absent."""
+    if len(table) == 0:
+        return np.full(len(rows), -1, np.int64)
+    tv, rv = _pair_view(table), _pair_view(rows)
+    pos = np.minimum(np.searchsorted(tv, rv), len(tv) - 1)
+    return np.where(tv[pos] == rv, pos, -1)
+
+
+def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """[n] bool: which rows of ``rows`` [n, 2] (int64) appear in ``table`` [m, 2] (any order)."""
+    return _find_rows(rows, np.unique(table, axis=0)) >= 0
 
 
 def _group_quantiles(group: np.ndarray, values: np.ndarray, n_groups: int, q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -356,32 +479,47 @@ class ModuleMapBuilder(EdgeBuilder):
     Args:
       module_map: the learned map.
       margin, rare_margin, min_count: how windows are made from the map's ranges (:meth:`ModuleMap.windows`).
+      neighbours: module pairs never seen in training borrow the windows of the pairs of the ``neighbours``
+        nearest modules of the same layer (:meth:`ModuleMap.borrowed_windows`); 0: unseen pairs stay unconnected.
+
+    Attributes:
+      pair_a, pair_b: [P'] int64 module uids of the pairs in use (seen and borrowed), sorted.
+      lo, hi: [P', 2] float64 their windows over (dphi, z0).
+      n_borrowed: how many of them borrowed their window.
 
     Raises:
-      ConfigError: a negative margin or min_count < 1.
+      ConfigError: a negative margin or neighbours, or min_count < 1.
     """
 
     name = "module_map"
 
-    def __init__(self, module_map: ModuleMap, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1):
-        if margin < 0 or rare_margin < 0 or min_count < 1:
-            raise ConfigError(f"module map builder: need margin, rare_margin >= 0 and min_count >= 1 "
-                              f"(got {margin}, {rare_margin}, {min_count})")
+    def __init__(self, module_map: ModuleMap, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1,
+                 neighbours: int = 0):
+        if margin < 0 or rare_margin < 0 or min_count < 1 or neighbours < 0:
+            raise ConfigError(f"module map builder: need margin, rare_margin, neighbours >= 0 and min_count >= 1 "
+                              f"(got {margin}, {rare_margin}, {neighbours}, {min_count})")
         self.module_map = module_map
-        self.lo, self.hi, self.use = module_map.windows(margin, rare_margin, min_count)
+        lo, hi, use = module_map.windows(margin, rare_margin, min_count)
+        ba, bb, blo, bhi = module_map.borrowed_windows(lo, hi, use, neighbours)
+        a = np.concatenate([module_map.module_a[use], ba])
+        b = np.concatenate([module_map.module_b[use], bb])
+        order = np.lexsort((b, a))
+        self.pair_a, self.pair_b = a[order], b[order]
+        self.lo = np.concatenate([lo[use], blo])[order]
+        self.hi = np.concatenate([hi[use], bhi])[order]
+        self.n_borrowed = int(len(ba))
 
     def build(self, hits: pd.DataFrame, nodes: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-        mm = self.module_map
         n_node = len(hits)
         uid = module_uid(hits)
         r, phi, z = cylindrical(hits)
         order, modules, start, count = _group_by_module(uid)
         r_s, phi_s, z_s = r[order], phi[order], z[order]
-        if len(modules) == 0 or mm.n_pairs == 0:
+        if len(modules) == 0 or len(self.pair_a) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        pa = np.minimum(np.searchsorted(modules, mm.module_a), len(modules) - 1)
-        pb = np.minimum(np.searchsorted(modules, mm.module_b), len(modules) - 1)
-        live = np.flatnonzero((modules[pa] == mm.module_a) & (modules[pb] == mm.module_b) & self.use)
+        pa = np.minimum(np.searchsorted(modules, self.pair_a), len(modules) - 1)
+        pb = np.minimum(np.searchsorted(modules, self.pair_b), len(modules) - 1)
+        live = np.flatnonzero((modules[pa] == self.pair_a) & (modules[pb] == self.pair_b))
         pa, pb = pa[live], pb[live]
         na, nb = count[pa], count[pb]
         combos = na * nb
@@ -413,6 +551,29 @@ class ModuleMapBuilder(EdgeBuilder):
         if not out_s:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return _unique_edges(np.concatenate(out_s), np.concatenate(out_r), n_node)
+
+
+    def explain(self, hits: pd.DataFrame, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+        """Why the builder keeps or drops given hit pairs (e.g. the true edges it misses).
+
+        Args:
+          hits: the event's hits, ``n_node`` rows.
+          senders, receivers: [k] int64 hit rows of the pairs (inner hit first, as in a truth graph).
+
+        Returns:
+          [k] int8: 0 kept, 1 module pair not connected, 2 outside the dphi window, 3 outside the z0 window.
+        """
+        uid = module_uid(hits)
+        r, phi, z = cylindrical(hits)
+        pos = _find_rows(np.stack([uid[senders], uid[receivers]], 1), np.stack([self.pair_a, self.pair_b], 1))
+        dphi, z0 = doublet_variables(r, phi, z, senders, receivers)
+        w = np.maximum(pos, 0)
+        out = np.zeros(len(pos), np.int8)
+        if len(self.pair_a):
+            out[(dphi < self.lo[w, 0]) | (dphi > self.hi[w, 0])] = 2
+            out[(out == 0) & ((z0 < self.lo[w, 1]) | (z0 > self.hi[w, 1]))] = 3
+        out[pos < 0] = 1
+        return out
 
 
 def radius_graph(points: np.ndarray, radius: float, max_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -513,7 +674,7 @@ def make_builder(graph_cfg, module_map: Optional[ModuleMap] = None, embedding_mo
         if module_map is None:
             raise ConfigError("graph.builder=module_map needs a module map (learned or graph.module_map.path)")
         c = graph_cfg.module_map
-        return ModuleMapBuilder(module_map, c.margin, c.rare_margin, c.min_count)
+        return ModuleMapBuilder(module_map, c.margin, c.rare_margin, c.min_count, c.neighbours)
     if graph_cfg.builder == "embedding":
         if embedding_model is None:
             raise ConfigError("graph.builder=embedding needs a trained model (graph.embedding.model)")
