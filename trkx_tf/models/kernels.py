@@ -21,13 +21,21 @@ def column_sum(x: tf.Tensor) -> tf.Tensor:
     """``reduce_sum(x, 0)`` of an [B, H] tensor, as a [1, B] x [B, H] product (faster on CPUs).
 
     Args:
-      x: [B, H], any float dtype (summed in float32).
+      x: [B, H], float32, float16 (both summed in float32) or bfloat16 (multiplied in bfloat16 with float32
+        accumulation, the sum rounded to bfloat16: it is read once, never converted as a whole).
 
     Returns:
       [H] float32.
     """
-    x = tf.cast(x, tf.float32)
-    return tf.matmul(tf.ones([1, tf.shape(x)[0]], tf.float32), x)[0]
+    if x.dtype != tf.bfloat16:
+        x = tf.cast(x, tf.float32)
+    return tf.cast(tf.matmul(tf.ones([1, tf.shape(x)[0]], x.dtype), x)[0], tf.float32)
+
+
+def _stat_dtype(dtype: tf.DType) -> tf.DType:
+    """The dtype of the [B, H] terms whose column sums give the LayerNorm parameters' gradients: bfloat16 for
+    bfloat16 layers (half the bytes to write and read again), float32 otherwise (float16 sums may overflow)."""
+    return tf.bfloat16 if dtype == tf.bfloat16 else tf.float32
 
 
 def _normalise(parts, scale, offset, eps):
@@ -58,15 +66,27 @@ def _ln_relu_forward(parts, scale, offset, eps, out_dtype):
 
 
 @tf.function(jit_compile=True)
-def _ln_relu_backward(dy, xhat, inv, scale, offset, dtypes):
+def _ln_relu_backward(dy, xhat, inv, scale, offset, dtypes, stat_dtype):
     dx, dpre, dpre_xhat = _normalise_backward(tf.cast(dy, tf.float32), xhat, inv, scale, offset)
-    return {d: tf.cast(dx, d) for d in dtypes}, dpre, dpre_xhat
+    return {d: tf.cast(dx, d) for d in dtypes}, tf.cast(dpre, stat_dtype), tf.cast(dpre_xhat, stat_dtype)
 
 
 def _part_grads(parts, dx: dict) -> list:
-    """The gradient of each summed part: ``dx`` for [B, H] parts, its column sum for broadcast [H] parts."""
-    any_dx = next(iter(dx.values()))
-    return [dx[p.dtype.name] if p.shape.rank == 2 else tf.cast(column_sum(any_dx), p.dtype) for p in parts]
+    """The gradient of each summed part: ``dx`` for [B, H] parts, its column sum for broadcast [H] parts (one
+    column sum, shared by all of them)."""
+    col = []
+
+    def bias_grad(dtype):
+        if not col:
+            col.append(column_sum(min(dx.values(), key=lambda t: t.dtype.size)))
+        return tf.cast(col[0], dtype)
+
+    return [dx[p.dtype.name] if p.shape.rank == 2 else bias_grad(p.dtype) for p in parts]
+
+
+def _read(values) -> list:
+    """Tensors of ``values``: variables (plain or distributed) become their current value."""
+    return [tf.convert_to_tensor(v) if isinstance(v, tf.Variable) else v for v in values]
 
 
 def _row_dtypes(parts) -> tuple:
@@ -102,13 +122,15 @@ def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Ten
         y, xhat, inv = _ln_relu_forward(xs, g32, b32, eps, out_dtype)
 
         def grad(dy):
-            dx, dpre, dpre_xhat = _ln_relu_backward(dy, xhat, inv, g32, b32, _row_dtypes(xs))
+            dx, dpre, dpre_xhat = _ln_relu_backward(dy, xhat, inv, g32, b32, _row_dtypes(xs), _stat_dtype(out_dtype))
             return _part_grads(xs, dx) + [tf.cast(column_sum(dpre_xhat), g.dtype),
                                           tf.cast(column_sum(dpre), b.dtype)]
 
         return y, grad
 
-    return fused(*parts, scale, offset)
+    # variables are read here, outside the custom gradient: a tf.distribute variable (one component per device)
+    # would otherwise count as a captured variable that ``grad`` does not handle
+    return fused(*_read(parts + [scale, offset]))
 
 
 # ---------------------------------------------------------------------------------------- the IN edge step
@@ -121,7 +143,7 @@ def _edge_forward(parts, acc, scale, offset, eps, out_dtype):
 
 
 @tf.function(jit_compile=True)
-def _edge_backward(d_acc, dh_m, d_sums, seg_ids, d_z_next, xhat, inv, scale, offset, dtypes, z_dtype):
+def _edge_backward(d_acc, dh_m, d_sums, seg_ids, d_z_next, xhat, inv, scale, offset, dtypes, z_dtype, stat_dtype):
     dy = tf.zeros(tf.shape(xhat), tf.float32)
     if d_acc is not None:
         dy = dy + tf.cast(d_acc, tf.float32)
@@ -131,15 +153,17 @@ def _edge_backward(d_acc, dh_m, d_sums, seg_ids, d_z_next, xhat, inv, scale, off
         dy = dy + tf.cast(tf.gather(d_sum, ids), tf.float32)
     dx, dpre, dpre_xhat = _normalise_backward(dy, xhat, inv, scale, offset)
     dz = dx if d_z_next is None else dx + tf.cast(d_z_next, tf.float32)
-    return {d: tf.cast(dx, d) for d in dtypes}, tf.cast(dz, z_dtype), dpre, dpre_xhat
+    return ({d: tf.cast(dx, d) for d in dtypes}, tf.cast(dz, z_dtype), tf.cast(dpre, stat_dtype),
+            tf.cast(dpre_xhat, stat_dtype))
 
 
 def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, acc: Optional[tf.Tensor],
               m: Optional[tf.Tensor], segments: Sequence[tuple], num_segments: tf.Tensor, residual: bool,
-              eps: float = 1e-5):
+              eps: float = 1e-5, tables: Sequence[tuple] = ()):
     """One edge update of the Interaction Network (see :mod:`trkx_tf.models.interaction`), fused.
 
-    With ``h = ReLU(LayerNorm(sum(parts)))`` (the edge core's hidden activation) it returns::
+    With ``h = ReLU(LayerNorm(sum(parts) + sum_j table_j[rows_j]))`` (the edge core's hidden activation) it
+    returns::
 
         z_next   = z + h @ m   (residual)   or   h @ m   (latent0)        # parts[0] is z
         acc_next = acc + h     (acc given)  or   h
@@ -148,6 +172,10 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
     and differentiates all of it at once: every gradient that reaches ``h`` (from ``z_next``, ``acc_next`` and
     the sums) is added inside one XLA kernel together with the LayerNorm backward, instead of being gathered
     and accumulated by separate passes. With ``m`` None (the last step) only ``acc_next`` is computed.
+
+    The tables (per-node projections) are gathered in their own dtype (bfloat16 rows are half the bytes to
+    write and read again), while their gradients, the scatter-adds of the pre-activation gradient onto the rows,
+    are summed in float32 whatever that dtype.
 
     Args:
       parts: the summed pre-activation terms, ``z`` first; [E, H] (any float dtypes) or [H].
@@ -160,6 +188,8 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
       num_segments: scalar int32 (N + 1: the last segment collects padded edges).
       residual: ``z_next = z + h @ m`` rather than ``h @ m``.
       eps: LayerNorm epsilon.
+      tables: ``(table, rows)`` pairs: [R, H] per-node terms (any float dtype) and the [E] int32 row of each
+        edge in ``[0, R)``; ``table[rows]`` is one more summed term.
 
     Returns:
       ``(z_next, acc_next, sums)``; ``z_next`` is None and ``sums`` empty when ``m`` is None. ``sums[k]`` is
@@ -168,20 +198,29 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
     parts = list(parts)
     out_dtype = parts[0].dtype
     last = m is None
-    n_parts = len(parts)
+    n_parts, n_tables = len(parts), len(tables)
     has_acc = acc is not None
     ids = [i for i, _ in segments]
     orders = [o for _, o in segments]
+    rows = [r for _, r in tables]
+    # dtypes in which the backward writes the pre-activation gradient: z (parts[0]) gets its own gradient (with
+    # the residual path added), the other [E, H] parts theirs, the tables' scatter-adds float32
+    dx_dtypes = tuple(sorted(set(_row_dtypes(parts[1:])) | ({"float32"} if n_tables else set())))
+    if not dx_dtypes and any(p.shape.rank != 2 for p in parts):
+        dx_dtypes = (out_dtype.name,)  # only broadcast parts besides z: their gradient is a column sum of it
 
     @tf.custom_gradient
     def fused(*args):
         xs = list(args[:n_parts])
-        g, b = args[n_parts], args[n_parts + 1]
-        rest = list(args[n_parts + 2:])
+        tabs = list(args[n_parts:n_parts + n_tables])
+        g, b = args[n_parts + n_tables], args[n_parts + n_tables + 1]
+        rest = list(args[n_parts + n_tables + 2:])
         acc_in = rest.pop(0) if has_acc else None
         m_in = None if last else rest.pop(0)
         g32, b32 = tf.cast(g, tf.float32), tf.cast(b, tf.float32)
-        h, acc_next, xhat, inv = _edge_forward(xs, acc_in, g32, b32, eps, out_dtype)
+        gathered = [tf.gather(t, r) for t, r in zip(tabs, rows)]
+        terms = [x for x in xs if x.shape.rank == 2] + gathered + [x for x in xs if x.shape.rank != 2]
+        h, acc_next, xhat, inv = _edge_forward(terms, acc_in, g32, b32, eps, out_dtype)
         outputs = [acc_next]
         if not last:
             zh = tf.matmul(h, m_in)
@@ -202,9 +241,11 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
             seg_pairs = [(d, s) for d, s in zip(d_sums, ids) if d is not None]
             dx, dz, dpre, dpre_xhat = _edge_backward(
                 d_acc, dh_m, [d for d, _ in seg_pairs], [s for _, s in seg_pairs],
-                d_z_next if residual else None, xhat, inv, g32, b32, _row_dtypes(xs), xs[0].dtype)
-            grads = _part_grads(xs, dx)
-            grads[0] = dz  # z also flows straight into z_next (residual)
+                d_z_next if residual else None, xhat, inv, g32, b32, dx_dtypes, xs[0].dtype,
+                _stat_dtype(out_dtype))
+            grads = [dz] + _part_grads(xs[1:], dx)  # z also flows straight into z_next (residual)
+            grads += [tf.cast(tf.math.unsorted_segment_sum(dx["float32"], r, tf.shape(t)[0]), t.dtype)
+                      for t, r in zip(tabs, rows)]
             grads += [tf.cast(column_sum(dpre_xhat), g.dtype), tf.cast(column_sum(dpre), b.dtype)]
             if has_acc:
                 grads.append(tf.zeros_like(acc_in) if d_acc is None else tf.cast(d_acc, acc_in.dtype))
@@ -216,8 +257,8 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
 
         return outputs, grad
 
-    args = parts + [scale, offset] + ([acc] if has_acc else []) + ([] if last else [m])
-    outs = fused(*args)
+    args = parts + [t for t, _ in tables] + [scale, offset] + ([acc] if has_acc else []) + ([] if last else [m])
+    outs = fused(*_read(args))  # variables read outside the custom gradient (see layer_norm_relu)
     if last:
         return None, outs[0], []
     return outs[0], outs[1], list(outs[2:])
