@@ -13,12 +13,30 @@ setup:  ## install apt packages, the pinned venv, Horovod (cached wheel) and trk
 
 HVD := $(BIN)/horovodrun -np $(NP) -H localhost:$(NP)
 
-demo: setup  ## the main job on the embedded default (simulated events on the real TrackML geometry)
+# demo: held-out simulated events (never trained on), the real TrackML data, the shards the GNN trains on
+DEMO_TEST ?= data/demo/test
+TRACKML ?= ../shared/trackml
+DEMO_FILTERED ?= data/demo/shards-filtered
+
+demo: setup  ## the whole chain on the embedded default: simulate, build, train, infer and evaluate (sim + real event 1000)
 	$(BIN)/trkx-info
-	$(BIN)/trkx-simulate --config $(CONFIG)
-	$(BIN)/trkx-build --config $(CONFIG)
+	$(BIN)/trkx-simulate --config $(CONFIG) --quiet
+	$(BIN)/trkx-simulate --config $(CONFIG) --quiet --events 2 --first-event 100 --out $(DEMO_TEST)
+	$(BIN)/trkx-build --config $(CONFIG) --no-progress
 	$(HVD) $(BIN)/trkx-train --config $(CONFIG) --set train.model=filter --set run.name=demo-filter
-	$(HVD) $(BIN)/trkx-train --config $(CONFIG) --set train.model=gnn --set run.name=demo-gnn
+	$(BIN)/trkx-build --config $(CONFIG) --no-progress --filter-ckpt runs/demo-filter/checkpoints \
+	    --module-map data/demo/shards/module_map.npz --out $(DEMO_FILTERED)
+	$(HVD) $(BIN)/trkx-train --config $(CONFIG) --set train.model=gnn --set run.name=demo-gnn \
+	    --set data.shards_dir=$(DEMO_FILTERED)
+	$(BIN)/trkx-infer --config $(CONFIG) --no-progress --input $(DEMO_TEST) --out runs/demo-infer/sim
+	$(BIN)/trkx-eval --config $(CONFIG) --no-progress --input $(DEMO_TEST) --submissions runs/demo-infer/sim \
+	    --out runs/demo-eval/sim
+	$(BIN)/trkx-infer --config $(CONFIG) --no-progress --input $(TRACKML) --events 1000 --out runs/demo-infer/event1000
+	$(BIN)/trkx-eval --config $(CONFIG) --no-progress --input $(TRACKML) --events 1000 \
+	    --submissions runs/demo-infer/event1000 --out runs/demo-eval/event1000
+	@echo "TensorBoard: tensorboard --logdir runs/  (runs/demo-filter/tensorboard, runs/demo-gnn/tensorboard)"
+	@echo "plots: runs/demo-eval/{sim,event1000}/plots/efficiency_vs_{pt,eta}.png"
+	@echo "metrics: runs/demo-eval/{sim,event1000}/metrics.json; timings: runs/demo-infer/{sim,event1000}/timings.json"
 
 test: setup  ## the whole test suite, multi-process tests included
 	$(BIN)/python -m pytest -q -ra

@@ -75,6 +75,7 @@ class ModuleMapConfig(Section):
     margin: float = Field(0.05, ge=0.0)  # every window widens by this fraction of its layer pair's range
     rare_margin: float = Field(0.5, ge=0.0)  # a range resting on n edges widens by this / (n + 1) more
     min_count: int = Field(1, ge=1)  # module pairs seen fewer times are not used
+    neighbours: int = Field(0, ge=0)  # unseen module pairs borrow windows from the pairs of this many nearest modules
 
 
 class EmbeddingGraphConfig(Section):
@@ -109,6 +110,7 @@ class GraphConfig(Section):
     max_buckets: int = Field(8, ge=1)  # buckets chosen from the data: the fewest that meet bucket_overhead
     buckets: tuple[tuple[int, int], ...] = ()  # fixed [nodes, edges] budgets instead; empty: chosen from the data
     graphs_per_shard: int = Field(16, ge=1)
+    filter_ckpt: Optional[str] = None  # keep only the candidate edges this edge filter scores >= infer.filter_threshold
     compression: Literal["none", "lzf", "gzip"] = "lzf"
     workers: int = Field(0, ge=0)  # 0: one per CPU core
 
@@ -119,6 +121,7 @@ class FilterConfig(Section):
     hidden: int = Field(256, ge=1)
     layers: int = Field(3, ge=1)  # hidden layers, then Linear(1)
     layernorm: bool = True
+    edge_features: bool = False  # also feed the edge features (Δr, Δφ, Δz, Δη, z0, Δφ/Δr; graphs/features.py)
 
 
 class GNNConfig(Section):
@@ -131,6 +134,7 @@ class GNNConfig(Section):
     aggregation: Literal["receivers", "both"] = "receivers"  # "both": also sum the messages of sent edges
     layernorm: bool = True
     all_steps_loss: bool = False
+    edge_features: bool = False  # the edge encoder also takes the edge features (graphs/features.py)
 
 
 class EmbeddingConfig(Section):
@@ -162,7 +166,7 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0.0)
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
     warmup_epochs: float = Field(1.0, ge=0.0)
-    graphs_per_step: int = Field(1, ge=1)  # per rank
+    graphs_per_step: int = Field(1, ge=1)  # per replica (data rank)
     true_weight: float = Field(1.0, gt=0.0)
     fake_weight: float = Field(1.0, gt=0.0)
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
@@ -174,6 +178,7 @@ class TrainConfig(Section):
     early_stopping_patience: int = Field(0, ge=0)  # epochs without improvement; 0: off
     early_stopping_metric: Literal["val_loss", "val_efficiency", "val_purity", "val_f1",
                                    "loss", "efficiency", "purity", "f1"] = "val_loss"
+    log_every: int = Field(10, ge=1)  # steps between per-step TensorBoard scalars (step/loss, step/learning_rate)
 
 
 class BackendConfig(Section):
@@ -182,25 +187,40 @@ class BackendConfig(Section):
     name: Literal["auto", "single", "horovod", "tfdist"] = "auto"
     threads: int = Field(0, ge=0)  # TensorFlow intra- and inter-op threads per rank; 0: TensorFlow's default
     pin_cores: bool = False  # pin each rank to its own `threads` cores (by local rank): clean scaling measurements
+    # tf.distribute replicas per process (MirroredStrategy); 0: every visible GPU in one process, one per worker in a
+    # cluster. Without GPUs, > 1 splits the CPU into that many logical devices (tests; the multi-device path on a CPU)
+    local_replicas: int = Field(0, ge=0)
+    gradient_groups: int = Field(1, ge=0)  # Horovod: gradient allreduces per step (1: one fused one); 0: Horovod's cycles
 
 
 class ProjectionConfig(Section):
-    """The stated model that projects a measured strong-scaling curve to more ranks (``trkx-scaling report``).
+    """The stated model that projects strong scaling beyond the measured ranks (``trkx-scaling report``).
 
-    Step time at N ranks: the measured 1-rank per-step compute times ``compute_scale``, divided by N, plus a ring
-    allreduce of ``gradient_bytes``: 2(N-1) hops of ``latency_us`` and 2(N-1)/N of the gradient over the slowest
-    link (intra-node up to ``ranks_per_node`` ranks, inter-node beyond), of which ``overlap`` is hidden.
+    Step time at N ranks (:mod:`trkx_tf.scaling.projection`): the per-rank compute (``batch: global``: the 1-rank
+    step compute c divided by N; ``batch: rank``: c, the epoch is split over the ranks) times the load imbalance
+    (1 with the reader's size buckets), plus the part not ``overlap``-ped of a ring allreduce of ``gradient_bytes``:
+    2(N-1) hops of ``latency_us`` and 2(N-1)/N of the gradient over the slowest link (intra-node up to
+    ``ranks_per_node`` ranks, inter-node beyond), plus ``step_overhead_ms`` at N > 1. c is ``step_compute_s`` if
+    set, else the measured 1-rank step time times ``compute_scale``.
     """
 
     enabled: bool = False
     ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    gradient_bytes: int = Field(0, ge=0)  # 0: 4 bytes x the "params" the trainer logs, if it does
+    batch: Literal["global", "rank"] = "global"  # fixed as N grows: the global batch, or the per-rank batch
+    step_compute_s: float = Field(0.0, ge=0.0)  # c on the target device, s per step at 1 rank; 0: measured x scale
+    epoch_time_s: float = Field(0.0, ge=0.0)  # 1-rank epoch time on the target device; 0: measured x compute_scale
     compute_scale: float = Field(1.0, gt=0.0)  # measured compute x this (e.g. CPU -> GPU time ratio)
+    gradient_bytes: int = Field(0, ge=0)  # 0: from gradient_from, else 4 bytes x the "params" the trainer logs
+    gradient_from: Optional[str] = None  # a config file: 4 bytes x the trainable parameters of its train.model
     latency_us: float = Field(5.0, ge=0.0)  # per ring hop
     intra_node_gb_s: float = Field(100.0, gt=0.0)  # GB/s between ranks of one node (NVLink-class)
     inter_node_gb_s: float = Field(12.5, gt=0.0)  # GB/s between nodes (100 Gb/s InfiniBand)
     ranks_per_node: int = Field(4, ge=1)
     overlap: float = Field(0.0, ge=0.0, le=1.0)  # fraction of the allreduce hidden behind the backward pass
+    step_overhead_ms: float = Field(0.0, ge=0.0)  # fixed per-step cost at N > 1 (e.g. Horovod's negotiation)
+    unpadded_from: Optional[str] = None  # a shards folder: also project unpadded graphs, imbalance from their sizes
+    unpadded_unit: Literal["graph", "event"] = "graph"  # one rank's step: one graph of it, or one whole event
+    paper: bool = True  # draw the Exa.TrkX paper's Horovod points (V100) beside the projection
 
 
 class ScalingConfig(Section):

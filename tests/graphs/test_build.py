@@ -153,3 +153,47 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "\n" not in err and "trkx-build: error:" in err and "missing" in err
     assert main(["--input", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "graph.bogus=1"]) == 2
     assert "unknown key 'graph.bogus'" in capsys.readouterr().err
+
+
+def test_filtered_build_keeps_the_edges_the_filter_keeps(built, toy_events_dir, tmp_path):
+    """graph.filter_ckpt: every graph keeps exactly the edges scoring >= infer.filter_threshold, nodes unchanged."""
+    from trkx_tf.errors import ConfigError
+
+    out, _ = built
+
+    def score(nodes, senders, receivers):  # a deterministic stand-in for the trained filter
+        return ((senders * 7 + receivers * 3) % 10 / 10.0).astype(np.float32)
+
+    asked = []
+
+    def factory(n_features):
+        asked.append(n_features)
+        return score
+
+    c = cfg(f"graph.module_map.path={out / 'module_map.npz'}", "graph.filter_ckpt=some/ckpt",
+            "infer.filter_threshold=0.45")
+    summary = build_shards(c, toy_events_dir, tmp_path / "f", workers=1, progress=False, edge_filter=factory)
+    assert asked == [3]
+    full = ShardReader(out, None, shuffle=False)
+    kept = ShardReader(tmp_path / "f", None, shuffle=False)
+    assert kept.n_graphs == full.n_graphs
+    by_event = {int(full.read_graph(i)["event_id"]): full.read_graph(i) for i in range(full.n_graphs)}
+    n_all = n_kept = 0
+    for i in range(kept.n_graphs):
+        g = kept.read_graph(i)
+        f = by_event[int(g["event_id"])]
+        n, e, e_all = int(g["n_node"]), int(g["n_edge"]), int(f["n_edge"])
+        assert n == int(f["n_node"])
+        np.testing.assert_array_equal(g["nodes"][:n], f["nodes"][:n])
+        keep = score(f["nodes"][:n], f["senders"][:e_all], f["receivers"][:e_all]) >= 0.45
+        for name in ("senders", "receivers", "edge_labels", "edge_weights", "edge_pt", "edges"):
+            np.testing.assert_array_equal(g[name][:e], f[name][:e_all][keep], err_msg=name)
+        n_all, n_kept = n_all + e_all, n_kept + e
+    assert 0 < n_kept < n_all
+    manifest = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    assert manifest["filter"]["checkpoint"] == "some/ckpt" and manifest["filter"]["threshold"] == 0.45
+    assert manifest["filter"]["kept_per_graph"] * kept.n_graphs == pytest.approx(n_kept)
+    assert summary.filter == manifest["filter"] and "edge filter (score >= 0.45)" in summary.format()
+    with pytest.raises(ConfigError, match="no edge filter"):
+        build_shards(c, toy_events_dir, tmp_path / "g", workers=1, progress=False)
+    assert not (tmp_path / "g").exists()

@@ -201,3 +201,17 @@ def test_tf_dataset_has_each_buckets_static_shape(shard_folder):
         assert batch["senders"].dtype == tf.int32
         seen.add((int(batch["nodes"].shape[0]), int(batch["senders"].shape[0])))
     assert seen == shapes
+
+
+def test_batches_carry_the_edge_features(shard_folder):
+    from trkx_tf.graphs.features import EDGE_FEATURES, edge_features
+
+    reader = ShardReader(shard_folder, "train", size=1, graphs_per_step=2, shuffle=False)
+    step = reader.plan(0)[0]
+    b = reader.batch(step)
+    assert b["edges"].shape == (len(b["senders"]), len(EDGE_FEATURES)) and b["edges"].dtype == np.float32
+    real = b["edge_mask"] > 0
+    # the features of a batch's real edges are those of its (batch-indexed) nodes; padding is 0
+    np.testing.assert_allclose(b["edges"][real], edge_features(b["nodes"], b["senders"][real],
+                                                               b["receivers"][real]), rtol=1e-5, atol=1e-6)
+    assert np.all(b["edges"][~real] == 0)

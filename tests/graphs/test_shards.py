@@ -140,3 +140,27 @@ def test_missing_dataset(tmp_path):
     with h5py.File(tmp_path / "s.h5", "r+") as f:
         del f["edge_pt"]
     assert "missing dataset 'edge_pt'" in one_line_error(tmp_path / "s.h5", verify=False)
+
+
+def test_shards_carry_the_edge_features(tmp_path):
+    from trkx_tf.graphs.features import EDGE_FEATURES, edge_features
+
+    info, graphs = write(tmp_path / "s.h5", scales=(1000.0, 500.0))
+    with Shard(tmp_path / "s.h5", expected_checksum=info.checksum) as shard:
+        assert shard.n_edge_features == len(EDGE_FEATURES)
+        for i, g in enumerate(graphs):
+            padded = shard.graph(i)
+            assert padded["edges"].shape == (256, len(EDGE_FEATURES))
+            np.testing.assert_array_equal(padded["edges"][:g.n_edge],
+                                          edge_features(g.nodes, g.senders, g.receivers, 1000.0, 500.0))
+            assert np.all(padded["edges"][g.n_edge:] == 0)
+    # other scales give other edge features, hence another checksum
+    other, _ = write(tmp_path / "t.h5", scales=(1000.0, 1000.0))
+    assert other.checksum != info.checksum
+
+
+def test_shard_without_edge_features_is_refused(tmp_path):
+    write(tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "a") as f:
+        del f["edges"]
+    assert "missing dataset 'edges'" in one_line_error(tmp_path / "s.h5")

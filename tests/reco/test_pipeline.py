@@ -203,3 +203,65 @@ def test_bfloat16_inference_restores_a_float32_checkpoint(tmp_path, module_map):
         restore_model(bf16, prefix)
         a, b = ModelScorer(f32, 3)(nodes, s, r), ModelScorer(bf16, 3)(nodes, s, r)
         assert b.dtype == np.float32 and np.abs(a - b).max() < 0.05, kind
+
+
+def test_cli_build_with_filter_checkpoint_keeps_what_inference_keeps(tmp_path, module_map, events_dir, capsys):
+    """trkx-build --filter-ckpt writes the edges trkx-infer's filter stage keeps (same scorer, same features)."""
+    from trkx_tf.cli.build import main as build_main
+    from trkx_tf.graphs.reader import ShardReader
+
+    sets = ["model.filter.hidden=8", "model.filter.layers=2", "model.filter.edge_features=true",
+            "model.gnn.hidden=8", "model.gnn.steps=2", "model.gnn.edge_features=true", "infer.filter_threshold=0.5",
+            "graph.use_cells=false", "data.val_fraction=0.5", f"infer.module_map={module_map}"]
+    cfg = load_config(None, sets)
+    f_prefix = _save(build_model("filter", cfg.model, 3), tmp_path / "filter")
+    g_prefix = _save(build_model("gnn", cfg.model, 3), tmp_path / "gnn")
+    args = [x for s in sets for x in ("--set", s)]
+    code = build_main(["--input", str(events_dir), "--out", str(tmp_path / "shards"), "--module-map",
+                       str(module_map), "--filter-ckpt", str(tmp_path / "filter"), "--workers", "1",
+                       "--no-progress", *args])
+    assert code == 0 and "edge filter (score >= 0.5)" in capsys.readouterr().out
+    pipe = make_pipeline(cfg, filter_ckpt=f_prefix, gnn_ckpt=g_prefix)
+    reader = ShardReader(tmp_path / "shards", None, shuffle=False)
+    from trkx_tf.trackml.io import read_event
+
+    checked = 0
+    for i in range(reader.n_graphs):
+        g = reader.read_graph(i)
+        res = pipe.run(read_event(events_dir, int(g["event_id"])))
+        keep = res.edges.keep["filter"]
+        e = int(g["n_edge"])
+        hit = g["hit_id"]
+        kept_pairs = set(zip(res.edges.senders[keep].tolist(), res.edges.receivers[keep].tolist()))
+        shard_pairs = set(zip(hit[g["senders"][:e]].tolist(), hit[g["receivers"][:e]].tolist()))
+        assert shard_pairs == kept_pairs and 0 < len(kept_pairs) < len(keep)
+        checked += 1
+    assert checked == 2
+    # a checkpoint that does not fit: one line, exit 2, no output folder
+    capsys.readouterr()
+    code = build_main(["--input", str(events_dir), "--out", str(tmp_path / "bad"), "--module-map", str(module_map),
+                       "--filter-ckpt", str(tmp_path / "gnn"), "--workers", "1", "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "does not fit" in err and not (tmp_path / "bad").exists()
+
+
+def test_edge_feature_models_score_through_the_scorer():
+    from trkx_tf.graphs.features import edge_features
+
+    cfg = load_config(None, ["model.filter.hidden=8", "model.filter.edge_features=true", "model.gnn.hidden=8",
+                             "model.gnn.steps=2", "model.gnn.edge_features=true"])
+    rng = np.random.default_rng(1)
+    nodes = np.abs(rng.normal(size=(20, 3))).astype(np.float32)
+    s, r = rng.integers(0, 20, 50).astype(np.int32), rng.integers(0, 20, 50).astype(np.int32)
+    for kind in ("filter", "gnn"):
+        model = build_model(kind, cfg.model, 3)
+        scores = ModelScorer(model, 3, edge_fn=edge_features)(nodes, s, r)
+        import tensorflow as tf
+
+        batch = {k: tf.constant(v) for k, v in {
+            "nodes": nodes, "senders": s, "receivers": r, "n_node": np.array([20], np.int32),
+            "n_edge": np.array([50], np.int32), "edge_mask": np.ones(50, np.float32),
+            "edges": edge_features(nodes, s, r)}.items()}
+        np.testing.assert_allclose(scores, 1 / (1 + np.exp(-model(batch).numpy())), rtol=1e-4, atol=1e-6)
+        other = dict(batch, edges=tf.zeros_like(batch["edges"]))  # the edge features change the scores
+        assert not np.allclose(model(other).numpy(), model(batch).numpy())

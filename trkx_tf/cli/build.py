@@ -2,6 +2,10 @@
 
 Prints a summary: events and graphs per split, the candidate-edge builder's efficiency and purity, the buckets and
 the padding overhead (padded/real elements). The shard schema is in docs/shards.md.
+
+With ``--filter-ckpt CKPT`` (= ``--set graph.filter_ckpt=CKPT``) the trained edge filter scores every graph's
+candidate edges as trkx-infer does, and only the edges scoring at least ``infer.filter_threshold`` are written:
+the shards the GNN trains on. Give it the module map the filter was trained with (``--module-map``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder for the shards (default: data.shards_dir of the config)")
     parser.add_argument("--module-map", dest="module_map", metavar="NPZ",
                         help="use this saved module map instead of learning one (= --set graph.module_map.path=NPZ)")
+    parser.add_argument("--filter-ckpt", dest="filter_ckpt", metavar="CKPT",
+                        help="keep only the edges this trained edge filter scores >= infer.filter_threshold "
+                             "(= --set graph.filter_ckpt=CKPT)")
     parser.add_argument("--workers", type=int, help="processes (default: graph.workers; 0: one per core)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return parser
@@ -43,11 +50,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.module_map:
         args.overrides = list(args.overrides) + [f"graph.module_map.path={args.module_map}"]
+    if args.filter_ckpt:
+        args.overrides = list(args.overrides) + [f"graph.filter_ckpt={args.filter_ckpt}"]
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)
     model = _embedding_model(cfg) if cfg.graph.builder == "embedding" else None
+    edge_filter = None
+    if cfg.graph.filter_ckpt:
+        def edge_filter(n_features: int):
+            from trkx_tf.placement import set_threads
+            from trkx_tf.reco.pipeline import load_scorer
+
+            set_threads(cfg.infer.threads)
+            return load_scorer(cfg, "filter", cfg.graph.filter_ckpt, n_features)
     summary = build_shards(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,
-                           workers=args.workers, progress=args.progress, embedding_model=model)
+                           workers=args.workers, progress=args.progress, embedding_model=model,
+                           edge_filter=edge_filter)
     print(summary.format())
     return 0
 

@@ -5,6 +5,7 @@ Pipeline (deterministic: the same input and config give the same shards, whateve
     events (sorted ids) ──split──> train (first) / val (last round(val_fraction · n))
     train events' truth ─────────> module map (learned, or graph.module_map.path)      [parallel over events]
     every event: features, truth graph, candidate edges, labels, weights (train: sectors)  [parallel over events]
+    graph.filter_ckpt set: each graph keeps the edges the filter scores >= infer.filter_threshold  [this process]
     graph sizes ─────────────────> buckets (chosen, or graph.buckets + the oversize rule)
     graphs by (split, bucket) ───> shards of graph.graphs_per_shard graphs               [parallel over shards]
     manifest.json, config.yaml, module_map.npz
@@ -13,6 +14,12 @@ Output folder layout: ``<split>-b<bucket:02d>-<k:05d>.h5`` shards (docs/shards.m
 shard with its budget, checksum and graphs; the buckets; the padding overhead; the builder's efficiency and purity
 per event), ``config.yaml`` (the resolved config), ``module_map.npz`` (the map used, module_map builder).
 Shards of an older build that the new manifest does not list are removed after the new manifest is written.
+
+Filtered shards (what the GNN trains on): with ``graph.filter_ckpt`` (``trkx-build --filter-ckpt``) the trained edge
+filter scores every graph's candidate edges, exactly as ``trkx-infer`` does (the caller passes the scorer, see
+:func:`build_shards`), and only edges scoring at least ``infer.filter_threshold`` are written; the nodes stay. Use
+the module map the filter was trained with (``--module-map <filter shards>/module_map.npz``). The manifest's
+``filter`` entry records the checkpoint, the threshold and the filter's edge efficiency and purity.
 
 Reliability (docs/reliability.md):
 
@@ -294,7 +301,7 @@ def _graph_task(args: tuple[str, int, str, str]) -> tuple[list[tuple[str, int, i
     out = []
     for g in graphs:
         path = Path(tmp_dir) / f"g{g.event_id:012d}_{g.sector + 1:05d}.npz"
-        np.savez(path, **{f.name: np.asarray(getattr(g, f.name)) for f in dataclasses.fields(EventGraph)})
+        _save_graph(str(path), g)
         out.append((str(path), g.sector, g.n_node, g.n_edge))
     return out, stats
 
@@ -314,11 +321,50 @@ def _load_graph(path: str) -> EventGraph:
     return EventGraph(**values)
 
 
+def _save_graph(path: str, g: EventGraph) -> None:
+    np.savez(path, **{f.name: np.asarray(getattr(g, f.name)) for f in dataclasses.fields(EventGraph)})
+
+
+def filter_graph_files(entries: list, edge_filter, threshold: float, progress: bool = False) -> dict:
+    """Keeps only the edges the filter scores >= threshold in each saved graph (rewritten in place).
+
+    Args:
+      entries: ``(split, event_id, sector, file, n_node, n_edge)`` of every graph; the ``n_edge`` of each entry is
+        updated to the kept edges.
+      edge_filter: an edge scorer ``(nodes [n_node, F], senders [n_edge], receivers [n_edge]) -> [n_edge]``.
+      threshold: the kept edges' minimum score.
+      progress: a progress bar.
+
+    Returns:
+      The filter's metrics over the graphs: ``{"threshold", "edges_per_graph", "kept_per_graph", "efficiency",
+      "efficiency_pt", "purity"}`` (efficiencies over the true edges of the candidates; None without any).
+    """
+    from tqdm import tqdm
+
+    n = kept = true = true_kept = hi = hi_kept = 0
+    for k, entry in enumerate(tqdm(entries, desc="filter: graphs", disable=not progress, leave=False)):
+        g = _load_graph(entry[3])
+        scores = np.asarray(edge_filter(g.nodes, g.senders, g.receivers))
+        keep = np.flatnonzero(scores >= threshold)
+        is_true = g.edge_labels == 1
+        is_hi = is_true & (g.edge_pt > PT_REPORT)
+        n, kept = n + g.n_edge, kept + len(keep)
+        true, true_kept = true + int(is_true.sum()), true_kept + int(is_true[keep].sum())
+        hi, hi_kept = hi + int(is_hi.sum()), hi_kept + int(is_hi[keep].sum())
+        _save_graph(entry[3], g.subgraph(np.arange(g.n_node), keep, g.edge_weights[keep], g.sector))
+        entries[k] = (*entry[:5], len(keep))
+    graphs = max(len(entries), 1)
+    return {"threshold": float(threshold), "edges_per_graph": n / graphs, "kept_per_graph": kept / graphs,
+            "efficiency": true_kept / true if true else None, "efficiency_pt": hi_kept / hi if hi else None,
+            "purity": true_kept / kept if kept and true else None}
+
+
 def _shard_task(args: tuple) -> tuple[ShardInfo, bool]:
     """Writes one shard, or keeps the complete one already there (resume): (info, written)."""
-    path, files, budget, split, bucket, names, builder, compression = args
+    path, files, budget, split, bucket, names, builder, compression, scales = args
     graphs = [_load_graph(f) for f in files]
-    kw = dict(split=split, bucket=bucket, feature_names=names, builder=builder, compression=compression)
+    kw = dict(split=split, bucket=bucket, feature_names=names, builder=builder, compression=compression,
+              scales=scales)
     kept = existing_shard(path, graphs, budget[0], budget[1], **kw)
     if kept is not None:
         return kept, False
@@ -367,6 +413,7 @@ class BuildSummary:
       n_shards: shards in the output (written or kept).
       seconds: wall time.
       kept_shards: shards already complete in out_dir (an interrupted or earlier build), verified and kept.
+      filter: the edge filter's metrics (:func:`filter_graph_files`) when the graphs were filtered, else None.
     """
 
     out_dir: str
@@ -380,6 +427,7 @@ class BuildSummary:
     n_shards: int
     seconds: float
     kept_shards: int = 0
+    filter: Optional[dict] = None
 
     def format(self) -> str:
         """A human-readable summary (what trkx-build prints)."""
@@ -400,6 +448,11 @@ class BuildSummary:
             + ", ".join(f"{n}x{e}: {c}" for (n, e), c in zip(self.buckets, self.bucket_graphs)),
             f"  padding: padded/real elements {p['elements']:.3f} (nodes {p['nodes']:.3f}, edges {p['edges']:.3f})",
         ]
+        if self.filter:
+            f = self.filter
+            lines.insert(2, f"  edge filter (score >= {f['threshold']}): {f['kept_per_graph']:.0f} of "
+                            f"{f['edges_per_graph']:.0f} edges per graph kept, efficiency {pct(f['efficiency'])}, "
+                            f"efficiency pT>{PT_REPORT} GeV {pct(f['efficiency_pt'])}, purity {pct(f['purity'])}")
         if self.oversize:
             shown = ", ".join(f"event {o['event_id']}" + (f" sector {o['sector']}" if o["sector"] >= 0 else "")
                               + f" {o['n_node']}x{o['n_edge']}" for o in self.oversize[:5])
@@ -494,6 +547,7 @@ def build_shards(
     workers: Optional[int] = None,
     progress: bool = True,
     embedding_model=None,
+    edge_filter=None,
 ) -> BuildSummary:
     """Builds padded HDF5 graph shards from a folder of TrackML events.
 
@@ -504,6 +558,9 @@ def build_shards(
         interrupted build with the same content are kept). Locked for the build (see the module docstring).
       workers: processes (None: ``graph.workers``; 0: one per CPU core).
       progress: show progress bars (tqdm, on stderr).
+      edge_filter: with ``graph.filter_ckpt``: ``edge_filter(F) -> scorer``, the trained filter of that checkpoint
+        for graphs of F node features (``trkx_tf.reco.pipeline.load_scorer``; graphs do not import the models).
+        Called once, before any graph is built.
       embedding_model: the trained embedding model, for ``graph.builder: embedding`` (that builder runs in this
         process: the model is not shipped to workers).
 
@@ -536,7 +593,7 @@ def build_shards(
         stale = _remove_stale(out_dir)
         if stale:
             log.info("removed %d temporary file(s) of an interrupted build: %s", len(stale), ", ".join(stale[:5]))
-        summary = _build(cfg, input_dir, out_dir, ids, workers, progress, embedding_model)
+        summary = _build(cfg, input_dir, out_dir, ids, workers, progress, embedding_model, edge_filter)
         done = True
     finally:
         lock.release()
@@ -551,7 +608,7 @@ def build_shards(
 
 
 def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers: Optional[int], progress: bool,
-           embedding_model) -> BuildSummary:
+           embedding_model, edge_filter=None) -> BuildSummary:
     """The body of :func:`build_shards`, with the output folder locked and free of stale temporary files."""
     t_start = time.perf_counter()
     gcfg = cfg.graph
@@ -569,6 +626,11 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
     names = feature_names(with_cells)
     if gcfg.builder == "embedding" and embedding_model is None:
         raise ConfigError("graph.builder=embedding needs a trained embedding model")
+    scorer = None
+    if gcfg.filter_ckpt:
+        if edge_filter is None:
+            raise ConfigError("graph.filter_ckpt is set but no edge filter was given to build_shards")
+        scorer = edge_filter(len(names))
 
     tmp_dir = out_dir / _TMP_DIR.format(pid=os.getpid())
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -603,6 +665,10 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
         for (_, e, _, split), (graphs, st) in zip(tasks, results):
             stats.append(st)
             entries.extend((split, e, sector, f, nn, ne) for f, sector, nn, ne in graphs)
+        filter_metrics = None
+        if scorer is not None:
+            filter_metrics = filter_graph_files(entries, scorer, cfg.infer.filter_threshold, progress)
+            filter_metrics["checkpoint"] = gcfg.filter_ckpt
         sizes = np.array([[x[4], x[5]] for x in entries], np.int64).reshape(-1, 2)
 
         # buckets
@@ -630,7 +696,7 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
                     name = _SHARD_NAME.format(split=split, bucket=b, k=k)
                     jobs.append((str(out_dir / name), [entries[i][3] for i in chunk],
                                  tuple(int(x) for x in assignment.buckets[b]), split, b, names, gcfg.builder,
-                                 gcfg.compression))
+                                 gcfg.compression, (gcfg.r_scale, gcfg.z_scale)))
         written = _run(_shard_task, jobs, n_workers, initargs, progress, "shards")
         infos = [info for info, _ in written]
         kept = sum(1 for _, was_written in written if not was_written)
@@ -645,7 +711,7 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
         summary = BuildSummary(
             str(out_dir), splits, {s: sum(1 for x in entries if x[0] == s) for s in ("train", "val")},
             assignment.buckets.tolist(), bucket_graphs, oversize, padding, metrics, len(infos),
-            time.perf_counter() - t_start, kept_shards=kept,
+            time.perf_counter() - t_start, kept_shards=kept, filter=filter_metrics,
         )
         # the commit: module map and config, then the manifest (each renamed into place), then old shards go
         if map_path is not None:
@@ -656,7 +722,7 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
             created_by=f"trkx-tf {__import__('trkx_tf').__version__}", builder=gcfg.builder,
             edge_weight=gcfg.edge_weight, pt_cut=gcfg.pt_cut, splits=splits, buckets=summary.buckets,
             bucket_graphs=bucket_graphs, oversize=oversize, padding=padding, builder_metrics=metrics,
-            events=[dataclasses.asdict(s) for s in stats],
+            events=[dataclasses.asdict(s) for s in stats], filter=filter_metrics,
         )
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

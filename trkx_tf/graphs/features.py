@@ -16,6 +16,25 @@ feature                definition
 
 A hit without any cell row gets 0 for every cell feature. Whether cell features are used is one decision per
 build (every graph of a set of shards has the same ``F``), see :func:`feature_names`.
+
+Edge features (``D`` = 6 per edge, :func:`edge_features`), the doublet variables of a candidate edge from its
+sender ``s`` to its receiver ``r``, computed here only and used by shard building (the ``edges`` dataset of every
+shard) and by inference (filter and GNN inputs). Units are chosen so that prompt pT > 0.5 GeV doublets give values
+of order 1; each feature is clipped to [-``EDGE_CLIP``, ``EDGE_CLIP``] (doublets within one endcap disk have
+Δr ≈ 0, where the intercept and curvature terms diverge):
+
+=====================  =========================================================================================
+feature                definition
+=====================  =========================================================================================
+``dr``                 (r_r − r_s) / 100 mm
+``dphi``               φ_r − φ_s wrapped into [−π, π), / 0.1 rad
+``dz``                 (z_r − z_s) / 100 mm
+``deta``               (η_r − η_s) / 0.1,  η = asinh(z / r)
+``z0``                 (z_s − r_s · Δz / Δr) / 100 mm: the doublet's intercept with the beam line
+``dphi_dr``            Δφ / Δr in rad per metre (≈ 1 / (2 R) of a prompt helix of radius R: 0.6 at 0.5 GeV, 2 T)
+=====================  =========================================================================================
+
+r, φ, z are recovered from the scaled node columns ``r, phi, z`` (the first three, :data:`BASE_FEATURES`).
 """
 
 from __future__ import annotations
@@ -29,6 +48,9 @@ from trkx_tf.errors import DataError
 
 BASE_FEATURES = ("r", "phi", "z")
 CELL_FEATURES = ("cell_count", "cell_value", "cell_len0", "cell_len1")
+EDGE_FEATURES = ("dr", "dphi", "dz", "deta", "z0", "dphi_dr")
+EDGE_CLIP = 10.0
+_MIN_DR = 1e-3  # mm: |Δr| below this counts as this (sign kept) in the intercept and curvature terms
 
 
 def feature_names(with_cells: bool) -> tuple[str, ...]:
@@ -153,3 +175,58 @@ def hit_features(
     if cells is None:
         raise DataError("cell features were requested (graph.use_cells) but the event has no cells file")
     return np.concatenate([base, cell_features(hits, cells)], axis=1)
+
+
+def edge_features(
+    nodes: np.ndarray,
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    r_scale: float = 1000.0,
+    z_scale: float = 1000.0,
+) -> np.ndarray:
+    """The ``D`` doublet features of every edge (see the module docstring), from the node features.
+
+    Args:
+      nodes: [n_node, F] node features whose first three columns are ``r, phi, z`` as :func:`hit_features` scales
+        them (F >= 3).
+      senders: [n_edge] int index of each edge's source node.
+      receivers: [n_edge] int index of each edge's target node.
+      r_scale: the ``r`` column's scale (mm, ``graph.r_scale``).
+      z_scale: the ``z`` column's scale (mm, ``graph.z_scale``).
+
+    Returns:
+      float32 array [n_edge, D] in the order of :data:`EDGE_FEATURES`, every value finite and within
+      ±:data:`EDGE_CLIP`.
+
+    Raises:
+      DataError: fewer than 3 node features, or an edge index outside [0, n_node).
+    """
+    nodes = np.asarray(nodes)
+    if nodes.ndim != 2 or nodes.shape[1] < len(BASE_FEATURES):
+        raise DataError(f"edge features need the node columns {', '.join(BASE_FEATURES)} "
+                        f"(got nodes of shape {list(nodes.shape)})")
+    senders = np.asarray(senders, np.int64)
+    receivers = np.asarray(receivers, np.int64)
+    n = nodes.shape[0]
+    if len(senders) and (min(senders.min(), receivers.min()) < 0 or max(senders.max(), receivers.max()) >= n):
+        raise DataError(f"edge features: an edge index is outside [0, {n})")
+    base = nodes[:, :3].astype(np.float64)
+    r = base[:, 0] * r_scale
+    phi = base[:, 1] * np.pi
+    z = base[:, 2] * z_scale
+    eta = np.arcsinh(z / np.maximum(r, 1e-6))
+    r_s, r_r = r[senders], r[receivers]
+    z_s = z[senders]
+    dr = r_r - r_s
+    dz = z[receivers] - z_s
+    dphi = np.mod(phi[receivers] - phi[senders] + np.pi, 2.0 * np.pi) - np.pi
+    dr_safe = np.where(dr < 0, np.minimum(dr, -_MIN_DR), np.maximum(dr, _MIN_DR))
+    out = np.empty((len(senders), len(EDGE_FEATURES)), np.float64)
+    out[:, 0] = dr / 100.0
+    out[:, 1] = dphi / 0.1
+    out[:, 2] = dz / 100.0
+    out[:, 3] = (eta[receivers] - eta[senders]) / 0.1
+    out[:, 4] = (z_s - r_s * dz / dr_safe) / 100.0
+    out[:, 5] = dphi / dr_safe * 1000.0
+    np.clip(out, -EDGE_CLIP, EDGE_CLIP, out=out)
+    return out.astype(np.float32)

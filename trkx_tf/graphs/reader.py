@@ -34,6 +34,7 @@ import numpy as np
 
 from trkx_tf.errors import ShardError
 from trkx_tf.graphs.batch import batch_signature
+from trkx_tf.graphs.features import EDGE_FEATURES
 from trkx_tf.graphs.shards import Shard, ShardInfo, read_manifest
 
 FILLER = -1
@@ -58,8 +59,8 @@ class BucketShape:
     n_graphs: int
 
     def signature(self) -> dict:
-        """The ``tf.TensorSpec`` dict of this bucket's batches (imports TensorFlow)."""
-        return batch_signature(self.n_nodes, self.n_edges, self.n_features, self.n_graphs)
+        """The ``tf.TensorSpec`` dict of this bucket's batches, ``edges`` included (imports TensorFlow)."""
+        return _signature(self.n_nodes, self.n_edges, self.n_features, self.n_graphs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +142,8 @@ def assemble_batch(graphs: Sequence[Optional[dict]], node_budget: int, edge_budg
         ``event_id``, ``sector``: [G]).
 
     Returns:
-      The batch: every key of ``BATCH_KEYS`` (+ extras), N = G·Nb, E = G·Eb.
+      The batch: every key of ``BATCH_KEYS``, ``edges`` [E, D] float32 (the edge features of the shards; 0 for
+      padding), + extras; N = G·Nb, E = G·Eb.
     """
     g = len(graphs)
     n_tot, e_tot = g * node_budget, g * edge_budget
@@ -150,6 +152,7 @@ def assemble_batch(graphs: Sequence[Optional[dict]], node_budget: int, edge_budg
     receivers = np.zeros(e_tot, np.int32)
     labels = np.zeros(e_tot, np.float32)
     weights = np.zeros(e_tot, np.float32)
+    edges = np.zeros((e_tot, len(EDGE_FEATURES)), np.float32)
     node_mask = np.zeros(n_tot, np.float32)
     edge_mask = np.zeros(e_tot, np.float32)
     n_node = np.zeros(g, np.int32)
@@ -168,6 +171,7 @@ def assemble_batch(graphs: Sequence[Optional[dict]], node_budget: int, edge_budg
         np.add(d["receivers"][:e], n0, out=receivers[e0:e0 + e])
         labels[e0:e0 + e] = d["edge_labels"][:e]
         weights[e0:e0 + e] = d["edge_weights"][:e]
+        edges[e0:e0 + e] = d["edges"][:e]
         node_mask[n0:n0 + n] = 1.0
         edge_mask[e0:e0 + e] = 1.0
         for k in extras:
@@ -180,11 +184,20 @@ def assemble_batch(graphs: Sequence[Optional[dict]], node_budget: int, edge_budg
         receivers[e0 + n_edge[i]:e0 + edge_budget] = pad_node
     batch = {
         "nodes": nodes, "senders": senders, "receivers": receivers, "node_mask": node_mask, "edge_mask": edge_mask,
-        "edge_labels": labels, "edge_weights": weights, "n_node": n_node, "n_edge": n_edge,
+        "edge_labels": labels, "edge_weights": weights, "n_node": n_node, "n_edge": n_edge, "edges": edges,
     }
     for k in extras:
         batch[k] = np.concatenate(out_extra[k]) if out_extra[k] else np.zeros(0)
     return batch
+
+
+def _signature(n_nodes, n_edges, n_features: int, n_graphs: int) -> dict:
+    """:func:`~trkx_tf.graphs.batch.batch_signature` plus the ``edges`` [E, D] features the reader adds."""
+    import tensorflow as tf
+
+    spec = batch_signature(n_nodes, n_edges, n_features, n_graphs)
+    spec["edges"] = tf.TensorSpec([n_edges, len(EDGE_FEATURES)], tf.float32, name="edges")
+    return spec
 
 
 def _empty_extra(name: str, node_budget: int, edge_budget: int) -> np.ndarray:
@@ -438,6 +451,6 @@ def to_tf_dataset(reader: ShardReader, epoch: int):
     import tensorflow as tf
 
     f = reader.n_features
-    spec = batch_signature(None, None, f, reader.graphs_per_step)
+    spec = _signature(None, None, f, reader.graphs_per_step)
     return tf.data.Dataset.from_generator(lambda: reader.epoch(epoch, prefetch=0),
                                           output_signature=spec).prefetch(2)

@@ -1,8 +1,8 @@
 """Padded HDF5 graph shards: the schema, an atomic writer, and a verifying reader of single shards.
 
 One shard holds up to ``graph.graphs_per_shard`` graphs of ONE bucket, each padded to the bucket's budget
-(``node_budget`` = Nb nodes, ``edge_budget`` = Eb edges). ``G`` is the number of graphs in the shard. The full
-schema is in docs/shards.md; in short (schema version 1):
+(``node_budget`` = Nb nodes, ``edge_budget`` = Eb edges). ``G`` is the number of graphs in the shard, ``D`` the
+number of edge features. The full schema is in docs/shards.md; in short (schema version 2):
 
 =================  =================  ======================================================================
 dataset            shape / dtype      meaning
@@ -15,6 +15,7 @@ dataset            shape / dtype      meaning
 ``edge_labels``    [G, Eb] u1         1 true, 0 fake or padding
 ``edge_weights``   [G, Eb] f4         loss weight (0 for padding and neutral edges)
 ``edge_pt``        [G, Eb] f4         pT of a true edge's particle (GeV), else 0
+``edges``          [G, Eb, D] f4      edge features (:func:`trkx_tf.graphs.features.edge_features`, padded 0)
 ``n_node``         [G] i4             real nodes of each graph
 ``n_edge``         [G] i4             real edges of each graph
 ``event_id``       [G] i8             event of each graph
@@ -25,7 +26,8 @@ Besides, ``graph_sha256`` [G] S64 holds the hex sha256 of each graph's slices of
 (:func:`graph_checksum`), so a reader can verify exactly the graph it reads, when it reads it.
 
 File attributes: ``schema_version``, ``node_budget``, ``edge_budget``, ``n_graphs``, ``n_features``,
-``feature_names`` (JSON list), ``split``, ``builder``, ``checksum`` (``sha256:<hex>`` of the datasets, see
+``feature_names`` (JSON list), ``n_edge_features``, ``edge_feature_names`` (JSON list), ``split``, ``builder``,
+``checksum`` (``sha256:<hex>`` of the datasets, see
 :func:`checksum`).
 
 A shard is written under a temporary name in the same folder and renamed into place, so a reader never sees a
@@ -44,9 +46,11 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from trkx_tf.errors import ShardError
+from trkx_tf.graphs.features import EDGE_FEATURES, edge_features
 from trkx_tf.graphs.graph import EventGraph
 
-SCHEMA_VERSION = 1
+#: 2: added the ``edges`` dataset (edge features)
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 GRAPH_CHECKSUM = "graph_sha256"
 
@@ -57,7 +61,7 @@ _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
 
-#: dataset -> (dtype, axis kind): "node" [G, Nb(, F)], "edge" [G, Eb], "graph" [G]
+#: dataset -> (dtype, axis kind): "node" [G, Nb(, F)], "edge" [G, Eb(, D)], "graph" [G]
 DATASETS: dict[str, tuple[str, str]] = {
     "nodes": ("float32", "node"),
     "hit_id": ("int64", "node"),
@@ -66,6 +70,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "edge_labels": ("uint8", "edge"),
     "edge_weights": ("float32", "edge"),
     "edge_pt": ("float32", "edge"),
+    "edges": ("float32", "edge"),
     "n_node": ("int32", "graph"),
     "n_edge": ("int32", "graph"),
     "event_id": ("int64", "graph"),
@@ -145,13 +150,16 @@ def graph_checksum(graph_arrays: Mapping[str, np.ndarray]) -> bytes:
     return h.hexdigest().encode()
 
 
-def pad_graphs(graphs: Sequence[EventGraph], node_budget: int, edge_budget: int) -> dict[str, np.ndarray]:
-    """The shard datasets of graphs padded to one budget.
+def pad_graphs(graphs: Sequence[EventGraph], node_budget: int, edge_budget: int,
+               scales: tuple[float, float] = (1000.0, 1000.0)) -> dict[str, np.ndarray]:
+    """The shard datasets of graphs padded to one budget, the edge features computed from the node features.
 
     Args:
-      graphs: G graphs, each with n_node <= node_budget and n_edge <= edge_budget, all with the same F.
+      graphs: G graphs, each with n_node <= node_budget and n_edge <= edge_budget, all with the same F (>= 3:
+        the first three node columns are ``r, phi, z``).
       node_budget: Nb.
       edge_budget: Eb.
+      scales: ``(graph.r_scale, graph.z_scale)`` of the node features, for the edge features.
 
     Returns:
       Dataset name -> array, as in :data:`DATASETS`.
@@ -171,6 +179,7 @@ def pad_graphs(graphs: Sequence[EventGraph], node_budget: int, edge_budget: int)
         "edge_labels": np.zeros((g, edge_budget), np.uint8),
         "edge_weights": np.zeros((g, edge_budget), np.float32),
         "edge_pt": np.zeros((g, edge_budget), np.float32),
+        "edges": np.zeros((g, edge_budget, len(EDGE_FEATURES)), np.float32),
         "n_node": np.zeros(g, np.int32),
         "n_edge": np.zeros(g, np.int32),
         "event_id": np.zeros(g, np.int64),
@@ -193,6 +202,7 @@ def pad_graphs(graphs: Sequence[EventGraph], node_budget: int, edge_budget: int)
         out["edge_labels"][i, :e] = graph.edge_labels
         out["edge_weights"][i, :e] = graph.edge_weights
         out["edge_pt"][i, :e] = graph.edge_pt
+        out["edges"][i, :e] = edge_features(graph.nodes, graph.senders, graph.receivers, *scales)
         out["n_node"][i] = n
         out["n_edge"][i] = e
         out["event_id"][i] = graph.event_id
@@ -211,6 +221,7 @@ def write_shard(
     feature_names: Sequence[str] = (),
     builder: str = "",
     compression: Optional[str] = "lzf",
+    scales: tuple[float, float] = (1000.0, 1000.0),
 ) -> ShardInfo:
     """Writes one shard atomically.
 
@@ -224,6 +235,7 @@ def write_shard(
       feature_names: F names of the node features.
       builder: the candidate-edge builder's name.
       compression: ``"lzf"``, ``"gzip"`` or None/``"none"``.
+      scales: ``(graph.r_scale, graph.z_scale)``, for the edge features (:func:`pad_graphs`).
 
     Returns:
       The shard's :class:`ShardInfo`.
@@ -234,7 +246,7 @@ def write_shard(
     import h5py
 
     path = Path(path)
-    arrays = pad_graphs(graphs, node_budget, edge_budget)
+    arrays = pad_graphs(graphs, node_budget, edge_budget, scales)
     digest = checksum(arrays)
     comp = None if compression in (None, "none") else compression
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -253,6 +265,8 @@ def write_shard(
             f.attrs["n_graphs"] = len(graphs)
             f.attrs["n_features"] = int(arrays["nodes"].shape[2])
             f.attrs["feature_names"] = json.dumps(list(feature_names))
+            f.attrs["n_edge_features"] = len(EDGE_FEATURES)
+            f.attrs["edge_feature_names"] = json.dumps(list(EDGE_FEATURES))
             f.attrs["split"] = split
             f.attrs["builder"] = builder
             f.attrs["checksum"] = digest
@@ -283,6 +297,7 @@ def existing_shard(
     feature_names: Sequence[str] = (),
     builder: str = "",
     compression: Optional[str] = "lzf",
+    scales: tuple[float, float] = (1000.0, 1000.0),
 ) -> Optional[ShardInfo]:
     """The info of the shard already at ``path`` when it is exactly what :func:`write_shard` would write there.
 
@@ -291,7 +306,7 @@ def existing_shard(
     names, builder and compression. Anything else (no file, a corrupt or different one) gives None: rewrite it.
 
     Args:
-      path, graphs, node_budget, edge_budget, split, bucket, feature_names, builder, compression: as for
+      path, graphs, node_budget, edge_budget, split, bucket, feature_names, builder, compression, scales: as for
         :func:`write_shard`.
 
     Returns:
@@ -303,7 +318,7 @@ def existing_shard(
     path = Path(path)
     if not path.is_file():
         return None
-    digest = checksum(pad_graphs(graphs, node_budget, edge_budget))
+    digest = checksum(pad_graphs(graphs, node_budget, edge_budget, scales))
     comp = None if compression in (None, "none") else compression
     try:
         with Shard(path, verify=True, expected_checksum=digest) as shard:
@@ -367,13 +382,16 @@ class Shard:
         if version != SCHEMA_VERSION:
             raise self._fail(f"schema version {version}, this reader reads version {SCHEMA_VERSION} "
                              f"(rebuild the shards with this trkx-build)")
-        for key in ("node_budget", "edge_budget", "n_graphs", "n_features", "checksum"):
+        for key in ("node_budget", "edge_budget", "n_graphs", "n_features", "n_edge_features", "checksum"):
             if key not in attrs:
                 raise self._fail(f"missing attribute {key!r}")
         self.node_budget = int(attrs["node_budget"])
         self.edge_budget = int(attrs["edge_budget"])
         self.n_graphs = int(attrs["n_graphs"])
         self.n_features = int(attrs["n_features"])
+        self.n_edge_features = int(attrs["n_edge_features"])
+        if self.n_edge_features != len(EDGE_FEATURES):
+            raise self._fail(f"{self.n_edge_features} edge features, this reader knows {len(EDGE_FEATURES)}")
         self.checksum = str(attrs["checksum"])
         self.feature_names = tuple(json.loads(attrs.get("feature_names", "[]")))
         self.split = str(attrs.get("split", ""))
@@ -386,7 +404,8 @@ class Shard:
             ds = self._file[name]
             if not isinstance(ds, h5py.Dataset):
                 raise self._fail(f"{name!r} is not a dataset")
-            want = (g, nb, f) if name == "nodes" else shapes[kind]
+            want = (g, nb, f) if name == "nodes" else (g, eb, self.n_edge_features) if name == "edges" \
+                else shapes[kind]
             if ds.shape != want or ds.dtype != np.dtype(dtype):
                 raise self._fail(f"dataset {name!r} is {ds.dtype}{list(ds.shape)}, expected {dtype}{list(want)}")
         if expected_checksum is not None and expected_checksum != self.checksum:
@@ -476,7 +495,8 @@ def write_manifest(folder: os.PathLike | str, shards: Sequence[ShardInfo], featu
     """
     path = Path(folder) / MANIFEST
     data = {"schema_version": SCHEMA_VERSION, "feature_names": list(feature_names),
-            "n_features": len(feature_names), **fields, "shards": [s.to_json() for s in shards]}
+            "n_features": len(feature_names), "edge_feature_names": list(EDGE_FEATURES), **fields,
+            "shards": [s.to_json() for s in shards]}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)

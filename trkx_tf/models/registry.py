@@ -34,14 +34,15 @@ def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "floa
 
         _no_recompute(kind, recompute)
         c = cfg.filter
-        return EdgeFilter(hidden=c.hidden, layers=c.layers, layernorm=c.layernorm, compute_dtype=compute_dtype)
+        return EdgeFilter(hidden=c.hidden, layers=c.layers, layernorm=c.layernorm,
+                          use_edge_features=c.edge_features, compute_dtype=compute_dtype)
     if kind == "gnn":
         from trkx_tf.models.interaction import InteractionNetwork
 
         c = cfg.gnn
         return InteractionNetwork(hidden=c.hidden, layers=c.layers, steps=c.steps, skip=c.skip,
                                   aggregation=c.aggregation, layernorm=c.layernorm, recompute=recompute,
-                                  compute_dtype=compute_dtype)
+                                  compute_dtype=compute_dtype, edge_features=c.edge_features)
     if kind == "embedding":
         from trkx_tf.models.embedding import EmbeddingMLP
 

@@ -19,7 +19,11 @@ The pipeline talks to the models through one small interface, :class:`EdgeScorer
 ``scorer(nodes [n_node, F] float32, senders [n_edge] int32, receivers [n_edge] int32) -> [n_edge] float32``
 returning scores in [0, 1]. :class:`ModelScorer` wraps a trained Sonnet model (``EdgeFilter`` or
 ``InteractionNetwork``) with a ``tf.function`` whose input signature has unknown sizes, so events of any size
-reuse one trace. Tests substitute other scorers (a truth oracle) behind the same interface.
+reuse one trace; for a model trained with edge features it computes them with
+:func:`trkx_tf.graphs.features.edge_features`, the function that wrote them into the training shards.
+:func:`load_scorer` makes one from the config and a checkpoint (``trkx-build --filter-ckpt`` uses it too, so the
+GNN trains on the edges the filter keeps here). Tests substitute other scorers (a truth oracle) behind the same
+interface.
 
 Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node``, ``n_edge``, ``F``).
 """
@@ -27,6 +31,7 @@ Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node``, ``n_edge``, ``F`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -38,7 +43,7 @@ import numpy as np
 
 from trkx_tf.errors import CheckpointError, ConfigError, DataError
 from trkx_tf.graphs.builders import EdgeBuilder, ModuleMap, make_builder
-from trkx_tf.graphs.features import cylindrical, feature_names, hit_features
+from trkx_tf.graphs.features import EDGE_FEATURES, cylindrical, edge_features, feature_names, hit_features
 from trkx_tf.placement import set_threads
 from trkx_tf.reco.labelling import label_tracks, submission_frame
 from trkx_tf.reco.outputs import TIMINGS_FILE, StageEdges, edges_path, submission_path, write_edges
@@ -69,9 +74,11 @@ class ModelScorer:
       model: a built Sonnet module mapping a batch dict to [n_edge] logits.
       n_features: F, node features the model was trained with.
       chunk_edges: edges scored per call, or None for all at once.
+      edge_fn: ``edge_fn(nodes, senders, receivers) -> [n_edge, D]`` edge features for a model that takes them
+        (``batch["edges"]``), or None.
     """
 
-    def __init__(self, model, n_features: int, chunk_edges: Optional[int] = None):
+    def __init__(self, model, n_features: int, chunk_edges: Optional[int] = None, edge_fn=None):
         import tensorflow as tf
 
         if chunk_edges is not None and chunk_edges < 1:
@@ -79,18 +86,27 @@ class ModelScorer:
         self.model = model
         self.n_features = int(n_features)
         self.chunk_edges = chunk_edges
+        self.edge_fn = edge_fn
         signature = [tf.TensorSpec([None, self.n_features], tf.float32, name="nodes"),
                      tf.TensorSpec([None], tf.int32, name="senders"),
-                     tf.TensorSpec([None], tf.int32, name="receivers")]
+                     tf.TensorSpec([None], tf.int32, name="receivers"),
+                     tf.TensorSpec([None, len(EDGE_FEATURES) if edge_fn else 0], tf.float32, name="edges")]
 
-        def scores(nodes, senders, receivers):
+        def scores(nodes, senders, receivers, edges):
             n_edge = tf.shape(senders)[0]
             batch = {"nodes": nodes, "senders": senders, "receivers": receivers,
                      "n_node": tf.shape(nodes)[:1], "n_edge": tf.reshape(n_edge, [1]),
                      "edge_mask": tf.ones([n_edge], tf.float32)}
+            if edge_fn is not None:
+                batch["edges"] = edges
             return tf.sigmoid(model(batch))
 
         self._fn = tf.function(scores, input_signature=signature)
+
+    def _edges(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+        if self.edge_fn is None:
+            return np.zeros((len(senders), 0), np.float32)
+        return self.edge_fn(nodes, senders, receivers)
 
     def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
         nodes = np.asarray(nodes, np.float32)
@@ -104,7 +120,9 @@ class ModelScorer:
         if n == 0:
             return np.zeros(0, np.float32)
         step = n if self.chunk_edges is None else self.chunk_edges
-        out = [self._fn(nodes, senders[i:i + step], receivers[i:i + step]).numpy() for i in range(0, n, step)]
+        out = [self._fn(nodes, senders[i:i + step], receivers[i:i + step],
+                        self._edges(nodes, senders[i:i + step], receivers[i:i + step])).numpy()
+               for i in range(0, n, step)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
@@ -135,7 +153,8 @@ def build_model(kind: str, model_cfg, n_features: int, compute_dtype: str = "flo
     model = registry_build(model_cfg, kind, compute_dtype=compute_dtype)
     warm = {"nodes": tf.zeros([2, n_features]), "senders": tf.constant([0], tf.int32),
             "receivers": tf.constant([1], tf.int32), "n_node": tf.constant([2], tf.int32),
-            "n_edge": tf.constant([1], tf.int32), "edge_mask": tf.ones([1])}
+            "n_edge": tf.constant([1], tf.int32), "edge_mask": tf.ones([1]),
+            "edges": tf.zeros([1, len(EDGE_FEATURES)])}
     model(warm)
     return model
 
@@ -187,6 +206,35 @@ def restore_model(model, path: os.PathLike | str) -> str:
         raise CheckpointError(f"{prefix}: does not fit the configured {type(model).__name__} "
                               f"(check the model section of the config): {first}") from None
     return prefix
+
+
+def load_scorer(cfg, kind: str, checkpoint: os.PathLike | str, n_features: int) -> "ModelScorer":
+    """The :class:`ModelScorer` of a trained model: built as ``cfg.model`` says, restored from ``checkpoint``.
+
+    The filter scores ``infer.filter_chunk_edges`` edges at a time; the GNN sees whole graphs. Models configured
+    with ``edge_features`` get them from :func:`~trkx_tf.graphs.features.edge_features` at the node scales of
+    ``cfg.graph``.
+
+    Args:
+      cfg: the whole config (``model``, ``graph``, ``infer``).
+      kind: ``"filter"`` or ``"gnn"``.
+      checkpoint: a checkpoint prefix or folder.
+      n_features: F.
+
+    Returns:
+      The scorer.
+
+    Raises:
+      ConfigError: an unknown kind.
+      CheckpointError: no checkpoint, or it does not fit the configured model.
+    """
+    model = build_model(kind, cfg.model, n_features, cfg.infer.compute_dtype)
+    log.info("%s restored from %s", kind, restore_model(model, checkpoint))
+    uses_edges = getattr(cfg.model, kind).edge_features
+    edge_fn = functools.partial(edge_features, r_scale=cfg.graph.r_scale, z_scale=cfg.graph.z_scale) \
+        if uses_edges else None
+    chunk = cfg.infer.filter_chunk_edges if kind == "filter" else None
+    return ModelScorer(model, n_features, chunk_edges=chunk, edge_fn=edge_fn)
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline
@@ -363,14 +411,8 @@ def make_pipeline(cfg, n_features: Optional[int] = None, with_cells: bool = Fals
     else:
         raise ConfigError("trkx-infer: graph.builder=embedding is not wired into inference yet (use module_map)")
     f = n_features if n_features is not None else len(feature_names(with_cells))
-    gnn_model = build_model("gnn", cfg.model, f, icfg.compute_dtype)
-    log.info("GNN restored from %s", restore_model(gnn_model, gnn_ckpt))
-    gnn = ModelScorer(gnn_model, f, chunk_edges=None)
-    filt = None
-    if filter_ckpt:
-        filter_model = build_model("filter", cfg.model, f, icfg.compute_dtype)
-        log.info("filter restored from %s", restore_model(filter_model, filter_ckpt))
-        filt = ModelScorer(filter_model, f, chunk_edges=icfg.filter_chunk_edges)
+    gnn = load_scorer(cfg, "gnn", gnn_ckpt, f)
+    filt = load_scorer(cfg, "filter", filter_ckpt, f) if filter_ckpt else None
     return Pipeline(builder, gnn, filt, icfg.filter_threshold, icfg.gnn_threshold, icfg.labelling, with_cells,
                     cfg.graph.r_scale, cfg.graph.z_scale)
 
