@@ -4,6 +4,8 @@
 * Two ranks with one graph each per step reproduce one rank with both graphs per step (same global batch):
   the same epoch losses and weights within float tolerance. This checks the summed gradients and the loss
   normalised by the global (allreduced) weight sum, on graphs of different sizes and with an odd graph count.
+* One process with two tf.distribute replicas (MirroredStrategy over the CPU split into two logical devices)
+  reproduces the same reference, and both replicas hold the same weights.
 * Ranks with different numbers of batches agree on the step count and do not stall.
 """
 
@@ -108,6 +110,21 @@ def test_tfdist_two_workers_match_one(shards, reference, tmp_path):
     for proc in _tfdist(spec):
         _check(proc)
     _assert_matches_reference(_load(spec["out"], 2), reference)
+
+
+def test_mirrored_two_replicas_in_one_process_match_one(shards, reference, tmp_path):
+    """MirroredStrategy, 2 logical CPU devices: data ranks 0 and 1 are the process's two replicas."""
+    spec = _spec(tmp_path, "mirrored", "tfdist", shards, graphs_per_step=1, local_replicas=2)
+    proc = subprocess.run([sys.executable, str(WORKER), json.dumps(spec)], capture_output=True, text=True,
+                          env=_env(), timeout=600)
+    _check(proc)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"rank": 0, "size": 1, "steps": 4}
+    arrays = _load(spec["out"], 1)[0]
+    names = [k for k in arrays if k.startswith("var")]
+    for k in names:  # each replica's own copy of every variable (not one shared plain variable)
+        np.testing.assert_array_equal(arrays[f"replica0_{k}"], arrays[f"replica1_{k}"])
+        np.testing.assert_array_equal(arrays[f"replica0_{k}"], arrays[k])
+    _assert_matches_reference([arrays, arrays], reference)
 
 
 def test_uneven_batches_do_not_stall(tmp_path, venv_bin):

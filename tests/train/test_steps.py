@@ -84,3 +84,24 @@ def test_float16_training_uses_a_dynamic_loss_scale():
     assert float(scale.scale) == pytest.approx(5e29, rel=1e-6) and int(steps.optimizer.iterations) == 2
     for a, b in zip(before, steps.model.trainable_variables):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_dynamic_shapes_trace_once_and_equal_the_padded_loss():
+    """Unpadded graphs at their own sizes go through one relaxed-shape function; padding changes no loss."""
+    from trkx_tf.graphs import synthetic
+
+    graphs = [synthetic.toy_tracking_graph(n, n_layers=5, seed=n, phi_window=0.25) for n in (8, 10, 12)]
+    assert len({g["nodes"].shape for g in graphs}) == 3
+    tf.random.set_seed(0)
+    dynamic = StepFunctions(EdgeFilter(hidden=8, layers=1), EdgeTask(), Adam(1e-3), SingleBackend(),
+                            dynamic_shapes=True)
+    dynamic.build(graphs[0])
+    tf.random.set_seed(0)
+    padded = StepFunctions(EdgeFilter(hidden=8, layers=1), EdgeTask(), Adam(1e-3), SingleBackend())
+    padded.build(graphs[0])
+    for g in graphs:
+        a = dynamic.train(g)
+        b = padded.train(synthetic.pad_batch(g, 160, 480))
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+        np.testing.assert_array_equal(a["counts"], b["counts"])
+    assert dynamic.trace_counts["train"] == 1 and dynamic.compiled_buckets == 1

@@ -7,7 +7,11 @@ explicitly. A backend owns the distributed context (rank, size, local rank) and 
 =====================================  ======================================================================
 hook                                   contract
 =====================================  ======================================================================
-``rank``, ``size``, ``local_rank``     this process's global rank, the number of ranks, its rank on the node
+``rank``, ``size``, ``local_rank``     this process's global rank, the number of processes, its rank on the node
+``local_replicas``                     R, the replicas this process runs in lockstep (1 except for
+                                       tf.distribute with several devices per process); ``num_replicas`` =
+                                       size·R is the data-parallel width. Replica i of process p is data rank
+                                       p·R + i: the shard reader deals graphs to data ranks
 ``is_writer``                          True on exactly one rank (rank 0): the only one that writes files
 ``scope()``                            context in which models and optimizer variables are created
                                        (``strategy.scope()`` for tf.distribute, a no-op otherwise)
@@ -21,10 +25,13 @@ hook                                   contract
 ``apply_gradients(opt, grads, vars)``  **in a step function**: applies the update (tf.distribute: in cross-
                                        replica context, e.g. via ``strategy.extended.update``)
 ``wrap_step(fn)``                      turns a per-replica step ``fn(batch) -> dict`` into the function that
-                                       ``tf.function`` compiles (tf.distribute: ``strategy.run`` + reduce)
+                                       ``tf.function`` compiles; it takes the process's batch (R > 1: the R
+                                       replica batches stacked on a new leading axis, see
+                                       :mod:`trkx_tf.train.replicas`) and returns the list of the R local
+                                       replicas' outputs (tf.distribute: ``strategy.run``)
 ``broadcast(variables)``               makes rank 0's values the values of every rank (after the warm-up
                                        build and after every checkpoint restore)
-``host_sum(array)``, ``host_max``      sum / max over ranks of a numpy array, outside step functions (metric
+``host_sum(array)``, ``host_max``      sum / max over processes of a numpy array, outside step functions (metric
                                        counts, step times)
 ``agree_steps(n)``                     the number of steps every rank runs this epoch (the minimum over
                                        ranks), so no rank waits forever in a collective
@@ -67,6 +74,16 @@ class Backend(abc.ABC):
         return 0
 
     @property
+    def local_replicas(self) -> int:
+        """R: replicas this process runs in lockstep, each on its own device and its own batch."""
+        return 1
+
+    @property
+    def num_replicas(self) -> int:
+        """The data-parallel width: ``size * local_replicas`` (what the learning rate scales with)."""
+        return self.size * self.local_replicas
+
+    @property
     def is_writer(self) -> bool:
         """True on the one rank that writes checkpoints, TensorBoard and logs."""
         return self.rank == 0
@@ -101,9 +118,12 @@ class Backend(abc.ABC):
         """
         return optimizer.apply(grads, variables)
 
-    def wrap_step(self, fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
-        """The function to compile for a per-replica step ``fn`` (identity unless replicas run in-graph)."""
-        return fn
+    def wrap_step(self, fn: Callable[[dict], dict]) -> Callable[[dict], list]:
+        """The function to compile for a per-replica step ``fn``: process batch -> list of local replica outputs.
+
+        One replica per process: ``[fn(batch)]``.
+        """
+        return lambda batch: [fn(batch)]
 
     @abc.abstractmethod
     def broadcast(self, variables: Sequence[tf.Variable]) -> None:

@@ -8,6 +8,11 @@ Exactness rules (see :mod:`trkx_tf.train.backend` for the hook contract):
 * the per-epoch step count is agreed (minimum over ranks) before the epoch starts;
 * variables are broadcast from rank 0 after the warm-up build and after every restore.
 
+Gradients are allreduced in ``gradient_groups`` grouped collectives per step (``backend.gradient_groups``, default
+1: one fused allreduce of every gradient once the backward pass is done). Horovod's default (0) submits each
+gradient as it is ready and fuses what arrives within one cycle: on CPUs and small models that made 6-8 separate
+latency-bound allreduces per step (``benchmarks/distributed_horovod_scaling.py --timeline``, docs/distributed.md).
+
 Horovod is imported when the backend is constructed, never at module import.
 """
 
@@ -55,13 +60,19 @@ def pin_gpu(local_rank: int) -> str:
 class HorovodBackend(Backend):
     """Data parallelism over Horovod ranks (Gloo or MPI controller, whichever the launcher set up).
 
+    Args:
+      gradient_groups: gradient allreduces per step (Horovod's ``groups``); 0: Horovod's own grouping by cycle.
+
     Raises:
-      BackendError: Horovod is not installed or cannot initialise.
+      BackendError: Horovod is not installed or cannot initialise, or ``gradient_groups`` < 0.
     """
 
     name = "horovod"
 
-    def __init__(self):
+    def __init__(self, gradient_groups: int = 1):
+        if gradient_groups < 0:
+            raise BackendError(f"backend.gradient_groups must be >= 0 (got {gradient_groups})")
+        self.gradient_groups = int(gradient_groups)
         try:
             import horovod.tensorflow as hvd
         except ImportError as exc:
@@ -95,7 +106,9 @@ class HorovodBackend(Backend):
     def tape(self, tape: tf.GradientTape):
         # op=Sum: every rank's loss is already divided by the global weight sum (see the module docstring).
         # sparse_as_dense: embedding-style gathers give IndexedSlices; dense allreduce is simpler and exact.
-        return self._hvd.DistributedGradientTape(tape, op=self._hvd.Sum, sparse_as_dense=True)
+        # groups: see the module docstring (None: Horovod's default grouping)
+        return self._hvd.DistributedGradientTape(tape, op=self._hvd.Sum, sparse_as_dense=True,
+                                                 groups=self.gradient_groups or None)
 
     def broadcast(self, variables: Sequence[tf.Variable]) -> None:
         if variables:

@@ -14,6 +14,10 @@ Distributed rules, all through the :class:`~trkx_tf.train.backend.Backend`: vari
 batch and broadcast from rank 0 (and again after a restore); every rank restores the same checkpoint; all ranks
 agree on the step count of an epoch before it starts; counts and sums are reduced across ranks before ratios are
 taken; only the writer rank writes checkpoints, TensorBoard and ``metrics.jsonl``.
+
+A backend with R > 1 replicas per process (``backend.local_replicas``) takes the source's batches stacked
+(``[R] + S``, :class:`~trkx_tf.train.replicas.ReplicaSource`); the loop splits them only where host code needs
+one replica's batch (the warm-up build, the task's host-side preparation).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from trkx_tf.rundir import RunDir
 from trkx_tf.train.backend import Backend, SingleBackend
 from trkx_tf.train.metrics import Counts
 from trkx_tf.train.optim import Adam, WarmupSchedule, scaled_lr
+from trkx_tf.train.replicas import split_replicas, stack_replicas
 from trkx_tf.train.steps import DynamicLossScale, StepFunctions
 from trkx_tf.train.tasks import EdgeTask, EmbeddingTask
 
@@ -116,10 +121,18 @@ class _TrainState(tf.Module):
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
 
 
-def _first_batch(source: BatchSource) -> dict:
+def _first_batch(source: BatchSource, replicas: int) -> dict:
+    """The first replica's first batch (to build variables)."""
     for batch in source.batches(0, 0):
-        return batch
+        return split_replicas(batch, replicas)[0]
     raise ConfigError("the training source has no batch")
+
+
+def _prepare(task: EdgeTask, batch: dict, forward, rng_key: list, replicas: int) -> dict:
+    """``task.prepare`` of a process batch: per replica when stacked, each replica with the generator a rank of
+    a one-replica backend would use at this step."""
+    parts = [task.prepare(b, forward, np.random.default_rng(rng_key)) for b in split_replicas(batch, replicas)]
+    return parts[0] if replicas == 1 else stack_replicas(parts)
 
 
 def _epoch_sums(backend: Backend, sums: np.ndarray, counts: Counts, times: np.ndarray) -> dict:
@@ -166,7 +179,7 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
     for i, batch in enumerate(source.batches(epoch, 0)):
         if i >= n:
             break
-        batch = steps.task.prepare(batch, steps.forward, np.random.default_rng([7919, epoch, i]))
+        batch = _prepare(steps.task, batch, steps.forward, [7919, epoch, i], backend.local_replicas)
         out = steps.evaluate(batch)
         sums[:2] += (out["loss_sum"], out["weight_sum"])
         counts.add(out["counts"])
@@ -222,7 +235,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
     state = _TrainState()
 
     # 1. build every variable with one warm-up batch (same on every rank), then restore, then broadcast
-    steps.build(task.prepare(_first_batch(train_source), None, np.random.default_rng(0)))
+    steps.build(task.prepare(_first_batch(train_source, backend.local_replicas), None, np.random.default_rng(0)))
     ckpt_objects = {"model": model, "optimizer": optimizer, "state": state}
     if loss_scale is not None:
         ckpt_objects["loss_scale"] = loss_scale
@@ -276,7 +289,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
             if i >= n:
                 break
             graphs, edges = task.throughput(batch)
-            batch = task.prepare(batch, steps.forward, np.random.default_rng([seed, epoch, i]))
+            batch = _prepare(task, batch, steps.forward, [seed, epoch, i], backend.local_replicas)
             t0 = time.perf_counter()
             out = steps.train(batch)
             step_time += time.perf_counter() - t0
@@ -307,8 +320,8 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
         if val_source is not None:
             val = evaluate(steps, val_source, backend, epoch)
             record.update({f"val_{k}": v for k, v in val.items()})
-        record.update(kind="epoch", backend=backend.name, ranks=backend.size,
-                      global_batch=backend.size * getattr(train_source, "graphs_per_step", 1))
+        record.update(kind="epoch", backend=backend.name, ranks=backend.size, replicas=backend.num_replicas,
+                      global_batch=backend.num_replicas * getattr(train_source, "graphs_per_step", 1))
 
         # early stopping on the monitored metric
         stop = False
@@ -355,8 +368,9 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
     """Trains the model named by ``cfg.train.model`` as the config says (the ``trkx-train`` entry point).
 
     Creates the run directory (writer rank: folders and the resolved ``config.yaml``), builds model and
-    optimizer inside ``backend.scope()``, scales the learning rate with the number of ranks, warms it up over
-    ``train.warmup_epochs`` epochs, and calls :func:`fit`.
+    optimizer inside ``backend.scope()``, scales the learning rate with the number of replicas
+    (``backend.num_replicas``, by ``train.lr_scaling``), warms it up linearly over ``train.warmup_epochs`` epochs
+    (:class:`~trkx_tf.train.optim.WarmupSchedule`), and calls :func:`fit`.
 
     Args:
       cfg: the validated config.
@@ -385,7 +399,7 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
     dtype = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}[tc.mixed_precision]
     n0 = train_source.num_batches(0)
     steps_per_epoch = backend.agree_steps(min(n0, tc.max_steps_per_epoch) if tc.max_steps_per_epoch else n0)
-    lr = scaled_lr(tc.lr, backend.size, tc.lr_scaling)
+    lr = scaled_lr(tc.lr, backend.num_replicas, tc.lr_scaling)
     schedule = WarmupSchedule(lr, int(round(tc.warmup_epochs * steps_per_epoch)))
     with backend.scope():
         model = build_model(cfg.model, tc.model, compute_dtype=dtype, recompute=tc.checkpoint_steps)
@@ -397,7 +411,8 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
     else:
         task = EdgeTask(tc.true_weight, tc.fake_weight, tc.threshold,
                         all_steps=(tc.model == "gnn" and cfg.model.gnn.all_steps_loss))
-    hparams = {"model": tc.model, "lr": tc.lr, "lr_scaled": lr, "ranks": backend.size, "backend": backend.name,
+    hparams = {"model": tc.model, "lr": tc.lr, "lr_scaled": lr, "ranks": backend.size,
+               "replicas": backend.num_replicas, "backend": backend.name,
                "mixed_precision": tc.mixed_precision, "checkpoint_steps": tc.checkpoint_steps,
                **{f"{tc.model}.{k}": v for k, v in getattr(cfg.model, tc.model).model_dump().items()}}
     return fit(model, task, optimizer, train_source, val_source=val_source, backend=backend, epochs=tc.epochs,
@@ -405,4 +420,4 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
                max_steps_per_epoch=tc.max_steps_per_epoch, early_stopping_patience=tc.early_stopping_patience,
                early_stopping_metric=tc.early_stopping_metric, hparams=hparams, seed=cfg.run.seed,
                stop_after_steps=stop_after_steps, stop_requested=stop_requested, loss_scale=loss_scale,
-               on_ready=lambda: run_dir.save_config(cfg))
+               log_every=tc.log_every, on_ready=lambda: run_dir.save_config(cfg))

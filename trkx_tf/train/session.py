@@ -51,18 +51,34 @@ def stop_on_signals(signals=STOP_SIGNALS):
             signal.signal(sig, old)
 
 
-def open_sources(cfg: Config, rank: int, size: int):
-    """This rank's training and validation shard readers (validation None when the build made no val split).
+def open_sources(cfg: Config, rank: int, size: int, replicas: int = 1):
+    """This process's training and validation shard readers (validation None when the build made no val split).
+
+    Args:
+      cfg: the config (``data.shards_dir``, ``train.graphs_per_step``, ``run.seed``).
+      rank: this process's rank.
+      size: the number of processes.
+      replicas: R, replicas in this process. R > 1: one reader per replica, for data rank ``rank·R + i`` of
+        ``size·R``, zipped into stacked batches (:class:`~trkx_tf.train.replicas.ReplicaSource`).
 
     Raises:
       ShardError: the shards folder has no valid manifest.
     """
     from trkx_tf.graphs.reader import ShardReader
+    from trkx_tf.train.replicas import ReplicaSource
 
-    common = dict(rank=rank, size=size, graphs_per_step=cfg.train.graphs_per_step, seed=cfg.run.seed)
-    train_source = ShardReader(cfg.data.shards_dir, "train", shuffle=True, **common)
-    val_source = ShardReader(cfg.data.shards_dir, "val", shuffle=False, **common)
-    return train_source, (val_source if val_source.n_graphs else None)
+    def readers(split: str, shuffle: bool):
+        out = [ShardReader(cfg.data.shards_dir, split, shuffle=shuffle, rank=rank * replicas + i,
+                           size=size * replicas, graphs_per_step=cfg.train.graphs_per_step, seed=cfg.run.seed)
+               for i in range(replicas)]
+        return out[0] if replicas == 1 else ReplicaSource(out)
+
+    train_source = readers("train", True)
+    val_source = readers("val", False)
+    if not val_source.n_graphs:
+        val_source.close()
+        val_source = None
+    return train_source, val_source
 
 
 def run_training(cfg: Config) -> FitResult:
@@ -72,12 +88,12 @@ def run_training(cfg: Config) -> FitResult:
       TrkxError: any documented problem (config, shards, backend, checkpoint).
     """
     placement = place_process(cfg.backend.threads, cfg.backend.pin_cores)
-    backend = make_backend(cfg.backend.name)
+    backend = make_backend(cfg.backend.name, cfg.backend.local_replicas, cfg.backend.gradient_groups)
     setup_logging(backend.rank, cfg.run.log_level)
     log.info("placement: %s", placement)
-    train_source, val_source = open_sources(cfg, backend.rank, backend.size)
-    log.info("%s backend, %d rank(s): %d training graphs, %d steps per epoch per rank", backend.name,
-             backend.size, train_source.n_graphs, train_source.steps_per_epoch)
+    train_source, val_source = open_sources(cfg, backend.rank, backend.size, backend.local_replicas)
+    log.info("%s backend, %d process(es) x %d replica(s): %d training graphs, %d steps per epoch", backend.name,
+             backend.size, backend.local_replicas, train_source.n_graphs, train_source.steps_per_epoch)
     try:
         with stop_on_signals() as stop:
             return train(cfg, train_source, val_source, backend=backend, stop_requested=stop.is_set)

@@ -8,6 +8,10 @@ Python traces (a side effect that only runs while tracing), which is how the tes
 A train step: forward, loss normalised by the global weight sum (``backend.reduce_sum``), gradients through
 ``backend.tape``, update through ``backend.apply_gradients``; it returns the loss, its local sums and the
 metric counts. With ``float16`` compute a dynamic loss scale guards against underflow (bfloat16 needs none).
+
+A process that runs R > 1 replicas (``backend.local_replicas``) takes stacked batches (``[R] + S``, see
+:mod:`trkx_tf.train.replicas`); its outputs are the sums over its replicas of the per-replica loss terms and
+counts, i.e. what one rank with all R batches would return, so the loop is the same for any R.
 """
 
 from __future__ import annotations
@@ -54,13 +58,19 @@ class StepFunctions:
       backend: the distributed hooks (:class:`~trkx_tf.train.backend.Backend`).
       loss_scale: a :class:`DynamicLossScale` (float16 training) or None.
       jit_compile: compile the whole step with XLA (off by default: on CPUs XLA's scatter-adds are slow).
+      dynamic_shapes: one function per kind for batches of any size (``tf.function`` input signature with a
+        ``None`` leading axis: unpadded graphs at their own sizes) instead of one per bucket shape. For comparisons
+        with the padded buckets (``benchmarks/distributed_padding.py``); kernels that XLA compiles are still
+        compiled once per distinct shape.
     """
 
     def __init__(self, model, task: EdgeTask, optimizer, backend: Backend,
-                 loss_scale: Optional[DynamicLossScale] = None, jit_compile: bool = False):
+                 loss_scale: Optional[DynamicLossScale] = None, jit_compile: bool = False,
+                 dynamic_shapes: bool = False):
         self.model, self.task, self.optimizer, self.backend = model, task, optimizer, backend
         self.loss_scale = loss_scale
         self.jit_compile = jit_compile
+        self.dynamic_shapes = dynamic_shapes
         self.trace_counts: collections.Counter = collections.Counter()
         self._functions: dict = {}
 
@@ -69,10 +79,14 @@ class StepFunctions:
         """Creates the model's and the optimizer's variables from one warm-up batch (eagerly, no update).
 
         Call it on every rank before a checkpoint restore or a broadcast: Sonnet creates variables lazily.
+
+        Args:
+          batch: one replica's batch (not stacked).
         """
         tensors = {k: tf.constant(v) for k, v in batch.items()}
-        self.task.forward(self.model, tensors, None, training=False)
-        self.optimizer.build(self.model.trainable_variables)
+        with self.backend.scope():  # tf.distribute: lazily created variables must be mirrored ones
+            self.task.forward(self.model, tensors, None, training=False)
+            self.optimizer.build(self.model.trainable_variables)
 
     @property
     def variables(self) -> list:
@@ -115,12 +129,16 @@ class StepFunctions:
     # ------------------------------------------------------------------------------------------ dispatch
     def _function(self, kind: str, batch: Mapping[str, np.ndarray]) -> Callable:
         signature = tensor_signature(batch)
+        if self.dynamic_shapes:
+            # only the leading (node, edge or graph) axis varies; feature widths stay static
+            signature = {k: tf.TensorSpec([None] + s.shape.as_list()[1:] if s.shape.rank else [], s.dtype, name=k)
+                         for k, s in signature.items()}
         key = (kind, tuple(sorted((k, tuple(s.shape.as_list()), s.dtype.name) for k, s in signature.items())))
         fn = self._functions.get(key)
         if fn is None:
             body = {"train": self._train_body, "evaluate": self._eval_body, "forward": self._forward_body}[kind]
             if kind != "forward":
-                body = self.backend.wrap_step(body)
+                body = _combined(self.backend.wrap_step(body))
             fn = tf.function(body, input_signature=[signature], jit_compile=self.jit_compile or None,
                              reduce_retracing=False)
             self._functions[key] = fn
@@ -144,3 +162,16 @@ class StepFunctions:
     def compiled_buckets(self) -> int:
         """Number of (kind, bucket shape) functions built so far."""
         return len(self._functions)
+
+
+def _combined(step: Callable[[dict], list]) -> Callable[[dict], dict]:
+    """A process step from a wrapped step returning its local replicas' outputs: the loss terms and counts are
+    summed over the replicas (each replica's loss is already divided by the global weight sum), the learning rate
+    is the first replica's (all replicas apply the same update)."""
+    def run(batch: dict) -> dict:
+        outputs = step(batch)
+        if len(outputs) == 1:
+            return outputs[0]
+        return {k: outputs[0][k] if k == "lr" else tf.add_n([o[k] for o in outputs]) for k in outputs[0]}
+
+    return run
