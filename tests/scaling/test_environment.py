@@ -18,3 +18,15 @@ def test_without_infiniband_a_single_host_is_loopback_shared_memory(tmp_path, mo
 def test_strings_lose_the_nul_padding_of_mpi_library_versions():
     assert environment._clean({"mpi": "Open MPI v4.1.4\x00", "devices": ["CPU:0\x00"], "n": 2}) == {
         "mpi": "Open MPI v4.1.4", "devices": ["CPU:0"], "n": 2}
+
+
+def test_the_record_holds_the_placement_the_thread_variables_and_the_load(monkeypatch):
+    import trkx_tf.info
+
+    monkeypatch.setattr(trkx_tf.info, "collect", lambda: {"tensorflow": "2.18.1"})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    env = environment.collect_environment({"threads": 1, "pin_cores": True})
+    assert env["placement"] == {"threads": 1, "pin_cores": True, "env": {"OMP_NUM_THREADS": "1"}}
+    assert len(env["load_average"]) == 3 and all(x >= 0 for x in env["load_average"])
+    assert env["cores_allowed"] and env["stack"] == {"tensorflow": "2.18.1"}

@@ -77,6 +77,26 @@ def test_a_sweep_runs_every_rank_count_and_repeat_interleaved_and_records_them(t
     assert json.loads((folder / "records.json").read_text())["environment"] == ENV
 
 
+def test_set_overrides_reach_every_launched_trainer_and_the_placement_is_recorded(tmp_path, monkeypatch):
+    from trkx_tf.scaling import harness
+
+    seen = {}
+    monkeypatch.setattr(harness, "collect_environment",
+                        lambda placement: seen.setdefault("env", {"placement": placement}))
+    monkeypatch.setattr(harness, "load_average", lambda: [1.5, 1.0, 0.5])
+    fake = FakeLauncher()
+    records = run_sweep(_cfg(tmp_path, "backend.threads=1", "backend.pin_cores=true", "scaling.repeats=1"),
+                        trainer="t", popen=fake)
+    config_path = str(tmp_path / "s" / "config.yaml")
+    for argv in fake.calls:  # every trkx-train reads the study's resolved config, which holds the overrides
+        assert argv[argv.index("--config") + 1] == config_path
+    backend = load_config(config_path).backend
+    assert (backend.threads, backend.pin_cores) == (1, True)
+    assert records["environment"]["placement"] == {"threads": 1, "pin_cores": True}
+    assert all(r["load_start"] == 1.5 and r["load_end"] == 1.5 for r in records["runs"])
+    assert all(r["load"] == 1.5 for r in records["summary"])
+
+
 def test_a_rerun_skips_recorded_runs_and_an_interrupted_sweep_continues(tmp_path):
     interrupted = FakeLauncher(exit_codes={3: 99})  # the third run is stopped by SIGUSR1
     with pytest.raises(RunInterrupted, match="strong-horovod-n4-r0 was interrupted"):

@@ -1,11 +1,15 @@
 """The report of a study built from fixture records: markdown table rows, PNG plots, labelled projection."""
 
+from pathlib import Path
+
 import pytest
 
 from trkx_tf.cli.scaling import main
 from trkx_tf.config import load_config
 from trkx_tf.scaling.records import write_study
-from trkx_tf.scaling.report import EFFICIENCY_PLOT, TIME_PLOT, write_report
+from trkx_tf.scaling.report import EFFICIENCY_PLOT, PROJECTION_PLOT, TIME_PLOT, write_report
+
+REPO = Path(__file__).resolve().parents[2]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 ENV = {"hostname": "testhost", "cpu_model": "Test CPU", "cpu_count": 2, "interconnect": "loopback/shared-memory",
@@ -60,9 +64,62 @@ def test_report_adds_the_projection_labelled_apart_from_the_measurement(study):
     assert "## Projected (model, not measured)" in text
     rows = _table_rows(text, "| ranks | compute/step")
     assert [r[0] for r in rows] == ["1", "2", "4", "8", "16", "32", "64"]
-    assert rows[0][-1] == "1.000" and 0.0 < float(rows[-1][-1]) < 1.0
-    assert "gradient 4 MB" in text
-    assert (study / EFFICIENCY_PLOT).read_bytes()[:8] == PNG
+    assert rows[0][5] == "1.000" and 0.0 < float(rows[-1][5]) < 1.0 and rows[0][-1] == "–"  # no unpadded model
+    # measured 1-rank epoch time 10 s, step 1 s: the projected epoch time is T1 / (N E)
+    assert float(rows[1][4]) == pytest.approx(10.0 / (2 * float(rows[1][5])), rel=1e-3)
+    assert "gradient 4 MB (set)" in text
+    paper = _table_rows(text, "| GPUs | paper |")
+    assert [r[:2] for r in paper] == [["2", "0.900"], ["8", "0.750"], ["64", "0.688"]]
+    assert paper[0][2] == rows[1][5]  # the same projection in both tables
+    sens = dict(r for r in _table_rows(text, "| input | efficiency |"))
+    assert sens["as stated"] == rows[-1][5]
+    assert float(sens["inter-node bandwidth x 2"]) > float(sens["as stated"]) > float(sens["latency per hop x 4"])
+    for name in (EFFICIENCY_PLOT, PROJECTION_PLOT):
+        assert (study / name).read_bytes()[:8] == PNG and f"]({name})" in text
+
+
+def test_a_stated_device_compute_and_model_need_no_measured_run(tmp_path):
+    folder = tmp_path / "empty"
+    write_study(folder, [], STUDY, ENV)
+    projection = load_config(None, [
+        "scaling.projection.enabled=true", "scaling.projection.batch=rank", "scaling.projection.step_compute_s=0.165",
+        "scaling.projection.epoch_time_s=1320", f"scaling.projection.gradient_from={REPO / 'configs' / 'demo.yaml'}",
+        "scaling.projection.latency_us=0", "scaling.projection.ranks=[1,64]"]).scaling.projection
+    text = write_report(folder, projection).read_text()
+    rows = _table_rows(text, "| ranks | compute/step")
+    assert rows[0][1] == rows[1][1] == "0.165"  # per-rank batch fixed: the same compute per step at every N
+    assert float(rows[0][4]) == 1320 and float(rows[1][4]) == pytest.approx(1320 / 64 / float(rows[1][5]), rel=1e-3)
+    assert "parameters of" in text and "demo.yaml" in text and "No runs recorded yet." in text
+    assert (folder / PROJECTION_PLOT).read_bytes()[:8] == PNG
+
+
+def test_unpadded_loads_add_the_imbalance_curve(study, monkeypatch):
+    from trkx_tf.scaling import report
+
+    loads = [40_000.0, 60_000.0, 90_000.0, 50_000.0]
+    monkeypatch.setattr(report, "unpadded_loads", lambda folder, unit: loads)
+    projection = load_config(None, ["scaling.projection.enabled=true", "scaling.projection.gradient_bytes=1000",
+                                    "scaling.projection.unpadded_from=shards", "scaling.projection.ranks=[1,2,8]",
+                                    "scaling.projection.latency_us=0"]).scaling.projection
+    text = write_report(study, projection).read_text()
+    rows = _table_rows(text, "| ranks | compute/step")
+    from trkx_tf.scaling.projection import imbalance_factor
+
+    assert [float(r[6]) for r in rows] == pytest.approx([imbalance_factor(loads, n) for n in (1, 2, 8)], abs=1e-3)
+    assert float(rows[2][7]) < float(rows[2][5])  # imbalance costs efficiency
+    assert "4 graphs, mean 60,000 edges" in text
+
+
+@pytest.mark.shared_data
+def test_unpadded_loads_come_from_the_manifest_per_graph_or_per_event(tiny_shards):
+    from trkx_tf.graphs.shards import read_manifest
+    from trkx_tf.scaling.report import unpadded_loads
+
+    shards = read_manifest(tiny_shards)["shards"]
+    graphs = [e for s in shards for e in s["n_edge"]]
+    assert unpadded_loads(tiny_shards) == graphs
+    events = unpadded_loads(tiny_shards, "event")
+    assert sum(events) == sum(graphs) and len(events) == len({e for s in shards for e in s["event_id"]})
 
 
 def test_trkx_scaling_report_cli_on_a_study_folder(study, capsys):

@@ -1,4 +1,5 @@
-"""Where a scaling study ran: the stack (:func:`trkx_tf.info.collect`), the host, its CPUs and the interconnect."""
+"""Where a scaling study ran: the stack (:func:`trkx_tf.info.collect`), the host, its CPUs, the interconnect, the
+threads and cores each rank was given, and how loaded the host was."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional
 
+#: Environment variables that set thread counts or placement of the ranks (recorded when set).
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "HOROVOD_CYCLE_TIME", "HOROVOD_FUSION_THRESHOLD", "CUDA_VISIBLE_DEVICES")
 _SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_NTASKS",
                     "SLURM_NTASKS_PER_NODE", "SLURM_CPUS_PER_TASK", "SLURM_GPUS_PER_TASK", "SLURM_CLUSTER_NAME")
 
@@ -67,11 +71,24 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def collect_environment() -> dict[str, Any]:
+def load_average() -> list[float]:
+    """The host's 1, 5 and 15-minute load averages (every runnable process counts, other users' too)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def collect_environment(placement: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """The environment record of a study.
 
+    Args:
+      placement: how each rank was placed, e.g. ``{"threads": 1, "pin_cores": True}`` (the ``backend`` section);
+        the thread variables of :data:`THREAD_VARIABLES` that are set are added to it.
+
     Returns:
-      ``{"hostname", "cpu_model", "cpu_count", "interconnect", "slurm": {...}, "stack": trkx_tf.info.collect()}``.
+      ``{"hostname", "cpu_model", "cpu_count", "cores_allowed", "interconnect", "placement", "load_average",
+      "slurm": {...}, "stack": trkx_tf.info.collect()}``.
     """
     from trkx_tf.info import collect
 
@@ -79,7 +96,11 @@ def collect_environment() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cores_allowed": sorted(os.sched_getaffinity(0)),
         "interconnect": interconnect(),
+        "placement": {**dict(placement or {}),
+                      "env": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}},
+        "load_average": load_average(),
         "slurm": {k: os.environ[k] for k in _SLURM_VARIABLES if k in os.environ},
         "stack": _clean(collect()),
     }

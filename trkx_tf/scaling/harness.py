@@ -4,7 +4,10 @@ Strong scaling keeps the global workload fixed: every run does ``scaling.steps_p
 ``scaling.global_batch`` graphs, split as ``train.graphs_per_step = global_batch / N`` per rank. Weak scaling
 keeps the per-rank workload fixed: ``train.graphs_per_step = scaling.rank_batch``. Every run trains
 ``warmup_epochs + epochs`` epochs; the warm-up epochs (graph tracing, caches) are left out of its record.
-Repeats are interleaved (N = 1, 2, ..., then again) so that a drift of the machine spreads over every N.
+Repeats are interleaved (N = 1, 2, ..., then again) so that a drift of the machine spreads over every N; every run
+record holds the host's 1-minute load average before and after its launch. Overrides given to ``trkx-scaling run``
+(``--set backend.threads=1 --set backend.pin_cores=true``) are in the study's ``config.yaml``, which every launched
+``trkx-train`` reads, and the placement is part of the environment record.
 
 Layout of a study folder ``<scaling.out_dir>/<scaling.name>/``::
 
@@ -33,7 +36,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from trkx_tf.config import Config, ScalingConfig, save_config
 from trkx_tf.errors import BackendError, ConfigError
-from trkx_tf.scaling.environment import collect_environment
+from trkx_tf.scaling.environment import collect_environment, load_average
 from trkx_tf.scaling.launchers import Launch, free_ports, launch_commands
 from trkx_tf.scaling.records import load_study, read_epochs, run_record, write_study
 
@@ -179,7 +182,8 @@ def run_sweep(
       ranks, mode, repeats, launcher, backend, name: override the matching ``scaling`` keys.
       repo: the repository root (for the sbatch templates in ``slurm/``).
       command_line: the command that started the study, recorded in ``command.txt``.
-      environment: the environment record; None collects it (:func:`collect_environment`).
+      environment: the environment record; None collects it (:func:`collect_environment`, with the ranks'
+        placement from ``cfg.backend``: threads and core pinning).
       trainer: the trkx-train executable; None finds the installed one (not used by the sbatch launcher, whose
         template runs the ``trkx-train`` of the job's environment).
       popen: starts a process (``subprocess.Popen``; a parameter for tests).
@@ -210,7 +214,8 @@ def run_sweep(
     done = {(r["mode"], r["backend"], int(r["ranks"]), int(r["repeat"])) for r in runs}
     study = {"name": scaling.name, "scaling": scaling.model_dump(mode="json"), "config": str(config_path)}
     with _Relay(enabled=scaling.launcher != "sbatch") as relay:
-        environment = environment if environment is not None else collect_environment()
+        if environment is None:
+            environment = collect_environment({"threads": cfg.backend.threads, "pin_cores": cfg.backend.pin_cores})
         records = write_study(folder, runs, study, environment)
         for repeat in range(scaling.repeats):
             for n in scaling.ranks:
@@ -231,9 +236,11 @@ def run_sweep(
                 )
                 with open(log_path, "a") as log:
                     log.write("".join(f"$ {' '.join(l.argv)}\n" for l in launches))
+                load_start = load_average()[:1]
                 start = time.monotonic()
                 codes = _wait(_start(launches, log_path, popen), scaling.timeout_s, relay)
                 wall = time.monotonic() - start
+                load_end = load_average()[:1]
                 if REQUEUE_EXIT in codes:
                     raise RunInterrupted(f"run {name_} was interrupted (exit {REQUEUE_EXIT}); rerun to continue")
                 if any(codes):
@@ -242,6 +249,7 @@ def run_sweep(
                 runs.append(run_record(
                     epochs, warmup_epochs=scaling.warmup_epochs, ranks=n, repeat=repeat, mode=scaling.mode,
                     launcher=scaling.launcher, wall_s=wall, hostname=socket.gethostname(), run_dir=str(run_dir),
+                    **({"load_start": load_start[0], "load_end": load_end[0]} if load_start and load_end else {}),
                 ))
                 records = write_study(folder, runs, study, environment)
     return records

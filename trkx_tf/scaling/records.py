@@ -27,13 +27,14 @@ from trkx_tf.errors import BackendError, ConfigError
 
 RUN_FIELDS = (
     "mode", "backend", "launcher", "ranks", "repeat", "global_batch", "epochs_measured", "epoch_time_s",
-    "graphs_per_s", "edges_per_s", "step_time_s", "step_time_s_max", "imbalance", "loss", "wall_s", "hostname",
-    "run_dir",
+    "graphs_per_s", "edges_per_s", "step_time_s", "step_time_s_max", "imbalance", "loss", "wall_s", "load_start",
+    "load_end", "hostname", "run_dir",
 )
 SUMMARY_FIELDS = (
     "mode", "backend", "ranks", "repeats", "global_batch", "epoch_time_s", "epoch_time_s_std", "epoch_time_s_min",
     "epoch_time_s_max", "graphs_per_s", "graphs_per_s_std", "edges_per_s", "step_time_s", "step_time_s_max",
     "imbalance", "speedup", "efficiency", "efficiency_min", "efficiency_max", "efficiency_std", "baseline_ranks",
+    "load",
 )
 EPOCH_KEYS = (  # what every {"kind": "epoch"} line of a run's metrics.jsonl must hold
     "epoch", "epoch_time_s", "graphs_per_s", "edges_per_s", "step_time_s", "step_time_s_max", "imbalance", "ranks",
@@ -93,7 +94,9 @@ def run_record(
       **extra: more fields for the record (``wall_s``, ``hostname``, ``run_dir``).
 
     Returns:
-      A dict with the keys of :data:`RUN_FIELDS` (means over the measured epochs; ``loss`` of the last one).
+      A dict with the keys of :data:`RUN_FIELDS` (means over the measured epochs; ``loss`` of the last one;
+      ``wall_s``, ``load_start`` (the host's 1-minute load average before the launch), ``load_end``, ``hostname``
+      and ``run_dir`` come from ``extra``).
 
     Raises:
       BackendError: no epoch is left after the warm-up, a record lacks a key of :data:`EPOCH_KEYS`, or the run
@@ -160,6 +163,7 @@ def summarize(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 eff = (fmean(rates) / n) / (base_rate / base_n)
             t_min, t_max, t_std = _spread(times)
             e_min, e_max, e_std = _spread(per_repeat)
+            loads = [float(r["load_start"]) for r in reps if "load_start" in r]
             row = {
                 "mode": mode, "backend": backend, "ranks": n, "repeats": len(reps),
                 "global_batch": int(reps[-1]["global_batch"]),
@@ -173,6 +177,7 @@ def summarize(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "speedup": base_time / fmean(times) if mode == "strong" else fmean(rates) / base_rate,
                 "efficiency": eff, "efficiency_min": e_min, "efficiency_max": e_max, "efficiency_std": e_std,
                 "baseline_ranks": base_n,
+                "load": fmean(loads) if loads else None,  # the host's 1-minute load average when the runs started
             }
             rows.append(row)
     return rows
