@@ -11,8 +11,9 @@ distributed code does (scaling_studies/README.md).
 
     python benchmarks/cpu_sharing.py --seconds 8
 
-Measured 2026-11-22 17:17-17:27 UTC, AMD EPYC 2-vCPU VM, idle: matmul 50.4/s alone, 50.7 and 51.2/s together
-(ratio 1.01); stream 37.9 GB/s alone, 32.0 and 34.7 GB/s together (ratio 0.88).
+Measured 2026-11-22 17:17-17:55 UTC on this AMD EPYC 2-vCPU VM, idle, 6 runs: matmul ratio 0.98-1.01 (~51/s
+per process alone and together); stream 35-38 GB/s alone, ratio bimodal from run to run: 0.51-0.56 (three runs: one
+core alone then saturates the VM's memory bandwidth) or 0.88-0.93 (three runs).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import multiprocessing as mp
 import os
 import time
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread per probe, set before numpy
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
 
 
 def probe(kind: str, core: int, seconds: float, out) -> None:
@@ -57,7 +61,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--cores", type=int, nargs=2, default=sorted(os.sched_getaffinity(0))[:2])
     args = parser.parse_args()
-    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     a, b = args.cores
     print(f"load average {os.getloadavg()[0]:.2f}")
     for kind, unit in (("matmul", "matmul/s"), ("stream", "GB/s")):
