@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from trkx_tf.cli.common import add_config_args, add_model_args  # noqa: E402
+
 TARGET_S = 15.0
 PAPER = {"one Xeon core": 202.0, "V100": 2.2}
 
@@ -30,11 +32,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default=str(REPO.parent / "shared" / "trackml"), help="folder with event 1000")
     ap.add_argument("--event", type=int, default=1000)
-    ap.add_argument("--config", help="YAML config (model shapes, graph, infer)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--filter-ckpt")
-    ap.add_argument("--gnn-ckpt")
-    ap.add_argument("--module-map")
+    add_config_args(ap)
+    add_model_args(ap)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all cores)")
     ap.add_argument("--out", help="keep the submission, edges and timings here (default: a temporary folder)")

@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from trkx_tf.cli.common import add_config_args, add_model_args  # noqa: E402
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,11 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=4242, help="simulation seed (apart from the training events')")
     ap.add_argument("--work", default="/tmp/trkx_infer_scaling", help="simulated events are kept and reused here")
     ap.add_argument("--detector", default=str(REPO.parent / "shared" / "trackml" / "detectors.csv.gz"))
-    ap.add_argument("--config", help="YAML config (model shapes, graph, infer)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--filter-ckpt")
-    ap.add_argument("--gnn-ckpt")
-    ap.add_argument("--module-map")
+    add_config_args(ap)
+    add_model_args(ap)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--plot", default="infer_scaling.png")
     ap.add_argument("--json", help="write the measurements here")

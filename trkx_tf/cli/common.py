@@ -28,6 +28,17 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
     )
 
 
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--filter-ckpt``, ``--gnn-ckpt`` and ``--module-map``: what inference restores, overriding the
+    ``infer`` section of the config."""
+    parser.add_argument("--filter-ckpt", dest="filter_ckpt", metavar="PATH",
+                        help="edge-filter checkpoint, a prefix or a folder (= --set infer.filter_ckpt=PATH)")
+    parser.add_argument("--gnn-ckpt", dest="gnn_ckpt", metavar="PATH",
+                        help="Interaction Network checkpoint, a prefix or a folder (= --set infer.gnn_ckpt=PATH)")
+    parser.add_argument("--module-map", dest="module_map", metavar="NPZ",
+                        help="module map of the candidate-edge builder (= --set infer.module_map=NPZ)")
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The validated config named by ``--config`` with the ``--set`` overrides applied."""
     return load_config(args.config, args.overrides)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from trkx_tf.cli.common import add_config_args, command, config_from_args
+from trkx_tf.cli.common import add_config_args, add_model_args, command, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,12 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, help="TrackML events folder")
     parser.add_argument("--out", required=True, help="output folder (submissions, edges, timings.json)")
     parser.add_argument("--events", type=int, nargs="+", metavar="ID", help="only these events (default: all)")
-    parser.add_argument("--filter-ckpt", dest="filter_ckpt", metavar="PATH",
-                        help="edge-filter checkpoint, a prefix or a folder (= --set infer.filter_ckpt=PATH)")
-    parser.add_argument("--gnn-ckpt", dest="gnn_ckpt", metavar="PATH",
-                        help="Interaction Network checkpoint, a prefix or a folder (= --set infer.gnn_ckpt=PATH)")
-    parser.add_argument("--module-map", dest="module_map", metavar="NPZ",
-                        help="module map of the candidate-edge builder (= --set infer.module_map=NPZ)")
+    add_model_args(parser)
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
