@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
 
 from trkx_tf.errors import DataError
-from trkx_tf.trackml.io import event_prefix
+from trkx_tf.trackml.io import event_ids_with, event_prefix, find_part
 
 TIMINGS_FILE = "timings.json"
-_SUBMISSION = re.compile(r"^event(\d+)-submission\.csv(\.gz)?$")
 
 
 def submission_path(folder: os.PathLike | str, event_id: int) -> Path:
@@ -49,11 +47,7 @@ def edges_path(folder: os.PathLike | str, event_id: int) -> Path:
 
 def find_submission(folder: os.PathLike | str, event_id: int) -> Optional[Path]:
     """The submission of an event in a folder (``.csv`` or ``.csv.gz``), or None."""
-    plain = submission_path(folder, event_id)
-    for path in (plain, plain.with_name(plain.name + ".gz")):
-        if path.is_file():
-            return path
-    return None
+    return find_part(folder, event_id, "submission")
 
 
 def list_submissions(folder: os.PathLike | str) -> list[int]:
@@ -62,10 +56,7 @@ def list_submissions(folder: os.PathLike | str) -> list[int]:
     Raises:
       DataError: the folder does not exist.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: submissions folder not found")
-    return sorted({int(m.group(1)) for name in os.listdir(folder) if (m := _SUBMISSION.match(name))})
+    return event_ids_with(folder, "submission", "submissions")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,7 +67,6 @@ DETECTOR_COLUMNS: dict[str, str] = {
     "pitch_u": "float64", "pitch_v": "float64",
 }
 
-_EVENT_FILE = re.compile(r"^event(\d+)-hits\.csv(\.gz)?$")
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,26 @@ def _rows(mask: np.ndarray, limit: int = 3) -> str:
     return f"{len(idx)} row{'s' if len(idx) != 1 else ''} (first: {first})"
 
 
-def _find_part(folder: Path, event_id: int, part: str) -> Optional[Path]:
-    stem = f"{event_prefix(event_id)}-{part}.csv"
-    for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
-            return folder / name
+def find_part(folder: os.PathLike | str, event_id: int, part: str) -> Optional[Path]:
+    """``<folder>/event<ID:09d>-<part>.csv`` or its ``.csv.gz``, whichever exists (plain first), else None."""
+    stem = Path(folder) / f"{event_prefix(event_id)}-{part}.csv"
+    for path in (stem, stem.with_name(stem.name + ".gz")):
+        if path.is_file():
+            return path
     return None
+
+
+def event_ids_with(folder: os.PathLike | str, part: str, what: str = "events") -> list[int]:
+    """Event ids that have an ``event<ID>-<part>.csv[.gz]`` file in a folder, sorted, each once.
+
+    Raises:
+      DataError: the folder does not exist (named as the ``what`` folder in the message).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {what} folder not found")
+    pattern = re.compile(rf"^event(\d+)-{re.escape(part)}\.csv(\.gz)?$")
+    return sorted({int(m.group(1)) for name in os.listdir(folder) if (m := pattern.match(name))})
 
 
 def list_events(folder: os.PathLike | str) -> list[int]:
@@ -119,11 +132,7 @@ def list_events(folder: os.PathLike | str) -> list[int]:
     Raises:
       DataError: the folder does not exist.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: events folder not found")
-    ids = {int(m.group(1)) for name in os.listdir(folder) if (m := _EVENT_FILE.match(name))}
-    return sorted(ids)
+    return event_ids_with(folder, "hits", "events")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -280,7 +289,7 @@ def read_event(
     frames: dict[str, Optional[pd.DataFrame]] = {p: None for p in PARTS}
     names: dict[str, str] = {}
     for part in ("hits",) + tuple(p for p in PARTS if p in parts and p != "hits"):
-        path = _find_part(folder, event_id, part)
+        path = find_part(folder, event_id, part)
         if path is None:
             if part == "hits":
                 raise DataError(f"{event_prefix(event_id)}-hits.csv[.gz]: file not found in {folder}")
