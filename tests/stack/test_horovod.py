@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +13,9 @@ SCRIPT = Path(__file__).with_name("hvd_allreduce.py")
 
 
 def _ranks_output(stdout: str) -> list[dict]:
-    """The JSON lines the ranks printed, whatever prefix horovodrun put before them."""
-    records = []
-    for line in stdout.splitlines():
-        start = line.find("{")
-        if start >= 0 and '"rank"' in line:
-            records.append(json.loads(line[start:]))
+    """The JSON records the ranks printed, whatever prefix horovodrun put before them; two ranks' lines may
+    arrive joined on one line (mpirun's tagged output does not always keep a rank's newline before the next tag)."""
+    records = [json.loads(m.group(0)) for m in re.finditer(r'\{"rank"[^{}]*\}', stdout)]
     return sorted(records, key=lambda r: r["rank"])
 
 
