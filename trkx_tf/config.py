@@ -76,6 +76,7 @@ class ModuleMapConfig(Section):
     rare_margin: float = Field(0.5, ge=0.0)  # a range resting on n edges widens by this / (n + 1) more
     min_count: int = Field(1, ge=1)  # module pairs seen fewer times are not used
     neighbours: int = Field(0, ge=0)  # unseen module pairs borrow windows from the pairs of this many nearest modules
+    skip_layers: int = Field(0, ge=0, le=3)  # also learn the module pairs of particles missing up to this many layers
 
 
 class EmbeddingGraphConfig(Section):
@@ -166,6 +167,8 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0.0)
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
     warmup_epochs: float = Field(1.0, ge=0.0)
+    lr_decay: Literal["none", "cosine"] = "none"  # cosine: from the peak after warm-up down to the last step
+    lr_final_ratio: float = Field(0.05, ge=0.0, le=1.0)  # the cosine decay's last learning rate / peak
     graphs_per_step: int = Field(1, ge=1)  # per replica (data rank)
     true_weight: float = Field(1.0, gt=0.0)
     fake_weight: float = Field(1.0, gt=0.0)

@@ -63,6 +63,21 @@ def test_schedule_and_scaling():
     assert [s(t) for t in (1, 2, 4, 10)] == [0.25, 0.5, 1.0, 1.0]
     assert float(s(tf.constant(2, tf.int64))) == 0.5
     assert WarmupSchedule(0.3, 0)(1) == 0.3
+
+
+def test_cosine_decay_after_warmup():
+    s = WarmupSchedule(1.0, 4, decay_steps=14, final_ratio=0.1)
+    assert s(2) == 0.5 and s(4) == 1.0  # the warm-up is unchanged
+    assert s(9) == pytest.approx(0.55)  # half-way through the decay: final + (1 - final) / 2
+    assert s(14) == pytest.approx(0.1) and s(100) == pytest.approx(0.1)
+    eager = [s(t) for t in range(1, 20)]
+    graph = [float(s(tf.constant(t, tf.int64))) for t in range(1, 20)]
+    np.testing.assert_allclose(graph, eager, rtol=1e-6)
+    assert all(a >= b for a, b in zip(eager[3:], eager[4:]))  # never rises after the peak
+    with pytest.raises(ConfigError):
+        WarmupSchedule(1.0, 4, decay_steps=4)
+    with pytest.raises(ConfigError):
+        WarmupSchedule(1.0, 0, decay_steps=10, final_ratio=1.5)
     assert scaled_lr(1e-3, 4, "linear") == pytest.approx(4e-3)
     assert scaled_lr(1e-3, 4, "sqrt") == pytest.approx(2e-3)
     assert scaled_lr(1e-3, 4, "none") == 1e-3

@@ -370,6 +370,7 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
     Creates the run directory (writer rank: folders and the resolved ``config.yaml``), builds model and
     optimizer inside ``backend.scope()``, scales the learning rate with the number of replicas
     (``backend.num_replicas``, by ``train.lr_scaling``), warms it up linearly over ``train.warmup_epochs`` epochs
+    and, with ``train.lr_decay: cosine``, decays it to ``train.lr_final_ratio`` of its peak at the last step
     (:class:`~trkx_tf.train.optim.WarmupSchedule`), and calls :func:`fit`.
 
     Args:
@@ -400,7 +401,9 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
     n0 = train_source.num_batches(0)
     steps_per_epoch = backend.agree_steps(min(n0, tc.max_steps_per_epoch) if tc.max_steps_per_epoch else n0)
     lr = scaled_lr(tc.lr, backend.num_replicas, tc.lr_scaling)
-    schedule = WarmupSchedule(lr, int(round(tc.warmup_epochs * steps_per_epoch)))
+    warmup_steps = int(round(tc.warmup_epochs * steps_per_epoch))
+    decay_steps = max(tc.epochs * steps_per_epoch, warmup_steps + 1) if tc.lr_decay == "cosine" else 0
+    schedule = WarmupSchedule(lr, warmup_steps, decay_steps, tc.lr_final_ratio)
     with backend.scope():
         model = build_model(cfg.model, tc.model, compute_dtype=dtype, recompute=tc.checkpoint_steps)
         optimizer = Adam(schedule)

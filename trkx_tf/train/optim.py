@@ -129,32 +129,45 @@ class Adam(tf.Module):
 
 
 class WarmupSchedule:
-    """Linear warm-up from ``peak_lr / warmup_steps`` to ``peak_lr`` over ``warmup_steps`` updates, then flat.
+    """Linear warm-up from ``peak_lr / warmup_steps`` to ``peak_lr`` over ``warmup_steps`` updates, then flat, or,
+    with ``decay_steps``, a cosine decay from ``peak_lr`` down to ``final_ratio * peak_lr`` at update
+    ``decay_steps`` (flat after it).
 
     Works on Python ints (for logging) and on int tensors (inside a step function).
 
     Args:
       peak_lr: the learning rate after warm-up.
       warmup_steps: updates of warm-up (0: none).
+      decay_steps: the update at which the cosine decay ends (0: no decay); must exceed ``warmup_steps``.
+      final_ratio: the learning rate at the end of the decay, as a fraction of ``peak_lr``.
 
     Raises:
-      ConfigError: ``peak_lr <= 0`` or ``warmup_steps < 0``.
+      ConfigError: ``peak_lr <= 0``, ``warmup_steps < 0``, ``0 < decay_steps <= warmup_steps`` or
+        ``final_ratio`` outside [0, 1].
     """
 
-    def __init__(self, peak_lr: float, warmup_steps: int = 0):
-        if peak_lr <= 0 or warmup_steps < 0:
-            raise ConfigError(f"WarmupSchedule needs peak_lr > 0 and warmup_steps >= 0 "
-                              f"(got {peak_lr}, {warmup_steps})")
+    def __init__(self, peak_lr: float, warmup_steps: int = 0, decay_steps: int = 0, final_ratio: float = 0.0):
+        if peak_lr <= 0 or warmup_steps < 0 or not 0.0 <= final_ratio <= 1.0:
+            raise ConfigError(f"WarmupSchedule needs peak_lr > 0, warmup_steps >= 0 and 0 <= final_ratio <= 1 "
+                              f"(got {peak_lr}, {warmup_steps}, {final_ratio})")
+        if decay_steps and decay_steps <= warmup_steps:
+            raise ConfigError(f"WarmupSchedule: the decay must end after the warm-up "
+                              f"(decay_steps {decay_steps} <= warmup_steps {warmup_steps})")
         self.peak_lr, self.warmup_steps = float(peak_lr), int(warmup_steps)
+        self.decay_steps, self.final_ratio = int(decay_steps), float(final_ratio)
 
     def __call__(self, step):
         """The learning rate of 1-based update ``step`` (int or int tensor)."""
-        if self.warmup_steps == 0:
-            return self.peak_lr if isinstance(step, (int, np.integer)) else tf.constant(self.peak_lr, tf.float32)
-        if isinstance(step, (int, np.integer)):
-            return self.peak_lr * min(1.0, step / self.warmup_steps)
-        frac = tf.minimum(1.0, tf.cast(step, tf.float32) / float(self.warmup_steps))
-        return self.peak_lr * frac
+        eager = isinstance(step, (int, np.integer))
+        if eager:
+            step, clip, cos = float(step), (lambda x: min(1.0, max(0.0, x))), math.cos
+        else:
+            step, clip, cos = tf.cast(step, tf.float32), (lambda x: tf.clip_by_value(x, 0.0, 1.0)), tf.cos
+        factor = clip(step / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.decay_steps:
+            t = clip((step - self.warmup_steps) / (self.decay_steps - self.warmup_steps))
+            factor = factor * (self.final_ratio + (1.0 - self.final_ratio) * 0.5 * (1.0 + cos(math.pi * t)))
+        return self.peak_lr * factor if eager else tf.constant(self.peak_lr, tf.float32) * factor
 
 
 def scaled_lr(lr: float, size: int, rule: Literal["linear", "sqrt", "none"]) -> float:
