@@ -14,7 +14,10 @@ outside the z0 window.
 Every ``--variant "NAME=key=value[,key=value]"`` evaluates the map learned from all training events with other
 window settings (``graph.module_map`` keys that do not change the learning: margin, rare_margin, min_count,
 neighbours), on the same events, in the same run. ``--quantiles 0.003,0.01`` also fits maps with other layer-pair
-tail cuts (``graph.module_map.quantile``). The training events are read once and every map is fitted from them.
+tail cuts (``graph.module_map.quantile``), ``--skip-layers 0,1`` maps that also learn the module pairs of particles
+that missed the hits of up to 0, 1 layers (``graph.module_map.skip_layers``); each extra map is measured with every
+variant. The training events are read once (with the skip edges of the largest ``skip_layers``) and every map is
+fitted from them.
 ``--real-variants`` also measures the variants on event 1000 (measured only: choose the settings on the simulated
 rows).
 
@@ -62,7 +65,8 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     for item in filter(None, settings.split(",")):
         key, _, value = item.partition("=")
         if key not in WINDOW_KEYS:
-            raise SystemExit(f"--variant {spec!r}: {key!r} is not one of {', '.join(WINDOW_KEYS)}")
+            raise SystemExit(f"--variant {spec!r}: {key!r} is not one of {', '.join(WINDOW_KEYS)} (keys that change "
+                             f"the learning: --quantiles, --skip-layers)")
         out[key] = int(value) if key in ("min_count", "neighbours") else float(value)
     return name, out
 
@@ -106,14 +110,14 @@ def _sample(args):
     from trkx_tf.graphs.truth import truth_graph
     from trkx_tf.trackml.io import read_event
 
-    folder, event_id = args
+    folder, event_id, skip_layers = args
     ev = read_event(folder, event_id, parts=("hits", "particles", "truth"))
-    return EdgeSample.from_truth(ev.hits, truth_graph(ev.hits, ev.particles, ev.truth))
+    return EdgeSample.from_truth(ev.hits, truth_graph(ev.hits, ev.particles, ev.truth), skip_layers)
 
 
-def read_samples(folder, ids, workers) -> list:
+def read_samples(folder, ids, workers, skip_layers: int = 0) -> list:
     """The training samples of events ``ids``, read once: every map of the run is fitted from them."""
-    tasks = [(str(folder), int(e)) for e in ids]
+    tasks = [(str(folder), int(e), skip_layers) for e in ids]
     if workers > 1:
         with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             return list(pool.map(_sample, tasks, chunksize=4))
@@ -189,7 +193,10 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quantiles", default="", help="also fit the map from all training events with these "
                     "graph.module_map.quantile values, e.g. 0.003,0.01")
-    ap.add_argument("--save-map", help="keep the module map learned with the config's settings here (.npz)")
+    ap.add_argument("--skip-layers", default="", help="also fit the map from all training events with these "
+                    "graph.module_map.skip_layers values, e.g. 0,1")
+    ap.add_argument("--save-map", help="keep the module map learned with the config's settings here (.npz); "
+                    "the maps of --skip-layers K go beside it as <stem>-skipK.npz")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config, args.overrides)
@@ -208,29 +215,42 @@ def main(argv=None) -> int:
     variants = [("default", default)] + [(n, {**default, **s}) for n, s in map(parse_variant, args.variant)]
 
     print(f"module map settings: pt_min={mc.pt_min} connect_pt_min={mc.connect_pt_min} quantile={mc.quantile} "
-          + " ".join(f"{k}={v}" for k, v in default.items()))
+          f"skip_layers={mc.skip_layers} " + " ".join(f"{k}={v}" for k, v in default.items()))
     for name, s in variants[1:]:
         print(f"variant {name!r}: " + " ".join(f"{k}={v}" for k, v in s.items()))
     sizes = sorted({int(x) for x in args.curve.split(",") if x.strip()} | {len(train_ids)})
     quantiles = sorted({float(x) for x in args.quantiles.split(",") if x.strip()} | {mc.quantile})
+    skips = sorted({int(x) for x in args.skip_layers.split(",") if x.strip()} | {mc.skip_layers})
+    if skips[0] < 0:
+        raise SystemExit(f"--skip-layers {args.skip_layers}: values must be >= 0")
     if args.no_map:
-        sizes, quantiles = [], []
+        sizes, quantiles, skips = [], [], []
     t0 = time.perf_counter()
-    samples = read_samples(args.train, train_ids, args.workers) if sizes else []
+    samples = read_samples(args.train, train_ids, args.workers, max(skips)) if sizes else []
     if samples:
         print(f"read {len(samples)} simulated training events in {time.perf_counter() - t0:.0f} s", flush=True)
-    # (label, training events, quantile, window settings of the variants measured with it)
-    fits = [(f"{n} ev", n, mc.quantile, variants if n == len(train_ids) else variants[:1]) for n in sizes]
+    # (label, training events, quantile, skip_layers, window settings of the variants measured with it)
+    sk = mc.skip_layers
+    tag = f", skip={sk}" if len(skips) > 1 else ""
+    fits = [(f"{n} ev{tag}", n, mc.quantile, sk, variants if n == len(train_ids) else variants[:1]) for n in sizes]
     if not sizes:
         fits = []
-    fits += [(f"{len(train_ids)} ev, q={q:g}", len(train_ids), q, variants) for q in quantiles if q != mc.quantile]
+    fits += [(f"{len(train_ids)} ev, q={q:g}{tag}", len(train_ids), q, sk, variants)
+             for q in quantiles if q != mc.quantile]
+    fits += [(f"{len(train_ids)} ev, skip={k}", len(train_ids), mc.quantile, k, variants)
+             for k in skips if k != sk and not args.no_map]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, n, q, vs in fits:
+        for label, n, q, k, vs in fits:
             t0 = time.perf_counter()
-            mm = ModuleMap.fit(samples[:n], pt_min=mc.pt_min, quantile=q, connect_pt_min=mc.connect_pt_min)
-            main_map = n == len(train_ids) and q == mc.quantile
-            path = Path(args.save_map) if (args.save_map and main_map) else Path(tmp) / f"map{n}_{q}.npz"
+            mm = ModuleMap.fit(samples[:n], pt_min=mc.pt_min, quantile=q, connect_pt_min=mc.connect_pt_min,
+                               skip_layers=k)
+            main_map = n == len(train_ids) and q == mc.quantile and k == sk
+            path = Path(tmp) / f"map{n}_{q}_{k}.npz"
+            if args.save_map and main_map:
+                path = Path(args.save_map)
+            elif args.save_map and n == len(train_ids) and q == mc.quantile:  # e.g. map300.npz -> map300-skip1.npz
+                path = Path(args.save_map).with_name(f"{Path(args.save_map).stem}-skip{k}.npz")
             mm.save(path)
             print(f"map from {label}: {mm.n_pairs:,} module pairs in {time.perf_counter() - t0:.0f} s", flush=True)
             names = [v for v, _ in vs]

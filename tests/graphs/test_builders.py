@@ -280,3 +280,105 @@ def test_explain_says_why_true_edges_are_lost(trained):
     for k in np.flatnonzero(why == 2)[:20]:
         w = np.flatnonzero((builder.pair_a == uid[g.senders[k]]) & (builder.pair_b == uid[g.receivers[k]]))[0]
         assert not builder.lo[w, 0] <= dphi[k] <= builder.hi[w, 0]
+
+
+# ------------------------------------------------------------------------------ skip_layers (missing hits)
+def straight_event(layers, twin_layer=None, phi=0.3, cot=0.5):
+    """One particle (pT 2 GeV) on a straight line from the origin, a hit on each barrel layer of ``layers``
+    ((layer_id, r, module_id)); ``twin_layer``: that layer also gets a second hit (module overlap, 1 mm out,
+    module_id + 50)."""
+    hits = []
+    for layer_id, r, module in layers:
+        hits.append((layer_id, r, module))
+        if layer_id == twin_layer:
+            hits.append((layer_id, r + 1.0, module + 50))
+    n = len(hits)
+    lay = np.array([h[0] for h in hits])
+    r = np.array([h[1] for h in hits], float)
+    mod = np.array([h[2] for h in hits])
+    hits = pd.DataFrame({"hit_id": np.arange(1, n + 1), "x": r * np.cos(phi), "y": r * np.sin(phi), "z": r * cot,
+                         "volume_id": 8, "layer_id": lay, "module_id": mod})
+    particles = pd.DataFrame({"particle_id": [7], "vx": [0.0], "vy": [0.0], "vz": [0.0], "px": [2.0], "py": [0.0],
+                              "pz": [1.0], "q": [1], "nhits": [n]})
+    truth = pd.DataFrame({"hit_id": hits["hit_id"], "particle_id": 7, "weight": 1.0 / n})
+    return hits, particles, truth
+
+
+def test_skip_edges_join_runs_two_apart_once():
+    from trkx_tf.graphs.builders import skip_edges
+
+    # runs of one particle: [0] -> [1, 2] (overlap) -> [3] -> [4]; layers 2, 4, 6, 8
+    s = np.array([0, 0, 1, 2, 3])
+    r = np.array([1, 2, 3, 3, 4])
+    pt = np.full(5, 1.5)
+    layer = np.array([8002, 8004, 8004, 8006, 8008])
+    ks, kr, kpt, kk = skip_edges(s, r, pt, layer, 1)
+    assert sorted(zip(ks.tolist(), kr.tolist())) == [(0, 3), (1, 4), (2, 4)]  # 0 -> 3 once, not once per twin
+    assert (kk == 1).all() and (kpt == 1.5).all()
+    ks, kr, _, kk = skip_edges(s, r, pt, layer, 2)
+    assert sorted(zip(ks[kk == 2].tolist(), kr[kk == 2].tolist())) == [(0, 4)]
+    # a particle back on the layer it left (layers 2, 4, 2): the two ends would be one run, not joined
+    ks, _, _, _ = skip_edges(np.array([0, 1]), np.array([1, 2]), np.ones(2), np.array([8002, 8004, 8002]), 1)
+    assert len(ks) == 0
+    assert len(skip_edges(s, r, pt, layer, 0)[0]) == 0
+
+
+def test_skip_layers_learns_the_pairs_of_a_missed_hit():
+    # training: layers 2 -> 4 (with an overlap twin) -> 6; the evaluated event misses the hit on layer 4
+    train = straight_event([(2, 30.0, 1), (4, 70.0, 2), (6, 110.0, 3)], twin_layer=4)
+    test = straight_event([(2, 30.0, 1), (6, 110.0, 3)])  # same track: its windows are points
+    g = truth_graph(*test)
+    assert g.n_true == 1  # the truth graph joins layers 2 and 6: consecutive once layer 4 is missed
+    found = {}
+    for k in (0, 1):
+        smp = EdgeSample.from_truth(train[0], truth_graph(*train), skip_layers=k)
+        mm = ModuleMap.fit([smp], skip_layers=k)
+        assert mm.skip_layers == k
+        s, r = ModuleMapBuilder(mm).build(test[0])
+        found[k] = int(label_edges(s, r, g)[0].sum())
+    assert found == {0: 0, 1: 1}
+    # the skip edges are only learned when asked: samples with skip edges, map without
+    smp = EdgeSample.from_truth(train[0], truth_graph(*train), skip_layers=1)
+    assert len(smp.module_a) == 4 + 1  # 2 x 2 true edges around the twin, 1 skip edge 2 -> 6
+    assert ModuleMap.fit([smp]).n_pairs == ModuleMap.fit([sample_of(train)]).n_pairs == 4
+    with pytest.raises(ConfigError, match="skip_layers=1"):
+        ModuleMap.fit([sample_of(train)], skip_layers=1)
+
+
+def sample_of(event_frames):
+    return EdgeSample.from_truth(event_frames[0], truth_graph(*event_frames))
+
+
+def test_skip_layers_config_save_load_and_old_maps(trained, tmp_path):
+    mm, events = trained
+    assert load_config(None).graph.module_map.skip_layers == 0
+    assert load_config(None, ["graph.module_map.skip_layers=1"]).graph.module_map.skip_layers == 1
+    for bad in ("-1", "4", "x"):
+        with pytest.raises(ConfigError, match=r"graph.module_map.skip_layers") as err:
+            load_config(None, [f"graph.module_map.skip_layers={bad}"])
+        assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="skip_layers must be >= 0"):
+        EdgeSample.from_truth(events[0].hits, truth_graph(events[0].hits, events[0].particles, events[0].truth), -1)
+    skip = ModuleMap.fit([EdgeSample.from_truth(e.hits, truth_graph(e.hits, e.particles, e.truth), 1)
+                          for e in events[:4]], skip_layers=1)
+    assert skip.n_pairs > ModuleMap.fit([sample(e) for e in events[:4]]).n_pairs
+    skip.save(tmp_path / "skip.npz")
+    assert ModuleMap.load(tmp_path / "skip.npz").skip_layers == 1
+    # a map saved before skip_layers was recorded loads as skip_layers 0
+    arrays = {f.name: np.asarray(getattr(mm, f.name)) for f in __import__("dataclasses").fields(mm)
+              if f.name != "skip_layers"}
+    np.savez(tmp_path / "old.npz", version=np.int64(3), **arrays)
+    assert ModuleMap.load(tmp_path / "old.npz").skip_layers == 0
+
+
+def test_learn_module_map_follows_the_skip_layers_key(toy_events_dir):
+    """trkx-build's learning (learn_module_map) passes graph.module_map.skip_layers to the samples and the fit."""
+    from trkx_tf.graphs.build import learn_module_map
+
+    ids = [100, 101, 102]
+    plain = learn_module_map(toy_events_dir, ids, load_config(None).graph.module_map)
+    skip = learn_module_map(toy_events_dir, ids, load_config(None, ["graph.module_map.skip_layers=1"]).graph.module_map)
+    assert (plain.skip_layers, skip.skip_layers) == (0, 1)
+    assert skip.n_pairs > plain.n_pairs
+    assert set(zip(plain.module_a.tolist(), plain.module_b.tolist())) <= set(zip(skip.module_a.tolist(),
+                                                                                skip.module_b.tolist()))

@@ -278,12 +278,12 @@ def _read_event(folder: str, event_id: int, parts: tuple[str, ...]):
         raise DataError(f"{exc} [events folder {folder}: fix or remove event {event_id}, then re-run]") from None
 
 
-def _sample_task(args: tuple[str, int]) -> Optional[EdgeSample]:
-    folder, event_id = args
+def _sample_task(args: tuple[str, int, int]) -> Optional[EdgeSample]:
+    folder, event_id, skip_layers = args
     event = _read_event(folder, event_id, ("hits", "particles", "truth"))
     if event.truth is None or event.particles is None:
         return None
-    return EdgeSample.from_truth(event.hits, truth_graph(event.hits, event.particles, event.truth))
+    return EdgeSample.from_truth(event.hits, truth_graph(event.hits, event.particles, event.truth), skip_layers)
 
 
 def _graph_task(args: tuple[str, int, str, str]) -> tuple[list[tuple[str, int, int, int]], EventStats]:
@@ -489,7 +489,7 @@ def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cf
     Args:
       folder: TrackML events folder.
       event_ids: the training events.
-      map_cfg: the ``graph.module_map`` config section (pt_min, connect_pt_min, quantile).
+      map_cfg: the ``graph.module_map`` config section (pt_min, connect_pt_min, quantile, skip_layers).
       workers: processes.
       progress: show a progress bar.
 
@@ -500,13 +500,13 @@ def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cf
       DataError: no event has truth, or an event is malformed.
     """
     cfg_data = config_to_dict(Config())
-    samples = _run(_sample_task, [(str(folder), int(e)) for e in event_ids], workers,
+    samples = _run(_sample_task, [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids], workers,
                    (cfg_data, None, False, log.getEffectiveLevel()), progress, "module map: events")
     samples = [s for s in samples if s is not None]
     if not samples:
         raise DataError(f"{folder}: no training event has particles and truth to learn a module map from")
     return ModuleMap.fit(samples, pt_min=map_cfg.pt_min, quantile=map_cfg.quantile,
-                         connect_pt_min=map_cfg.connect_pt_min)
+                         connect_pt_min=map_cfg.connect_pt_min, skip_layers=map_cfg.skip_layers)
 
 
 def evaluate_module_map(

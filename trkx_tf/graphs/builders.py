@@ -129,18 +129,89 @@ class EdgeSample:
     modules: Optional[np.ndarray] = None
     xyz_sum: Optional[np.ndarray] = None
     n_hits: Optional[np.ndarray] = None
+    skip: Optional[np.ndarray] = None
+    skip_layers: int = 0
 
     @classmethod
-    def from_truth(cls, hits: pd.DataFrame, truth: TruthGraph) -> "EdgeSample":
-        """The sample of one event from its hits and truth graph."""
+    def from_truth(cls, hits: pd.DataFrame, truth: TruthGraph, skip_layers: int = 0) -> "EdgeSample":
+        """The sample of one event from its hits and truth graph.
+
+        Args:
+          hits: the event's hits.
+          truth: its truth graph.
+          skip_layers: also record the edges that would be true if up to this many consecutive layers of a
+            particle had no hit (:func:`skip_edges`); ``skip`` then says how many layers each edge skips.
+
+        Raises:
+          ConfigError: skip_layers < 0.
+        """
+        if skip_layers < 0:
+            raise ConfigError(f"module map: skip_layers must be >= 0, got {skip_layers}")
         uid = module_uid(hits)
         r, phi, z = cylindrical(hits)
-        dphi, z0 = doublet_variables(r, phi, z, truth.senders, truth.receivers)
+        senders, receivers, pt = truth.senders, truth.receivers, truth.pt.astype(np.float64)
+        skip = None
+        if skip_layers > 0:
+            ks, kr, kpt, kskip = skip_edges(senders, receivers, pt, uid // 100_000, skip_layers)
+            skip = np.concatenate([np.zeros(len(senders), np.int8), kskip])
+            senders, receivers = np.concatenate([senders, ks]), np.concatenate([receivers, kr])
+            pt = np.concatenate([pt, kpt])
+        dphi, z0 = doublet_variables(r, phi, z, senders, receivers)
         modules, inv = np.unique(uid, return_inverse=True)
         xyz = hits[["x", "y", "z"]].to_numpy(np.float64)
         xyz_sum = np.stack([np.bincount(inv, weights=xyz[:, c], minlength=len(modules)) for c in range(3)], 1)
-        return cls(uid[truth.senders], uid[truth.receivers], dphi, z0, truth.pt.astype(np.float64),
-                   modules, xyz_sum, np.bincount(inv, minlength=len(modules)))
+        return cls(uid[senders], uid[receivers], dphi, z0, pt,
+                   modules, xyz_sum, np.bincount(inv, minlength=len(modules)), skip, int(skip_layers))
+
+
+def skip_edges(senders: np.ndarray, receivers: np.ndarray, pt: np.ndarray, layer: np.ndarray, skip_layers: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The edges a truth graph would gain if a particle missed the hits of up to ``skip_layers`` layers.
+
+    The truth graph joins every hit of a particle's run of hits on one layer to every hit of its next run
+    (:mod:`trkx_tf.graphs.truth`). If the particle left no hit in run g + 1 (detector inefficiency), runs g and
+    g + 2 become consecutive and are joined all-to-all: these are the paths of two truth edges, a → b → c. With
+    ``skip_layers`` = k, paths of up to k + 1 edges (runs g and g + 1 + s, s = 1 … k). A run that only loses
+    some of its hits (a module overlap) keeps the chain unchanged, so nothing else is added. A path whose ends
+    lie on the same layer (a particle going back and forth between two layers) is left out: without the hits
+    between them the two ends would be one run, which the truth graph does not join. Vectorised: one join per
+    skipped layer, no loop over hits.
+
+    Args:
+      senders, receivers: [n_true] int64 hit rows of the truth edges (inner, outer).
+      pt: [n_true] float64 the edges' particle pT.
+      layer: [n_node] int64 layer uid of every hit.
+      skip_layers: k >= 0 layers skipped at most.
+
+    Returns:
+      ``(senders, receivers, pt, skip)``: [n_skip] int64, int64, float64 and int8 (layers skipped, 1 … k), every
+      hit pair once, ordered by skip, then by (sender, receiver).
+    """
+    senders = np.asarray(senders, np.int64)
+    receivers = np.asarray(receivers, np.int64)
+    pt = np.asarray(pt, np.float64)
+    out_s, out_r, out_pt, out_k = [], [], [], []
+    order = np.argsort(senders, kind="stable")
+    s_sorted = senders[order]
+    n_node = int(max(senders.max(initial=-1), receivers.max(initial=-1))) + 1
+    cur_s, cur_r, cur_pt = senders, receivers, pt
+    for k in range(1, skip_layers + 1):  # one more truth edge per skipped layer
+        left = np.searchsorted(s_sorted, cur_r, side="left")
+        n = np.searchsorted(s_sorted, cur_r, side="right") - left
+        rep = np.repeat(np.arange(len(cur_r)), n)
+        nxt = order[np.repeat(left, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)]
+        new_s, new_r = cur_s[rep], receivers[nxt]
+        # a run of several hits in between gives the same pair once per hit
+        _, first = np.unique(new_s * np.int64(max(n_node, 1)) + new_r, return_index=True)
+        cur_s, cur_r, cur_pt = new_s[first], new_r[first], cur_pt[rep][first]
+        keep = layer[cur_s] != layer[cur_r]
+        out_s.append(cur_s[keep])
+        out_r.append(cur_r[keep])
+        out_pt.append(cur_pt[keep])
+        out_k.append(np.full(int(keep.sum()), k, np.int8))
+    if not out_s:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8)
+    return np.concatenate(out_s), np.concatenate(out_r), np.concatenate(out_pt), np.concatenate(out_k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +224,10 @@ class ModuleMap:
     * layer-pair range: the ``quantile`` and 1 - ``quantile`` quantiles of (dphi, z0) over the layer pair's edges
       with pT >= ``pt_min`` (a few edges of decays and secondaries far off the beam line would otherwise set
       ranges many times wider than what the bulk of the tracks need);
-    * module-pair range: min and max over the pair's edges (pT >= ``pt_min``) inside its layer-pair range.
+    * module-pair range: min and max over the pair's edges (pT >= ``pt_min``) inside its layer-pair range;
+    * with ``skip_layers`` = k > 0, the edges a particle would have if it missed the hits of up to k consecutive
+      layers (A → C for a chain of layers A → B → C, :func:`skip_edges`) count as true edges: the map then also
+      connects the module pairs a real detector's missing hits make.
 
     Attributes (``P`` connected module pairs, ``L`` connected layer pairs):
       module_a, module_b: [P] int64 module uids (inner, outer), sorted by (module_a, module_b).
@@ -169,6 +243,8 @@ class ModuleMap:
         version 2, which did not record them).
       centre: [U, 3] float64 the mean position of their hits (mm): where each module is, for
         :meth:`neighbours`.
+      skip_layers: the map also learned the edges of particles that missed up to this many layers
+        (:func:`skip_edges`; 0 in maps saved before it was recorded).
     """
 
     module_a: np.ndarray
@@ -186,6 +262,7 @@ class ModuleMap:
     n_events: int
     modules: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     centre: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 3)))
+    skip_layers: int = 0
 
     @property
     def n_pairs(self) -> int:
@@ -224,7 +301,7 @@ class ModuleMap:
 
     @classmethod
     def fit(cls, samples: Iterable[EdgeSample], pt_min: float = 0.0, quantile: float = 0.0,
-            connect_pt_min: Optional[float] = None) -> "ModuleMap":
+            connect_pt_min: Optional[float] = None, skip_layers: int = 0) -> "ModuleMap":
         """Learns a module map from the true edges of training events.
 
         Args:
@@ -233,20 +310,31 @@ class ModuleMap:
           quantile: tail fraction cut on each side of each layer pair's range, in [0, 0.5).
           connect_pt_min: GeV; edges of particles at or above it make module pairs connected (None: ``pt_min``).
             Pairs connected only by edges below ``pt_min`` get their layer pair's window.
+          skip_layers: also learn from the edges of particles that missed the hits of up to this many
+            consecutive layers (the samples' skip edges, :func:`skip_edges`), exactly like true edges: they
+            connect their module pairs (A → C for a chain A → B → C) and widen the ranges they fall in.
 
         Returns:
           The map.
 
         Raises:
           DataError: there are no true edges (above ``pt_min``) to learn from.
-          ConfigError: quantile is outside [0, 0.5).
+          ConfigError: quantile is outside [0, 0.5), skip_layers < 0, or a sample recorded fewer skipped
+            layers than ``skip_layers`` (make it with ``EdgeSample.from_truth(..., skip_layers)``).
         """
         if not 0.0 <= quantile < 0.5:
             raise ConfigError(f"module map: quantile must be in [0, 0.5), got {quantile}")
+        if skip_layers < 0:
+            raise ConfigError(f"module map: skip_layers must be >= 0, got {skip_layers}")
         connect_pt_min = pt_min if connect_pt_min is None else connect_pt_min
         samples = list(samples)
+        short = [s.skip_layers for s in samples if s.skip_layers < skip_layers]
+        if short:
+            raise ConfigError(f"module map: skip_layers={skip_layers} but {len(short)} training sample(s) recorded "
+                              f"only {min(short)} skipped layer(s) (EdgeSample.from_truth(..., skip_layers))")
         lowest = min(pt_min, connect_pt_min)
-        keep = [s.pt >= lowest for s in samples]
+        keep = [(s.pt >= lowest) if s.skip is None else (s.pt >= lowest) & (s.skip <= skip_layers)
+                for s in samples]
         ma = np.concatenate([s.module_a[k] for s, k in zip(samples, keep)]) if samples else np.zeros(0, np.int64)
         pt = np.concatenate([s.pt[k] for s, k in zip(samples, keep)]) if samples else np.zeros(0)
         if not np.any(pt >= pt_min):
@@ -293,7 +381,7 @@ class ModuleMap:
         return cls(
             pairs[:, 0].copy(), pairs[:, 1].copy(), count, count_fit, lo, hi,
             lpairs[:, 0].copy(), lpairs[:, 1].copy(), l_lo, l_hi, float(pt_min), float(quantile), len(samples),
-            all_modules.astype(np.int64), centre,
+            all_modules.astype(np.int64), centre, int(skip_layers),
         )
 
     def windows(self, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1
@@ -398,7 +486,8 @@ class ModuleMap:
                 if version not in (2, MODULE_MAP_VERSION):
                     raise DataError(f"module map {path}: version {version}, expected {MODULE_MAP_VERSION}")
                 values = {f.name: data[f.name] for f in dataclasses.fields(cls)
-                          if version == MODULE_MAP_VERSION or f.name not in ("modules", "centre")}
+                          if (version == MODULE_MAP_VERSION or f.name not in ("modules", "centre"))
+                          and (f.name != "skip_layers" or f.name in data)}  # absent: saved before skip_layers
         except DataError:
             raise
         except KeyError as exc:
@@ -408,6 +497,7 @@ class ModuleMap:
         values["pt_min"] = float(values["pt_min"])
         values["quantile"] = float(values["quantile"])
         values["n_events"] = int(values["n_events"])
+        values["skip_layers"] = int(values.get("skip_layers", 0))
         return cls(**values)
 
 
