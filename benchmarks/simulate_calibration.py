@@ -14,6 +14,18 @@ simulated and event 1000 only); particles with pT > 0.5 and > 1 GeV (all particl
 median pT of particles with hits; close pairs per hit (hits closer than 3, 6, 15 mm in different modules of one
 layer in the pixel, short-strip and long-strip volumes: a truth-free proxy of the overlap duplicates, which the
 calibration events allow); share of hits per volume.
+
+``--nhits`` adds the hits-per-particle table that calibrates ``PhysicsModel.hit_efficiency``: prompt primaries
+(no secondary bits, production radius < 1 mm) with pT > 0.5 GeV, where loopers do not matter, in bins of |η| and
+pT: the mean nhits of all of them, the mean of those with at least 4 hits (a track that leaves hits but loses a
+few: what a per-crossing inefficiency does), the fraction with at most 3 hits (whole tracks lost, which an
+inefficiency of a few per cent cannot do: every hit of a 10-hit track would have to go), and the ratio
+calibration / simulated of the >= 4-hit mean; then ε fits (count-weighted ratios with their statistical errors) in
+the central (|η| < 1) and the whole range, and the noise-subtracted signal hits per volume (noise spread over the
+modules equally, as simulated) per particle with hits::
+
+    python benchmarks/simulate_calibration.py --events 8 --seed 1 --plot '' --nhits
+    python benchmarks/simulate_calibration.py --events 8 --seed 1 --plot '' --nhits --model hit_efficiency=0.95
 """
 
 from __future__ import annotations
@@ -91,6 +103,80 @@ def distributions(event) -> dict:
     return {"pt": pt[nh > 0], "eta": eta[nh > 0], "nhits": nh[nh > 0], "layer": layer}
 
 
+ETA_BINS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+PT_BINS = (0.5, 1.0, 2.0, np.inf)
+
+
+def particle_table(event):
+    """pT, |η| and nhits of the prompt primaries (no secondary bits, production radius < 1 mm) with pT > 0.5."""
+    import pandas as pd
+
+    p = event.particles
+    pt = np.hypot(p["px"].to_numpy(np.float64), p["py"].to_numpy(np.float64))
+    eta = np.abs(np.arcsinh(p["pz"].to_numpy(np.float64) / np.maximum(pt, 1e-12)))
+    prompt = ((p["particle_id"].to_numpy() & ((1 << 36) - 1)) == 0) & (np.hypot(p["vx"], p["vy"]).to_numpy() < 1.0)
+    sel = prompt & (pt > PT_BINS[0])
+    return pd.DataFrame({"pt": pt[sel], "eta": eta[sel], "nhits": p["nhits"].to_numpy()[sel]})
+
+
+def signal_per_volume(event, modules_per_volume: dict) -> dict:
+    """Noise-subtracted hits per volume (noise spread equally over the modules) per particle with hits."""
+    nh = event.particles["nhits"].to_numpy()
+    noise = len(event.hits) - nh.sum()
+    total = sum(modules_per_volume.values())
+    vol = event.hits["volume_id"].value_counts()
+    return {v: (vol.get(v, 0) - noise * modules_per_volume[v] / total) / max((nh > 0).sum(), 1) for v in VOLUMES}
+
+
+def _ratio_fit(rows) -> tuple[float, float]:
+    """Count-weighted mean of the calibration / simulated ratios of ``rows`` and its statistical error."""
+    w = np.array([r["n_cal"] for r in rows], np.float64)
+    ratio = np.array([r["ratio"] for r in rows])
+    err = np.array([r["ratio_err"] for r in rows])
+    ok = w > 0
+    w, ratio, err = w[ok], ratio[ok], err[ok]
+    return float(np.sum(w * ratio) / w.sum()), float(np.sqrt(np.sum((w * err) ** 2)) / w.sum())
+
+
+def nhits_report(sim_tables, cal_tables, sim_volumes, cal_volumes) -> None:
+    """Prints the hits-per-particle table of ``--nhits`` (see the module docstring)."""
+    import pandas as pd
+
+    sim, cal = pd.concat(sim_tables), pd.concat(cal_tables)
+    print("\nhits per particle: prompt primaries, pT > 0.5 GeV (cal = calibration events, sim = simulated)")
+    head = (f"{'|eta|':>9} {'pT GeV':>9} {'n cal':>6} {'n sim':>6} {'mean cal':>9} {'mean sim':>9} "
+            f"{'>=4 cal':>8} {'>=4 sim':>8} {'<=3 cal':>8} {'<=3 sim':>8} {'ratio >=4':>15}")
+    print(head)
+    print("-" * len(head))
+    rows = []
+    for e0, e1 in zip(ETA_BINS[:-1], ETA_BINS[1:]):
+        for p0, p1 in zip(PT_BINS[:-1], PT_BINS[1:]):
+            pick = [t[(t["eta"] >= e0) & (t["eta"] < e1) & (t["pt"] >= p0) & (t["pt"] < p1)]["nhits"].to_numpy()
+                    for t in (cal, sim)]
+            c, s = pick
+            c4, s4 = c[c >= 4], s[s >= 4]
+            if len(c4) < 2 or len(s4) < 2:
+                continue
+            ratio = c4.mean() / s4.mean()
+            ratio_err = ratio * np.hypot(c4.std() / c4.mean() / np.sqrt(len(c4)),
+                                         s4.std() / s4.mean() / np.sqrt(len(s4)))
+            rows.append({"eta": e0, "n_cal": len(c4), "ratio": ratio, "ratio_err": ratio_err})
+            pt_txt = f"{p0:g}-{p1:g}" if np.isfinite(p1) else f">{p0:g}"
+            print(f"{e0:>4.1f}-{e1:<4.1f} {pt_txt:>9} {len(c):>6} {len(s):>6} {c.mean():>9.2f} {s.mean():>9.2f} "
+                  f"{c4.mean():>8.2f} {s4.mean():>8.2f} {100 * (c <= 3).mean():>7.1f}% {100 * (s <= 3).mean():>7.1f}% "
+                  f"{ratio:>8.3f} ± {ratio_err:.3f}")
+    for name, pick in (("|eta| < 1", lambda r: r["eta"] < 1.0), ("1 <= |eta| < 2.5", lambda r: 1.0 <= r["eta"] < 2.5),
+                       ("|eta| >= 2.5", lambda r: r["eta"] >= 2.5), ("all |eta|", lambda r: True)):
+        m, e = _ratio_fit([r for r in rows if pick(r)])
+        print(f"efficiency that closes the >=4-hit gap, {name:<17}: {m:.3f} ± {e:.3f}")
+    print("\nnoise-subtracted signal hits per volume per particle with hits")
+    print(f"{'volume':>8} {'calibration':>12} {'simulated':>10} {'cal/sim':>8}")
+    for v in VOLUMES:
+        c = np.mean([d[v] for d in cal_volumes])
+        s = np.mean([d[v] for d in sim_volumes])
+        print(f"{v:>8} {c:>12.3f} {s:>10.3f} {c / s:>8.3f}")
+
+
 def _fmt(x) -> str:
     if isinstance(x, (int, np.integer)) or (isinstance(x, float) and abs(x) >= 100):
         return f"{x:,.0f}"
@@ -110,6 +196,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", default="simulate_calibration.png", help="PNG to save ('' for none)")
     parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a PhysicsModel field, e.g. --model multiplicity_mean=60 (repeatable)")
+    parser.add_argument("--nhits", action="store_true",
+                        help="also print the hits-per-particle table (hit_efficiency calibration)")
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.model:
@@ -123,7 +211,8 @@ def main(argv=None) -> int:
         print(f"skipped: {shared} has no detectors.csv.gz (the real TrackML files are needed)")
         return 0
     geometry = Geometry.load(shared / "detectors.csv.gz")
-    sim, sim_dist, times = [], [], []
+    sim, sim_dist, times, sim_tables, sim_volumes = [], [], [], [], []
+    modules = {v: int((geometry.volume_id == v).sum()) for v in VOLUMES}
     for i in range(args.events):
         t0 = time.perf_counter()
         ev = simulate_event(geometry, i, event_rng(args.seed, i), args.pileup, args.noise_fraction, cells=False,
@@ -131,6 +220,9 @@ def main(argv=None) -> int:
         times.append(time.perf_counter() - t0)
         sim.append(figures(ev))
         sim_dist.append(distributions(ev))
+        if args.nhits:
+            sim_tables.append(particle_table(ev))
+            sim_volumes.append(signal_per_volume(ev, modules))
     cal_dir = shared / "calibration"
     cal = [read_event(cal_dir, e, parts=("hits", "particles")) for e in list_events(cal_dir)]
     cal_fig = [figures(e) for e in cal]
@@ -157,6 +249,9 @@ def main(argv=None) -> int:
         print(f"{k:<28}{sim_txt:>24}{cal_txt:>34}{_fmt(float(t)):>12}{_fmt(float(ratio)):>10}")
     print(f"simulation time per event (cells off, one core): {np.mean(times):.2f} s "
           f"(min {np.min(times):.2f}, max {np.max(times):.2f})")
+    if args.nhits:
+        nhits_report(sim_tables, [particle_table(e) for e in cal], sim_volumes,
+                     [signal_per_volume(e, modules) for e in cal])
 
     if args.plot:
         import matplotlib

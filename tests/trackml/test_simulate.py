@@ -309,3 +309,90 @@ def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("trkx-simulate: error: ")
     assert message in err
+
+
+# ---------------------------------------------------------------------------------------------------- hit efficiency
+def _signal_points(event) -> pd.DataFrame:
+    """(particle_id, true point, momentum) of the signal hits, sorted: what the hit efficiency thins out."""
+    t = event.truth[event.truth["particle_id"] != 0]
+    cols = ["particle_id", "tx", "ty", "tz", "tpx", "tpy", "tpz"]
+    return t[cols].sort_values(cols, kind="stable").reset_index(drop=True)
+
+
+def test_efficiency_one_draws_nothing_and_changes_nothing(toy_geometry, monkeypatch):
+    """Efficiency 1 (the default) is the fully efficient simulator: no random numbers, not even a child stream."""
+    from trkx_tf.trackml import simulate
+
+    assert PhysicsModel().hit_efficiency == 1.0
+    a = simulate_event(toy_geometry, 4, event_rng(8, 4), pileup=10)
+
+    def boom(rng):
+        raise AssertionError("efficiency 1 must not draw")
+
+    monkeypatch.setattr(simulate, "_efficiency_rng", boom)
+    b = simulate_event(toy_geometry, 4, event_rng(8, 4), pileup=10, model=PhysicsModel(hit_efficiency=1.0))
+    assert_events_equal(a, b)
+
+
+def test_efficiency_stream_is_a_separate_child():
+    from trkx_tf.trackml.simulate import _efficiency_rng
+
+    rng = event_rng(3, 5)
+    state = rng.bit_generator.state
+    x = _efficiency_rng(rng).random(4)
+    assert rng.bit_generator.state == state  # the event's own stream did not move
+    np.testing.assert_array_equal(x, _efficiency_rng(event_rng(3, 5)).random(4))  # deterministic per (seed, id)
+    assert not np.array_equal(x, _efficiency_rng(event_rng(3, 6)).random(4))
+    assert not np.array_equal(x, event_rng(3, 5).random(4))  # not the event's own numbers
+
+
+def _check_inefficient_event(full, thin, efficiency):
+    validate_event(thin)
+    # the particles (generated before the efficiency step) are the same, only their nhits drop
+    cols = [c for c in full.particles.columns if c != "nhits"]
+    pd.testing.assert_frame_equal(full.particles[cols], thin.particles[cols], check_exact=True)
+    assert (thin.particles["nhits"] <= full.particles["nhits"]).all()
+    # nhits counts the surviving hits
+    counts = thin.truth["particle_id"].value_counts()
+    nhits = thin.particles.set_index("particle_id")["nhits"]
+    assert (counts.drop(0, errors="ignore").reindex(nhits.index, fill_value=0) == nhits).all()
+    # the surviving signal hits are crossings of the fully efficient event, about `efficiency` of them
+    a, b = _signal_points(full), _signal_points(thin)
+    merged = b.merge(a.drop_duplicates(), how="left", indicator=True)
+    assert (merged["_merge"] == "both").all()
+    n, kept = len(a), len(b)
+    sd = np.sqrt(n * efficiency * (1 - efficiency))
+    assert abs(kept - efficiency * n) < 4 * sd + 1, (kept, n)
+    # noise is not thinned: it stays the requested fraction of all hits
+    noise = (thin.truth["particle_id"] == 0).to_numpy()
+    assert abs(noise.mean() - 0.146) < 1.0 / len(noise) + 1e-9
+    assert thin.truth["weight"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_toy_inefficiency_removes_hits_of_particles(toy_geometry):
+    full = simulate_event(toy_geometry, 2, event_rng(6, 2), pileup=40)
+    thin = simulate_event(toy_geometry, 2, event_rng(6, 2), pileup=40, model=PhysicsModel(hit_efficiency=0.8))
+    again = simulate_event(toy_geometry, 2, event_rng(6, 2), pileup=40, model=PhysicsModel(hit_efficiency=0.8))
+    assert_events_equal(thin, again)  # deterministic given (seed, event_id)
+    assert (full.truth["particle_id"] != 0).sum() > 300
+    _check_inefficient_event(full, thin, 0.8)
+
+
+@pytest.mark.shared_data
+def test_inefficiency_on_the_real_geometry(geometry, sim_event):
+    thin = simulate_event(geometry, 7, event_rng(123, 7), pileup=10, noise_fraction=0.146,
+                          model=PhysicsModel(hit_efficiency=0.9))
+    _check_inefficient_event(sim_event, thin, 0.9)
+    # about 10 % fewer hits per particle with hits; particles that lose all their hits keep nhits = 0
+    full_nh = sim_event.particles["nhits"].to_numpy()
+    thin_nh = thin.particles["nhits"].to_numpy()
+    assert thin_nh.sum() / full_nh.sum() == pytest.approx(0.9, abs=0.01)
+
+
+@pytest.mark.parametrize("efficiency", [0.0, -0.1, 1.5])
+def test_bad_hit_efficiency(toy_geometry, tmp_path, efficiency):
+    model = PhysicsModel(hit_efficiency=efficiency)
+    with pytest.raises(DataError, match="hit_efficiency must be in"):
+        simulate_event(toy_geometry, 0, event_rng(0, 0), pileup=2, model=model)
+    with pytest.raises(DataError, match="hit_efficiency must be in"):
+        simulate_events(tmp_path, toy_geometry, 1, pileup=2, workers=1, progress=False, model=model)

@@ -1,6 +1,6 @@
 """An event simulator on the real TrackML geometry.
 
-Each event is built in six steps, all vectorised with numpy:
+Each event is built in seven steps, all vectorised with numpy:
 
 1. **Vertices.** One hard-scatter vertex and Poisson(μ) pile-up vertices, Gaussian in a beam spot.
 2. **Particles.** Each pile-up vertex is empty (diffractive, nothing in the acceptance) with probability
@@ -21,14 +21,19 @@ Each event is built in six steps, all vectorised with numpy:
 5. **Interactions and secondaries.** A particle ends at a module with probability ``interaction_probability``
    (nuclear interaction); a barrel-module crossing of a primary starts a soft secondary with probability
    ``secondary_probability`` (material interactions: central, soft); secondaries are propagated the same way.
-6. **Digitisation and noise.** The track segment inside the sensor lights the pixels it crosses (cells, charge
+6. **Hit efficiency.** Each module crossing of a charged particle leaves a hit with probability ``hit_efficiency``
+   (a dead or unread sensor, a cluster below threshold); the particle goes on regardless (its scattering in that
+   module, a possible interaction or secondary there, all happen). Its random numbers come from a child stream of
+   the event's (:func:`_efficiency_rng`), and none is drawn at efficiency 1, so efficiency 1 is the fully efficient
+   simulator bit for bit.
+7. **Digitisation and noise.** The track segment inside the sensor lights the pixels it crosses (cells, charge
    proportional to the path length in each); the measured position is the charge-weighted centroid of the cells,
    so the resolution is at most pitch/√12 and the cluster size follows the crossing angle. Noise hits, one pixel
    each, are spread over the modules so that they make ``noise_fraction`` of all hits.
 
 Truth carries the true (scattered) crossing point, the momentum at the hit and the official TrackML weights;
-particles carry ``nhits``. Particle ids follow the TrackML bit layout: the vertex number in bits 52+, the particle
-number in bits 36-51, and a secondary's number in the low bits.
+particles carry ``nhits`` (the hits they left, after the inefficiency). Particle ids follow the TrackML bit layout:
+the vertex number in bits 52+, the particle number in bits 36-51, and a secondary's number in the low bits.
 
 Every event is deterministic given (seed, event_id): its random stream is ``SeedSequence([seed, event_id])``, so the
 events do not depend on the number of workers. Calibration against the real events is in ``README.md`` beside this
@@ -99,6 +104,7 @@ class PhysicsModel:
     quasi_elastic_per_x0: float = 0.020  # quasi-elastic scatters off single nucleons per unit x/X0 (0.1 X0 / λ_I)
     quasi_elastic_slope: float = 10.0  # GeV^-2: the nucleon-nucleon elastic slope at a few GeV
     max_half_turns: float = 1.25
+    hit_efficiency: float = 1.0  # per module crossing of a charged particle: it leaves a hit (see README.md)
     noise_per_area: bool = False  # noise spread by module area (True) or equally over modules (False)
 
 
@@ -461,6 +467,39 @@ def _noise(geometry: Geometry, n: int, rng: np.random.Generator, model: PhysicsM
     return module, np.stack([cu, cv, np.zeros(n)], axis=1), ch0, ch1, value
 
 
+# ---------------------------------------------------------------------------------------------- hit efficiency
+EFFICIENCY_STREAM = 0x68697465  # spawn-key word of the hit-efficiency child stream ("hite")
+
+
+def _efficiency_rng(rng: np.random.Generator) -> np.random.Generator:
+    """The child stream of ``rng`` that the hit efficiency draws from.
+
+    It is ``SeedSequence(entropy, spawn_key + (EFFICIENCY_STREAM,))`` of the event's seed sequence: deterministic
+    given (seed, event_id), and drawing from it leaves the event's own stream untouched: the particles and their
+    crossings (true points, momenta) are those of the fully efficient event, the surviving hits a subset of them
+    (the numbers drawn after this step, for the digitisation, the noise and the hit order, shift with the number of
+    hits). A generator without a seed sequence falls back to its own stream.
+    """
+    ss = getattr(rng.bit_generator, "seed_seq", None)
+    if not isinstance(ss, np.random.SeedSequence):
+        return rng
+    child = np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (EFFICIENCY_STREAM,),
+                                   pool_size=ss.pool_size)
+    return np.random.default_rng(child)
+
+
+def _check_model(model: PhysicsModel) -> None:
+    if not 0.0 < model.hit_efficiency <= 1.0:
+        raise DataError(f"simulate: hit_efficiency must be in (0, 1], got {model.hit_efficiency}")
+
+
+def _detected(n: int, rng: np.random.Generator, model: PhysicsModel) -> Optional[np.ndarray]:
+    """Rows of the ``n`` crossings that leave a hit (None: all of them; no random numbers drawn)."""
+    if model.hit_efficiency >= 1.0 or n == 0:
+        return None
+    return np.flatnonzero(_efficiency_rng(rng).random(n) < model.hit_efficiency)
+
+
 # ---------------------------------------------------------------------------------------------------------- event
 def event_rng(seed: int, event_id: int) -> np.random.Generator:
     """The random stream of one event: ``SeedSequence([seed, event_id])``, whoever simulates it."""
@@ -500,6 +539,7 @@ def simulate_event(
         raise DataError(f"simulate: noise_fraction must be in [0, 1), got {noise_fraction}")
     if pileup < 0:
         raise DataError(f"simulate: pileup must be >= 0, got {pileup}")
+    _check_model(model)
     samplers = {
         "prompt": _tsallis_sampler(model.pt_temperature, model.pt_power, model.pt_min),
         "decay": _tsallis_sampler(model.decay_pt_temperature, model.decay_pt_power, model.pt_min),
@@ -515,6 +555,11 @@ def simulate_event(
     true_xyz = np.concatenate([hits1.xyz, hits2.xyz])
     true_local = np.concatenate([hits1.local, hits2.local])
     mom = np.concatenate([hits1.mom, hits2.mom])
+    # hit efficiency: a crossing may leave no hit (after the secondaries: they start at crossings regardless)
+    detected = _detected(len(particle), rng, model)
+    if detected is not None:
+        particle, module, true_xyz, true_local, mom = (a[detected] for a in (particle, module, true_xyz,
+                                                                               true_local, mom))
     n_sig = len(particle)
     direction = mom / np.maximum(np.linalg.norm(mom, axis=1), 1e-12)[:, None]
     measured, c_row, c0, c1, cval = _digitise(geometry, module, true_local, direction, rng)
@@ -649,6 +694,7 @@ def simulate_events(
         raise DataError(f"simulate: noise_fraction must be in [0, 1), got {noise_fraction}")
     if not 0 <= pileup <= MAX_PILEUP:
         raise DataError(f"simulate: pileup must be in [0, {MAX_PILEUP:g}], got {pileup}")
+    _check_model(model)
     geometry = detector if isinstance(detector, Geometry) else Geometry.load(detector)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
