@@ -102,6 +102,8 @@ def test_edge_counts_per_stage_and_selection():
     assert M.edge_ratios(c["graph"]) == {"efficiency": 1.0, "purity": 0.5}
     assert M.edge_ratios(c["filter"]) == {"efficiency": 1.0, "purity": pytest.approx(2 / 3)}
     assert M.edge_ratios(c["gnn"]) == {"efficiency": 0.5, "purity": 1.0}
+    # the GNN's own efficiency: 1 of the 2 selected true edges the filter gave it
+    assert M.edge_ratios(c["gnn"], c["filter"]) == {"efficiency": 0.5, "purity": 1.0, "stage_efficiency": 0.5}
     with pytest.raises(DataError, match="stage 'x'"):
         M.edge_counts(tg, s, r, {"x": np.ones(3, bool)}, None)
 
@@ -137,7 +139,9 @@ def test_evaluate_folder_writes_metrics_and_plots(tmp_path):
     # truth graph of event 5: 5+4+3+5+5 = 22 edges over all particles, 5+4+5+5 = 19 above 0.5 GeV
     assert saved["edges"]["graph"]["all"]["truth"] == 22
     assert saved["edges"]["gnn"]["all"] == {"efficiency": pytest.approx(4 / 22), "purity": 1.0, "truth": 22,
-                                            "edges": 4, "true": 4, "true_other": 0}
+                                            "edges": 4, "true": 4, "true_other": 0,
+                                            "stage_efficiency": pytest.approx(4 / 6)}  # of the filter's 6
+    assert saved["edges"]["filter"]["all"]["true"] == 6 and "stage_efficiency" not in saved["edges"]["graph"]["all"]
     assert saved["edges"]["filter"]["pt>0.5"]["purity"] == pytest.approx(6 / 7)
     assert saved["edges"]["graph"]["pt>0.5"]["efficiency"] == pytest.approx(6 / 19)
     for p in saved["plots"]:

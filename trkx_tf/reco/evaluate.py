@@ -65,9 +65,19 @@ class EventEvaluation:
         out = {"event_id": self.event_id, "n_hits": self.n_hits, "n_tracks": self.n_tracks, "score": self.score,
                "tracks": {s: {**c, **M.track_ratios(c)} for s, c in self.tracks.items()}}
         if self.edges is not None:
-            out["edges"] = {st: {s: {**c, **M.edge_ratios(c)} for s, c in by_sel.items()}
-                            for st, by_sel in self.edges.items()}
+            out["edges"] = stage_metrics(self.edges)
         return out
+
+
+def stage_metrics(edges: dict) -> dict:
+    """stage -> selection -> counts (stages in pipeline order), with their ratios added: cumulative efficiency and
+    purity, and each stage's own efficiency over the true edges the stage before it kept."""
+    out, previous = {}, None
+    for stage, by_sel in edges.items():
+        out[stage] = {sel: {**c, **M.edge_ratios(c, None if previous is None else previous[sel])}
+                      for sel, c in by_sel.items()}
+        previous = by_sel
+    return out
 
 
 def evaluate_event(event, submission: pd.DataFrame, eval_cfg, edges=None) -> EventEvaluation:
@@ -145,13 +155,9 @@ def summarise(evaluations: Sequence[EventEvaluation], eval_cfg) -> dict:
     edges = None
     if with_edges:
         stages = list(with_edges[0].edges)
-        edges = {}
-        for stage in stages:
-            edges[stage] = {}
-            for sel in selections:
-                counts = {k: sum(e.edges[stage][sel][k] for e in with_edges if stage in e.edges)
-                          for k in M.EDGE_COUNT_KEYS}
-                edges[stage][sel] = {**M.edge_ratios(counts), **counts}
+        edges = stage_metrics({stage: {sel: {k: sum(e.edges[stage][sel][k] for e in with_edges if stage in e.edges)
+                                             for k in M.EDGE_COUNT_KEYS} for sel in selections}
+                               for stage in stages})
     particles = pd.concat([e.particles for e in evaluations], ignore_index=True)
     reco = particles[particles["n_hits"] >= eval_cfg.reconstructable_hits]
     hist = {

@@ -310,16 +310,26 @@ def edge_counts(
     return out
 
 
-def edge_ratios(counts: Mapping[str, int]) -> dict[str, Optional[float]]:
+def edge_ratios(counts: Mapping[str, int], input_counts: Optional[Mapping[str, int]] = None
+                ) -> dict[str, Optional[float]]:
     """Efficiency and purity from (summed) :func:`edge_counts` of one stage.
 
+    Args:
+      counts: the stage's counts.
+      input_counts: the counts of the stage before it (what this stage was given), if any.
+
     Returns:
-      ``{"efficiency", "purity"}``; None where the denominator is 0.
+      ``{"efficiency", "purity"}`` (efficiency over the truth graph: cumulative), plus, with ``input_counts``,
+      ``"stage_efficiency"``: the fraction of the true edges the stage was given that it keeps (the filter's or
+      the GNN's own efficiency). None where the denominator is 0.
     """
-    return {
+    out = {
         "efficiency": _ratio(counts["true"], counts["truth"]),
         "purity": _ratio(counts["true"], counts["edges"] - counts["true_other"]),
     }
+    if input_counts is not None:
+        out["stage_efficiency"] = _ratio(counts["true"], input_counts["true"])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- histograms
