@@ -8,7 +8,8 @@
 # Command-line options (or SBATCH_ACCOUNT, SBATCH_PARTITION, SBATCH_TIMELIMIT, SBATCH_GPUS_PER_TASK, ...)
 # override the defaults below. Environment: TRKX_ENV_SETUP="module load ...; source ..." or TRKX_VENV (default
 # .venv of the submit folder); TRKX_MPI_LAUNCHER=srun|mpirun to force a launcher (see slurm/lib/launch.sh).
-# Near the time limit SLURM sends USR1: the trainer checkpoints, exits 99, and the job is requeued and resumes.
+# Near the time limit SLURM sends USR1: the trainer checkpoints (rank 0 then writes $TRKX_REQUEUE_MARK), exits 99,
+# and the job is requeued and resumes, whichever rank srun saw exit first (see trkx_step in slurm/lib/launch.sh).
 #SBATCH --job-name=trkx-hvd
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=2

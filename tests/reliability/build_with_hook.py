@@ -52,4 +52,10 @@ build.write_shard = write_shard
 h5py.Group.create_dataset = create_dataset
 
 if __name__ == "__main__":
+    # The hook simulates a Ctrl-C, so SIGINT must raise KeyboardInterrupt whatever disposition this process
+    # inherited: a test run started in the background of a non-interactive shell (`pytest ... &` in a script,
+    # CI runners) starts its children with SIGINT ignored (SIG_IGN), Python keeps that, and the self-sent SIGINT
+    # would be dropped (the build then finishes with status 0). trkx-build itself keeps an inherited SIG_IGN on
+    # purpose (nohup semantics), so this is restored here, in the test hook, not in the console script.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main(sys.argv[1:]))

@@ -7,8 +7,17 @@ The contract it keeps (the same as trkx-train's):
 - ``train.epochs`` epochs of ``train.max_steps_per_epoch`` steps (or 10) of ``train.graphs_per_step`` graphs per
   rank; a "step" sleeps ``TRKX_FAKE_GRAPH_S`` (default 0.01) seconds per graph, then allreduces across ranks;
 - rank 0 appends one ``{"kind": "epoch", ...}`` line per epoch to ``<run.out_dir>/<run.name>/metrics.jsonl``;
-- on SIGUSR1/SIGTERM all ranks stop at the same step, rank 0 writes a checkpoint, every rank exits 99; a restart
-  resumes at the epoch it stopped in.
+- on SIGUSR1/SIGTERM all ranks stop at the same step, rank 0 writes a checkpoint and then, when the job script
+  set ``TRKX_REQUEUE_MARK`` (slurm/lib/launch.sh), the requeue marker, every rank exits 99; a restart resumes at
+  the epoch it stopped in.
+
+Test knob, ``TRKX_FAKE_RACE=WHEN:S``, replays the exit race of a real job deterministically (a stop makes every
+rank exit 99; under ``srun --kill-on-bad-exit=1`` the first one to exit makes srun terminate the others with
+SIGTERM; a rank dies of it where it no longer catches it, as a Python process does once it finalizes):
+- ``late:S``: rank 0 writes the checkpoint (and the marker), then stops catching SIGTERM and takes S seconds more
+  to exit (a slow Horovod/MPI teardown) while the other ranks exit 99 at once: srun kills rank 0, status 143;
+- ``early:S``: the other ranks exit 99 as soon as the stop is agreed, rank 0 stops catching SIGTERM and sleeps S
+  seconds before checkpointing (a rank 0 killed before its checkpoint): srun kills it, no checkpoint, no marker.
 """
 
 import argparse
@@ -24,6 +33,12 @@ _stop = {"signal": 0}
 
 def _on_signal(signum, _frame):
     _stop["signal"] = signum
+
+
+def _leave(rank: int, why: str):
+    """Exits 99 at once, without the clean-up at exit (Horovod's shutdown could wait for the other ranks)."""
+    print(f"fake-trkx-train rank {rank}: {why}, exit 99", flush=True)
+    os._exit(99)
 
 
 def _collectives(backend: str):
@@ -87,9 +102,23 @@ def main() -> int:
             flags = gather([float(_stop["signal"])])  # the step's allreduce, and the agreement to stop
             step_times.append(time.perf_counter() - s0)
             if any(f[0] for f in flags):
+                race, _, race_s = os.environ.get("TRKX_FAKE_RACE", "").partition(":")
+                if race == "early":
+                    if rank != 0:
+                        _leave(rank, "signalled, leaving before the checkpoint")
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    time.sleep(float(race_s))
                 if rank == 0:
                     checkpoint.write_text(json.dumps({"epoch": epoch}))
+                    if os.environ.get("TRKX_REQUEUE_MARK"):  # only once the checkpoint is complete
+                        Path(os.environ["TRKX_REQUEUE_MARK"]).write_text(f"{checkpoint} epoch {epoch}\n")
+                if race == "late" and rank == 0:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 gather([0.0])  # nobody leaves before the checkpoint is written
+                if race == "late":
+                    if rank == 0:
+                        time.sleep(float(race_s))
+                    _leave(rank, f"checkpoint at epoch {epoch}")
                 print(f"fake-trkx-train rank {rank}: signalled, checkpoint at epoch {epoch}, exit 99", flush=True)
                 return 99
         epoch_time = time.perf_counter() - t0

@@ -78,3 +78,62 @@ def test_trkx_step_forwards_usr1_to_the_step_and_returns_its_requeue_status(tmp_
     assert proc.returncode == 99
     assert "got SIGUSR1, forwarded to the job step" in out and "step-got-usr1" in out
     assert "step finished with status 99" in out
+
+
+def _step_with_fake_scontrol(tmp_path, step, marker_before=False):
+    """trkx_step inside a pretend job (SLURM_JOB_ID=4242, scontrol recording its arguments) running the bash
+    ``step``, signalled with USR1 once it printed step-ready; returns (exit status, output, scontrol calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    mark = tmp_path / ".trkx-requeue-4242"
+    if marker_before:
+        mark.write_text("stale, from a run killed before it read it\n")
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="4242",
+               TRKX_REQUEUE_MARK_DIR=str(tmp_path))
+    script = tmp_path / "step.sh"
+    script.write_text(step)
+    proc = subprocess.Popen(["bash", "-c", f'source "{LIB}"; trkx_step bash "{script}"'], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.strip() == "step-ready":
+            break
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGUSR1)
+    out, _ = proc.communicate(timeout=30)
+    assert not mark.exists()  # read and removed
+    return proc.returncode, "".join(lines) + out, calls.read_text() if calls.exists() else ""
+
+
+# What srun --kill-on-bad-exit=1 makes of a stop: another rank exited 99 first, so this (writer) rank is
+# terminated while it finishes: the step's status is 143 although the checkpoint is complete.
+_KILLED_AFTER_MARK = """trap 'echo "ckpt" > "$TRKX_REQUEUE_MARK"; exit 143' USR1
+echo step-ready; while :; do sleep 0.1; done
+"""
+_KILLED_BEFORE_MARK = """trap 'exit 143' USR1
+echo step-ready; while :; do sleep 0.1; done
+"""
+
+
+def test_trkx_step_requeues_a_signalled_step_whose_writer_marked_its_checkpoint(tmp_path):
+    rc, out, calls = _step_with_fake_scontrol(tmp_path, _KILLED_AFTER_MARK)
+    assert rc == 0, out
+    assert calls.split() == ["requeue", "4242"], out
+    assert "step exited 143 after SIGUSR1, checkpointed (ckpt): requeueing job 4242" in out
+
+
+def test_trkx_step_fails_a_signalled_step_without_the_marker_even_with_a_stale_one_before(tmp_path):
+    rc, out, calls = _step_with_fake_scontrol(tmp_path, _KILLED_BEFORE_MARK, marker_before=True)
+    assert rc == 143 and calls == "", out
+    assert "step finished with status 143" in out and "requeueing" not in out
+
+
+def test_trkx_step_requeues_on_exit_99_without_a_marker(tmp_path):
+    rc, out, calls = _step_with_fake_scontrol(tmp_path, "trap 'exit 99' USR1\necho step-ready\n"
+                                                        "while :; do sleep 0.1; done\n")
+    assert rc == 0 and calls.split() == ["requeue", "4242"], out
+    assert "step exited 99 (checkpointed): requeueing job 4242" in out

@@ -64,6 +64,44 @@ def test_horovod_template_requeues_on_usr1_and_resumes_from_the_checkpoint(fake_
     assert [r["epoch"] for r in epochs(metrics)] == list(range(60))  # nothing lost, nothing repeated
 
 
+def test_requeue_does_not_depend_on_which_rank_exits_first(fake_trkx_train, tmp_path):
+    """The race of a real job, replayed: on USR1 rank 1 exits 99 as soon as the checkpoint is written, while rank 0
+    still tears down (no longer catching SIGTERM, as a finalizing Python process). srun --kill-on-bad-exit=1 then
+    terminates rank 0 and the step's status is 143, not 99; the requeue marker rank 0 wrote after its checkpoint
+    still gets the job requeued (before the marker: FAILED, ExitCode 143)."""
+    env = dict(fake_trkx_train, TRKX_FAKE_RACE="late:20", TRKX_REQUEUE_MARK_DIR=str(tmp_path))
+    job, _ = _submit(env, tmp_path, "train_horovod.sh", _config(tmp_path, "race", epochs_=20, steps=2))
+    metrics = tmp_path / "runs" / "race" / "metrics.jsonl"
+    wait_for_epochs(metrics, 2, timeout=60, env=env, job=job)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=env, check=True)
+    info = wait_job(env, job, timeout=110)
+    log = _log(tmp_path, job)
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info, log)
+    stopped = [line for line in log.splitlines() if "requeueing job" in line]
+    assert len(stopped) == 1 and "after SIGUSR1, checkpointed" in stopped[0], log  # status 143 + the marker
+    assert "rank 1: checkpoint at epoch" in log and "rank 0: checkpoint at epoch" not in log, log
+    resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if "restart 1 resumed from epoch" in line]
+    assert resumed and all(k >= 1 for k in resumed), log
+    assert [r["epoch"] for r in epochs(metrics)] == list(range(20))  # nothing lost, nothing repeated
+    assert not list(tmp_path.glob(".trkx-requeue-*"))  # the marker was read and removed
+
+
+def test_a_job_whose_rank_0_dies_before_its_checkpoint_fails_instead_of_requeueing(fake_trkx_train, tmp_path):
+    """On USR1 rank 1 exits 99 at once; rank 0 is terminated by srun before it writes its checkpoint: no marker,
+    so the job fails (it claims no checkpoint it does not have; submitting it again resumes from the last one)."""
+    env = dict(fake_trkx_train, TRKX_FAKE_RACE="early:20", TRKX_REQUEUE_MARK_DIR=str(tmp_path))
+    job, _ = _submit(env, tmp_path, "train_horovod.sh", _config(tmp_path, "early", epochs_=20, steps=2))
+    metrics = tmp_path / "runs" / "early" / "metrics.jsonl"
+    wait_for_epochs(metrics, 2, timeout=60, env=env, job=job)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=env, check=True)
+    info = wait_job(env, job, timeout=110)
+    log = _log(tmp_path, job)
+    assert info["JobState"] == "FAILED" and info["Restarts"] == "0", (info, log)
+    assert "requeueing" not in log and "step finished with status 143" in log, log
+    assert not (tmp_path / "runs" / "early" / "checkpoint.json").exists()
+    assert not list(tmp_path.glob(".trkx-requeue-*"))
+
+
 def test_scaling_sweep_template_records_one_and_two_ranks(fake_trkx_train, tmp_path):
     overrides = [f"scaling.out_dir={tmp_path}/studies", "scaling.name=sweep", "scaling.repeats=1",
                  "scaling.warmup_epochs=1", "scaling.epochs=1", "scaling.steps_per_epoch=4", "scaling.global_batch=2"]

@@ -6,12 +6,18 @@ Preemption: SIGUSR1 (what the SLURM templates ask ``--signal`` to send) or SIGTE
 after the same step, rank 0 writes a checkpoint holding the data position, and ``trkx-train`` exits with
 :data:`EXIT_REQUEUE` so the job script requeues the job. The next run resumes from that checkpoint with the same
 data order.
+
+Requeue marker: when the job script sets ``TRKX_REQUEUE_MARK`` (slurm/lib/launch.sh does), the writer rank also
+creates that file once its checkpoint is complete. The script requeues on exit 99 *or* on a forwarded signal plus
+the marker, because under ``srun --kill-on-bad-exit=1`` the first rank to exit 99 makes srun terminate the others,
+and the step's status becomes 143 whichever rank was last.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 
@@ -26,6 +32,31 @@ log = logging.getLogger("trkx_tf.train")
 #: Exit status of a run stopped by a preemption signal after checkpointing: "requeue me".
 EXIT_REQUEUE = 99
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+#: Environment variable naming the requeue marker file (set by ``trkx_step`` in slurm/lib/launch.sh).
+REQUEUE_MARK_ENV = "TRKX_REQUEUE_MARK"
+
+
+def mark_requeue(text: str, path: str | None = None) -> bool:
+    """Creates the requeue marker (``$TRKX_REQUEUE_MARK`` unless ``path``) holding ``text``; call it only once the
+    checkpoint is complete, on the writer rank. The file appears whole (written aside, then renamed).
+
+    Returns whether a marker was written: False when no path is set, or (logged) when it cannot be written; the
+    run still exits :data:`EXIT_REQUEUE` then.
+    """
+    path = path or os.environ.get(REQUEUE_MARK_ENV)
+    if not path:
+        return False
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text.rstrip("\n") + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot write the requeue marker %s: %s", path, e)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -96,7 +127,13 @@ def run_training(cfg: Config) -> FitResult:
              backend.size, backend.local_replicas, train_source.n_graphs, train_source.steps_per_epoch)
     try:
         with stop_on_signals() as stop:
-            return train(cfg, train_source, val_source, backend=backend, stop_requested=stop.is_set)
+            result = train(cfg, train_source, val_source, backend=backend, stop_requested=stop.is_set)
+            if result.interrupted and backend.is_writer:
+                # The checkpoint is complete. Still inside stop_on_signals: the SIGTERM with which srun
+                # --kill-on-bad-exit ends this rank when another rank has already exited 99 only sets the flag
+                # here, so the marker is written before this rank can be terminated.
+                mark_requeue(f"checkpoint at epoch {result.epoch}, step {result.steps}")
+            return result
     finally:
         train_source.close()
         if val_source is not None:
