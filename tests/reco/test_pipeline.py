@@ -210,20 +210,27 @@ def test_cli_build_with_filter_checkpoint_keeps_what_inference_keeps(tmp_path, m
     from trkx_tf.cli.build import main as build_main
     from trkx_tf.graphs.reader import ShardReader
 
+    from trkx_tf.trackml.io import list_events, read_event
+
     sets = ["model.filter.hidden=8", "model.filter.layers=2", "model.filter.edge_features=true",
-            "model.gnn.hidden=8", "model.gnn.steps=2", "model.gnn.edge_features=true", "infer.filter_threshold=0.5",
+            "model.gnn.hidden=8", "model.gnn.steps=2", "model.gnn.edge_features=true",
             "graph.use_cells=false", "data.val_fraction=0.5", f"infer.module_map={module_map}"]
     cfg = load_config(None, sets)
     f_prefix = _save(build_model("filter", cfg.model, 3), tmp_path / "filter")
     g_prefix = _save(build_model("gnn", cfg.model, 3), tmp_path / "gnn")
+    # the untrained filter's scores sit anywhere in (0, 1): its median score on one event keeps part of the edges
+    scores = make_pipeline(cfg, filter_ckpt=f_prefix, gnn_ckpt=g_prefix).run(
+        read_event(events_dir, list_events(events_dir)[0])).edges.scores["filter"]
+    threshold = float(np.median(scores[np.isfinite(scores)]))
+    sets.append(f"infer.filter_threshold={threshold!r}")
+    cfg = load_config(None, sets)
     args = [x for s in sets for x in ("--set", s)]
     code = build_main(["--input", str(events_dir), "--out", str(tmp_path / "shards"), "--module-map",
                        str(module_map), "--filter-ckpt", str(tmp_path / "filter"), "--workers", "1",
                        "--no-progress", *args])
-    assert code == 0 and "edge filter (score >= 0.5)" in capsys.readouterr().out
+    assert code == 0 and f"edge filter (score >= {threshold})" in capsys.readouterr().out
     pipe = make_pipeline(cfg, filter_ckpt=f_prefix, gnn_ckpt=g_prefix)
     reader = ShardReader(tmp_path / "shards", None, shuffle=False)
-    from trkx_tf.trackml.io import read_event
 
     checked = 0
     for i in range(reader.n_graphs):
