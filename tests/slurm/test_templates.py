@@ -50,13 +50,19 @@ def test_template_trains_two_ranks_with_the_contract_double(fake_trkx_train, tmp
         assert "srun --mpi=pmix" in log or "mpirun -np 2" in log
 
 
+def _usr1_after_two_epochs(env, tmp_path, name, epochs_):
+    """Submits the Horovod template for ``epochs_`` epochs, sends the batch shell SIGUSR1 (what SLURM sends near the
+    time limit) once two epochs are recorded, and waits for the job. Returns (job id, job info, log, metrics path)."""
+    job, _ = _submit(env, tmp_path, "train_horovod.sh", _config(tmp_path, name, epochs_=epochs_, steps=2))
+    metrics = tmp_path / "runs" / name / "metrics.jsonl"
+    wait_for_epochs(metrics, 2, timeout=60, env=env, job=job)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=env, check=True)
+    info = wait_job(env, job, timeout=110)
+    return job, info, _log(tmp_path, job), metrics
+
+
 def test_horovod_template_requeues_on_usr1_and_resumes_from_the_checkpoint(fake_trkx_train, tmp_path):
-    job, _ = _submit(fake_trkx_train, tmp_path, "train_horovod.sh", _config(tmp_path, "rq", epochs_=60, steps=2))
-    metrics = tmp_path / "runs" / "rq" / "metrics.jsonl"
-    wait_for_epochs(metrics, 2, timeout=60, env=fake_trkx_train, job=job)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=fake_trkx_train, check=True)
-    info = wait_job(fake_trkx_train, job, timeout=110)
-    log = _log(tmp_path, job)
+    job, info, log, metrics = _usr1_after_two_epochs(fake_trkx_train, tmp_path, "rq", 60)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info, log)
     assert "requeueing job" in log and f"job {job} (restart 1)" in log
     resumed = [int(line.rsplit(" ", 1)[1]) for line in log.splitlines() if "restart 1 resumed from epoch" in line]
@@ -70,12 +76,7 @@ def test_requeue_does_not_depend_on_which_rank_exits_first(fake_trkx_train, tmp_
     terminates rank 0 and the step's status is 143, not 99; the requeue marker rank 0 wrote after its checkpoint
     still gets the job requeued (before the marker: FAILED, ExitCode 143)."""
     env = dict(fake_trkx_train, TRKX_FAKE_RACE="late:20", TRKX_REQUEUE_MARK_DIR=str(tmp_path))
-    job, _ = _submit(env, tmp_path, "train_horovod.sh", _config(tmp_path, "race", epochs_=20, steps=2))
-    metrics = tmp_path / "runs" / "race" / "metrics.jsonl"
-    wait_for_epochs(metrics, 2, timeout=60, env=env, job=job)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=env, check=True)
-    info = wait_job(env, job, timeout=110)
-    log = _log(tmp_path, job)
+    job, info, log, metrics = _usr1_after_two_epochs(env, tmp_path, "race", 20)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info, log)
     stopped = [line for line in log.splitlines() if "requeueing job" in line]
     assert len(stopped) == 1 and "after SIGUSR1, checkpointed" in stopped[0], log  # status 143 + the marker
@@ -90,12 +91,7 @@ def test_a_job_whose_rank_0_dies_before_its_checkpoint_fails_instead_of_requeuei
     """On USR1 rank 1 exits 99 at once; rank 0 is terminated by srun before it writes its checkpoint: no marker,
     so the job fails (it claims no checkpoint it does not have; submitting it again resumes from the last one)."""
     env = dict(fake_trkx_train, TRKX_FAKE_RACE="early:20", TRKX_REQUEUE_MARK_DIR=str(tmp_path))
-    job, _ = _submit(env, tmp_path, "train_horovod.sh", _config(tmp_path, "early", epochs_=20, steps=2))
-    metrics = tmp_path / "runs" / "early" / "metrics.jsonl"
-    wait_for_epochs(metrics, 2, timeout=60, env=env, job=job)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=env, check=True)
-    info = wait_job(env, job, timeout=110)
-    log = _log(tmp_path, job)
+    _, info, log, _ = _usr1_after_two_epochs(env, tmp_path, "early", 20)
     assert info["JobState"] == "FAILED" and info["Restarts"] == "0", (info, log)
     assert "requeueing" not in log and "step finished with status 143" in log, log
     assert not (tmp_path / "runs" / "early" / "checkpoint.json").exists()
