@@ -41,6 +41,11 @@ seeds (3.2 points). With the machine nearly idle (load 0.1 rising to 3.0, 15:33 
 ``--repeats 3``, code before the bfloat16 table gathers) graph_nets ran at 24,102 edges/s and the ratios were
 2.47 (fused, median; 3.94 on the fastest steps) and 2.78 (bfloat16; 3.32). The issue's target, 3x, is not
 reached: see ``trkx_tf/models/interaction.py`` for where the time goes.
+
+Re-measured on the idle machine (2026-11-22 20:43 UTC, load 0.5-2, ``--graphs random --repeats 5
+--accuracy-epochs 0``, two runs): graph_nets 44,743 / 44,558 edges/s, fused float32 2.05x / 2.07x, fused bfloat16
+2.37x / 2.60x. graph_nets ran nearly twice as fast as in the earlier runs and the ratios are lower: the earlier,
+loaded measurements favoured the fused model.
 """
 
 from __future__ import annotations
