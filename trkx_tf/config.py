@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trkx_tf.errors import ConfigError
+from trkx_tf.files import write_text_atomic
 
 
 class Section(BaseModel):
@@ -374,6 +375,4 @@ def save_config(cfg: Config, path: os.PathLike | str) -> None:
     """Writes the resolved config atomically (temporary name, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

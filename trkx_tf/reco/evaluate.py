@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from trkx_tf.errors import DataError
+from trkx_tf.files import write_text_atomic
 from trkx_tf.graphs.features import hit_rows
 from trkx_tf.graphs.truth import hit_particle_ids, truth_graph
 from trkx_tf.reco import metrics as M
@@ -297,9 +298,7 @@ def evaluate(
     summary = summarise(evaluations, eval_cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary["plots"] = plot_efficiencies(summary, out_dir / "plots")
-    tmp = out_dir / f".{METRICS_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, out_dir / METRICS_FILE)
+    write_text_atomic(out_dir / METRICS_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n")
     return summary
 
 

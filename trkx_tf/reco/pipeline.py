@@ -42,6 +42,7 @@ from typing import Optional, Protocol, Sequence
 import numpy as np
 
 from trkx_tf.errors import CheckpointError, ConfigError, DataError
+from trkx_tf.files import write_text_atomic
 from trkx_tf.graphs.builders import EdgeBuilder, ModuleMap, make_builder
 from trkx_tf.graphs.features import EDGE_FEATURES, cylindrical, edge_features, feature_names, hit_features
 from trkx_tf.placement import set_threads
@@ -539,7 +540,5 @@ def infer(
         "total": total,
         "mean": {k: round(v / len(records), 6) for k, v in total.items()},
     }
-    tmp = out_dir / f".{TIMINGS_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(timings, indent=1) + "\n")
-    os.replace(tmp, out_dir / TIMINGS_FILE)
+    write_text_atomic(out_dir / TIMINGS_FILE, json.dumps(timings, indent=1) + "\n")
     return summary

@@ -24,6 +24,7 @@ from statistics import fmean, stdev
 from typing import Any, Iterable, Mapping, Sequence
 
 from trkx_tf.errors import BackendError, ConfigError
+from trkx_tf.files import write_text_atomic
 
 RUN_FIELDS = (
     "mode", "backend", "launcher", "ranks", "repeat", "global_batch", "epochs_measured", "epoch_time_s",
@@ -184,12 +185,6 @@ def summarize(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ study folder
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _csv_text(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> str:
     from io import StringIO
 
@@ -220,9 +215,9 @@ def write_study(
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarize(runs)
     records = {"study": dict(study), "environment": dict(environment), "runs": list(runs), "summary": summary}
-    _write_atomic(folder / "records.json", json.dumps(records, indent=2, default=str) + "\n")
-    _write_atomic(folder / "runs.csv", _csv_text(runs, RUN_FIELDS))
-    _write_atomic(folder / "summary.csv", _csv_text(summary, SUMMARY_FIELDS))
+    write_text_atomic(folder / "records.json", json.dumps(records, indent=2, default=str) + "\n")
+    write_text_atomic(folder / "runs.csv", _csv_text(runs, RUN_FIELDS))
+    write_text_atomic(folder / "summary.csv", _csv_text(summary, SUMMARY_FIELDS))
     return records
 
 

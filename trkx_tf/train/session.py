@@ -22,6 +22,7 @@ import signal
 import threading
 
 from trkx_tf.config import Config
+from trkx_tf.files import write_text_atomic
 from trkx_tf.logs import setup_logging
 from trkx_tf.placement import place_process
 from trkx_tf.train.distributed import make_backend
@@ -46,15 +47,10 @@ def mark_requeue(text: str, path: str | None = None) -> bool:
     path = path or os.environ.get(REQUEUE_MARK_ENV)
     if not path:
         return False
-    tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "w") as f:
-            f.write(text.rstrip("\n") + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, text.rstrip("\n") + "\n")
     except OSError as e:
         log.warning("cannot write the requeue marker %s: %s", path, e)
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         return False
     return True
 
