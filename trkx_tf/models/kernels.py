@@ -135,8 +135,9 @@ def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Ten
 
 # ---------------------------------------------------------------------------------------- the IN edge step
 @tf.function(jit_compile=True)
-def _edge_forward(parts, acc, scale, offset, eps, out_dtype):
-    y, xhat, inv = _normalise(parts, scale, offset, eps)
+def _edge_forward(parts, tables, rows, acc, scale, offset, eps, out_dtype):
+    # the tables are gathered inside the kernel: their [E, H] rows are never written to memory
+    y, xhat, inv = _normalise(list(parts) + [tf.gather(t, r) for t, r in zip(tables, rows)], scale, offset, eps)
     h = tf.cast(y, out_dtype)
     acc_next = h if acc is None else acc + h
     return h, acc_next, tf.cast(xhat, out_dtype), inv
@@ -173,9 +174,9 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
     the sums) is added inside one XLA kernel together with the LayerNorm backward, instead of being gathered
     and accumulated by separate passes. With ``m`` None (the last step) only ``acc_next`` is computed.
 
-    The tables (per-node projections) are gathered in their own dtype (bfloat16 rows are half the bytes to
-    write and read again), while their gradients, the scatter-adds of the pre-activation gradient onto the rows,
-    are summed in float32 whatever that dtype.
+    The tables (per-node projections) are gathered inside the forward kernel, so their per-edge rows are never
+    written to memory, while their gradients, the scatter-adds of the pre-activation gradient onto the rows,
+    are summed in float32 whatever their dtype.
 
     Args:
       parts: the summed pre-activation terms, ``z`` first; [E, H] (any float dtypes) or [H].
@@ -218,9 +219,7 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
         acc_in = rest.pop(0) if has_acc else None
         m_in = None if last else rest.pop(0)
         g32, b32 = tf.cast(g, tf.float32), tf.cast(b, tf.float32)
-        gathered = [tf.gather(t, r) for t, r in zip(tabs, rows)]
-        terms = [x for x in xs if x.shape.rank == 2] + gathered + [x for x in xs if x.shape.rank != 2]
-        h, acc_next, xhat, inv = _edge_forward(terms, acc_in, g32, b32, eps, out_dtype)
+        h, acc_next, xhat, inv = _edge_forward(xs, tabs, rows, acc_in, g32, b32, eps, out_dtype)
         outputs = [acc_next]
         if not last:
             zh = tf.matmul(h, m_in)
