@@ -112,7 +112,8 @@ class GraphConfig(Section):
     max_buckets: int = Field(8, ge=1)  # buckets chosen from the data: the fewest that meet bucket_overhead
     buckets: tuple[tuple[int, int], ...] = ()  # fixed [nodes, edges] budgets instead; empty: chosen from the data
     graphs_per_shard: int = Field(16, ge=1)
-    filter_ckpt: Optional[str] = None  # keep only the candidate edges this edge filter scores >= infer.filter_threshold
+    filter_ckpt: Optional[str] = None  # keep only the candidate edges this edge filter scores >= filter_threshold
+    filter_threshold: Optional[float] = Field(None, ge=0.0, le=1.0)  # for filter_ckpt; None: infer.filter_threshold
     compression: Literal["none", "lzf", "gzip"] = "lzf"
     workers: int = Field(0, ge=0)  # 0: one per CPU core
 

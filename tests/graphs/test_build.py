@@ -155,8 +155,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "unknown key 'graph.bogus'" in capsys.readouterr().err
 
 
-def test_filtered_build_keeps_the_edges_the_filter_keeps(built, toy_events_dir, tmp_path):
-    """graph.filter_ckpt: every graph keeps exactly the edges scoring >= infer.filter_threshold, nodes unchanged."""
+@pytest.mark.parametrize("thresholds", [("infer.filter_threshold=0.45",),
+                                        ("graph.filter_threshold=0.45", "infer.filter_threshold=0.1")])
+def test_filtered_build_keeps_the_edges_the_filter_keeps(built, toy_events_dir, tmp_path, thresholds):
+    """graph.filter_ckpt: every graph keeps exactly the edges scoring >= the threshold (graph.filter_threshold,
+    else infer.filter_threshold), nodes unchanged."""
     from trkx_tf.errors import ConfigError
 
     out, _ = built
@@ -170,8 +173,7 @@ def test_filtered_build_keeps_the_edges_the_filter_keeps(built, toy_events_dir, 
         asked.append(n_features)
         return score
 
-    c = cfg(f"graph.module_map.path={out / 'module_map.npz'}", "graph.filter_ckpt=some/ckpt",
-            "infer.filter_threshold=0.45")
+    c = cfg(f"graph.module_map.path={out / 'module_map.npz'}", "graph.filter_ckpt=some/ckpt", *thresholds)
     summary = build_shards(c, toy_events_dir, tmp_path / "f", workers=1, progress=False, edge_filter=factory)
     assert asked == [3]
     full = ShardReader(out, None, shuffle=False)

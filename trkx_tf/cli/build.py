@@ -4,7 +4,8 @@ Prints a summary: events and graphs per split, the candidate-edge builder's effi
 the padding overhead (padded/real elements). The shard schema is in docs/shards.md.
 
 With ``--filter-ckpt CKPT`` (= ``--set graph.filter_ckpt=CKPT``) the trained edge filter scores every graph's
-candidate edges as trkx-infer does, and only the edges scoring at least ``infer.filter_threshold`` are written:
+candidate edges as trkx-infer does, and only the edges scoring at least ``graph.filter_threshold`` (default:
+``infer.filter_threshold``) are written:
 the shards the GNN trains on. Give it the module map the filter was trained with (``--module-map``).
 """
 
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--module-map", dest="module_map", metavar="NPZ",
                         help="use this saved module map instead of learning one (= --set graph.module_map.path=NPZ)")
     parser.add_argument("--filter-ckpt", dest="filter_ckpt", metavar="CKPT",
-                        help="keep only the edges this trained edge filter scores >= infer.filter_threshold "
+                        help="keep only the edges this trained edge filter scores >= graph.filter_threshold (default: "
+                             "infer.filter_threshold) "
                              "(= --set graph.filter_ckpt=CKPT)")
     parser.add_argument("--workers", type=int, help="processes (default: graph.workers; 0: one per core)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

@@ -5,7 +5,7 @@ Pipeline (deterministic: the same input and config give the same shards, whateve
     events (sorted ids) ──split──> train (first) / val (last round(val_fraction · n))
     train events' truth ─────────> module map (learned, or graph.module_map.path)      [parallel over events]
     every event: features, truth graph, candidate edges, labels, weights (train: sectors)  [parallel over events]
-    graph.filter_ckpt set: each graph keeps the edges the filter scores >= infer.filter_threshold  [this process]
+    graph.filter_ckpt set: each graph keeps the edges the filter scores >= the threshold  [this process]
     graph sizes ─────────────────> buckets (chosen, or graph.buckets + the oversize rule)
     graphs by (split, bucket) ───> shards of graph.graphs_per_shard graphs               [parallel over shards]
     manifest.json, config.yaml, module_map.npz
@@ -17,7 +17,8 @@ Shards of an older build that the new manifest does not list are removed after t
 
 Filtered shards (what the GNN trains on): with ``graph.filter_ckpt`` (``trkx-build --filter-ckpt``) the trained edge
 filter scores every graph's candidate edges, exactly as ``trkx-infer`` does (the caller passes the scorer, see
-:func:`build_shards`), and only edges scoring at least ``infer.filter_threshold`` are written; the nodes stay. Use
+:func:`build_shards`), and only edges scoring at least ``graph.filter_threshold`` (default: ``infer.filter_threshold``) are
+written; the nodes stay. Use
 the module map the filter was trained with (``--module-map <filter shards>/module_map.npz``). The manifest's
 ``filter`` entry records the checkpoint, the threshold and the filter's edge efficiency and purity.
 
@@ -667,7 +668,8 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
             entries.extend((split, e, sector, f, nn, ne) for f, sector, nn, ne in graphs)
         filter_metrics = None
         if scorer is not None:
-            filter_metrics = filter_graph_files(entries, scorer, cfg.infer.filter_threshold, progress)
+            threshold = cfg.infer.filter_threshold if gcfg.filter_threshold is None else gcfg.filter_threshold
+            filter_metrics = filter_graph_files(entries, scorer, threshold, progress)
             filter_metrics["checkpoint"] = gcfg.filter_ckpt
         sizes = np.array([[x[4], x[5]] for x in entries], np.int64).reshape(-1, 2)
 
