@@ -49,7 +49,7 @@ checkpointing: only the step inputs are kept, the rest is recomputed in the back
 already keeps only two ``[E, H]`` tensors per step, as many as a checkpoint must keep, so checkpointing pays
 off for deeper MLPs (``layers >= 3``), see ``benchmarks/memory_options.py``. ``compute_dtype="bfloat16"`` (or
 ``"float16"``) runs the model in reduced precision with float32 variables and float32 LayerNorm statistics;
-the per-edge tensors (the gathered node projections included) are then half the bytes, while the scatter-adds
+the per-edge tensors are then half the bytes, while the scatter-adds
 of gradients onto the nodes run in float32.
 
 Where a training step's time goes (``benchmarks/in_throughput.py`` setting, 150k edges, 15k nodes, one thread,
@@ -57,9 +57,9 @@ TensorFlow profiler, float32): 45 % in the ``[E, H] x [H, H]`` products (ten for
 in the fused XLA element-wise kernels, about a tenth in gathers, segment sums and additions. In bfloat16 the
 products take half as long and the XLA kernels barely less (bound by conversions more than by memory traffic).
 With the node tables gathered inside the forward kernel, XLA:CPU's legacy runtime (``trkx_tf`` selects it on
-import: it spreads the element-wise kernels over the cores, the default thunk runtime does not) and two threads, a
-bfloat16 step spends about 45 % of its thread time in the products, 35 % in the XLA kernels and 12 % in the
-segment sums (TensorFlow profiler, 2026-11-22).
+import: it can split an element-wise kernel over the cores, the default thunk runtime did not here) and two
+threads, a bfloat16 step spends about 45 % of its thread time in the products, 35 % in the XLA kernels and 12 % in
+the segment sums (TensorFlow profiler, 2026-11-22).
 """
 
 from __future__ import annotations
