@@ -104,24 +104,17 @@ def _measure(args) -> list[dict]:
     return out
 
 
-def _sample(args):
-    """One training event's :class:`EdgeSample` (what ``trkx-build`` learns the map from)."""
-    from trkx_tf.graphs.builders import EdgeSample
-    from trkx_tf.graphs.truth import truth_graph
-    from trkx_tf.trackml.io import read_event
-
-    folder, event_id, skip_layers = args
-    ev = read_event(folder, event_id, parts=("hits", "particles", "truth"))
-    return EdgeSample.from_truth(ev.hits, truth_graph(ev.hits, ev.particles, ev.truth), skip_layers)
-
-
 def read_samples(folder, ids, workers, skip_layers: int = 0) -> list:
     """The training samples of events ``ids``, read once: every map of the run is fitted from them."""
+    from trkx_tf.graphs.build import edge_sample_task
+
     tasks = [(str(folder), int(e), skip_layers) for e in ids]
     if workers > 1:
         with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(_sample, tasks, chunksize=4))
-    return [_sample(t) for t in tasks]
+            samples = list(pool.map(edge_sample_task, tasks, chunksize=4))
+    else:
+        samples = [edge_sample_task(t) for t in tasks]
+    return [s for s in samples if s is not None]  # events without truth teach nothing
 
 
 def measure(folder, ids, map_path, settings, workers) -> list[dict]:
@@ -233,8 +226,6 @@ def main(argv=None) -> int:
     sk = mc.skip_layers
     tag = f", skip={sk}" if len(skips) > 1 else ""
     fits = [(f"{n} ev{tag}", n, mc.quantile, sk, variants if n == len(train_ids) else variants[:1]) for n in sizes]
-    if not sizes:
-        fits = []
     fits += [(f"{len(train_ids)} ev, q={q:g}{tag}", len(train_ids), q, sk, variants)
              for q in quantiles if q != mc.quantile]
     fits += [(f"{len(train_ids)} ev, skip={k}", len(train_ids), mc.quantile, k, variants)

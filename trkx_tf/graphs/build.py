@@ -279,7 +279,9 @@ def _read_event(folder: str, event_id: int, parts: tuple[str, ...]):
         raise DataError(f"{exc} [events folder {folder}: fix or remove event {event_id}, then re-run]") from None
 
 
-def _sample_task(args: tuple[str, int, int]) -> Optional[EdgeSample]:
+def edge_sample_task(args: tuple[str, int, int]) -> Optional[EdgeSample]:
+    """``(events folder, event id, skip_layers)`` -> the event's :class:`EdgeSample`, what a module map is learned
+    from (None for an event without particles or truth). One argument, so that process pools can map it."""
     folder, event_id, skip_layers = args
     event = _read_event(folder, event_id, ("hits", "particles", "truth"))
     if event.truth is None or event.particles is None:
@@ -501,7 +503,7 @@ def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cf
       DataError: no event has truth, or an event is malformed.
     """
     cfg_data = config_to_dict(Config())
-    samples = _run(_sample_task, [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids], workers,
+    samples = _run(edge_sample_task, [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids], workers,
                    (cfg_data, None, False, log.getEffectiveLevel()), progress, "module map: events")
     samples = [s for s in samples if s is not None]
     if not samples:
