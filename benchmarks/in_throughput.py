@@ -56,7 +56,7 @@ in CPU seconds), graph_nets 47.6k / 42.8k / 42.9k edges/s. The same code on Tens
 unfused formulation). Accuracy re-checked after them (``--graphs "" --accuracy-epochs 8 --accuracy-seeds 4``, 2 min
 40 s): efficiency / purity averaged over 4 seeds, graph_nets 0.954 / 0.796 (seeds 0.910-0.990 / 0.637-0.909),
 fused float32 0.969 / 0.878 (0.943-0.987 / 0.829-0.916), fused bfloat16 0.942 / 0.867 (0.900-0.982 /
-0.785-0.912): every difference is inside the seeds' spread. A fourth run (23:35 UTC, same command): 2.41x float32,
+0.785-0.912): every difference is inside the seeds' spread. A fourth run (23:20 UTC, same command): 2.41x float32,
 3.05x bfloat16 (2.90x on the fastest steps); so bfloat16 lands at 2.83-3.05x, 3x in one run of four: not reliably
 reached. ``XLA_FLAGS=--xla_cpu_prefer_vector_width=512`` (two runs beside it: 2.55x / 2.85x, 2.25x / 2.85x) gave
 nothing measurable.
