@@ -17,9 +17,9 @@ Shards of an older build that the new manifest does not list are removed after t
 
 Filtered shards (what the GNN trains on): with ``graph.filter_ckpt`` (``trkx-build --filter-ckpt``) the trained edge
 filter scores every graph's candidate edges, exactly as ``trkx-infer`` does (the caller passes the scorer, see
-:func:`build_shards`), and only edges scoring at least ``graph.filter_threshold`` (default: ``infer.filter_threshold``) are
-written; the nodes stay. Use
-the module map the filter was trained with (``--module-map <filter shards>/module_map.npz``). The manifest's
+:func:`build_shards`), and only edges scoring at least ``graph.filter_threshold`` (default:
+``infer.filter_threshold``) are written; the nodes stay. Use the module map the filter was trained with
+(``--module-map <filter shards>/module_map.npz``). The manifest's
 ``filter`` entry records the checkpoint, the threshold and the filter's edge efficiency and purity.
 
 Reliability (docs/reliability.md):

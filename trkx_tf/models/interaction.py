@@ -49,8 +49,7 @@ checkpointing: only the step inputs are kept, the rest is recomputed in the back
 already keeps only two ``[E, H]`` tensors per step, as many as a checkpoint must keep, so checkpointing pays
 off for deeper MLPs (``layers >= 3``), see ``benchmarks/memory_options.py``. ``compute_dtype="bfloat16"`` (or
 ``"float16"``) runs the model in reduced precision with float32 variables and float32 LayerNorm statistics;
-the per-edge tensors are then half the bytes, while the scatter-adds
-of gradients onto the nodes run in float32.
+the per-edge tensors are then half the bytes, while the scatter-adds of gradients onto the nodes run in float32.
 
 Where a training step's time goes (``benchmarks/in_throughput.py`` setting, 150k edges, 15k nodes, one thread,
 TensorFlow profiler, float32): 45 % in the ``[E, H] x [H, H]`` products (ten forward, twenty backward), 40 %
