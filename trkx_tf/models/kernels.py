@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from trkx_tf.models import native
+
 
 def column_sum(x: tf.Tensor) -> tf.Tensor:
     """``reduce_sum(x, 0)`` of an [B, H] tensor, as a [1, B] x [B, H] product (faster on CPUs).
@@ -158,6 +160,46 @@ def _edge_backward(d_acc, dh_m, d_sums, seg_ids, d_z_next, xhat, inv, scale, off
             tf.cast(dpre_xhat, stat_dtype))
 
 
+def _xla_edge_backward(xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next, xhat, inv, g32, b32, dx_dtypes):
+    """The gradients of the parts, tables, scale and offset (float32) of :func:`edge_step`, by the XLA kernel."""
+    dx, dz, dpre, dpre_xhat = _edge_backward(
+        d_acc, dh_m, [d for d, _ in seg_pairs], [s for _, s in seg_pairs], d_z_next, xhat, inv, g32, b32,
+        dx_dtypes, xs[0].dtype, _stat_dtype(xs[0].dtype))
+    grads = [dz] + _part_grads(xs[1:], dx)  # z also flows straight into z_next (residual)
+    grads += [tf.cast(tf.math.unsorted_segment_sum(dx["float32"], r, tf.shape(t)[0]), t.dtype)
+              for t, r in zip(tabs, rows)]
+    return grads + [column_sum(dpre_xhat), column_sum(dpre)]
+
+
+def _native_edge_backward(lib, xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next, xhat, inv, g32, b32):
+    """The same as :func:`_xla_edge_backward`, by the native kernel (column sums included)."""
+    dt = xs[0].dtype
+    dx32, dxt, dz, dscale, doffset, dbias = lib.trkx_edge_ln_backward(
+        dense=[tf.cast(d, dt) for d in (d_acc, dh_m) if d is not None],
+        gsrc=[tf.cast(d, dt) for d, _ in seg_pairs], gids=[s for _, s in seg_pairs],
+        dz_next=[] if d_z_next is None else [tf.cast(d_z_next, dt)], xhat=xhat, inv=inv, scale=g32, offset=b32,
+        want_dx32=bool(tabs), want_dxt=any(x.shape.rank == 2 for x in xs[1:]))
+    grads = [dz] + [tf.cast(dxt if x.shape.rank == 2 else dbias, x.dtype) for x in xs[1:]]
+    grads += [tf.cast(tf.math.unsorted_segment_sum(dx32, r, tf.shape(t)[0]), t.dtype) for t, r in zip(tabs, rows)]
+    return grads + [dscale, doffset]
+
+
+def _bias_sum(xs, width) -> tf.Tensor:
+    """The float32 sum of the broadcast ([H]) parts (zeros if none)."""
+    total = tf.zeros([width], tf.float32)
+    for x in xs:
+        if x.shape.rank == 1:
+            total += tf.cast(x, tf.float32)
+    return total
+
+
+def _native_lib(parts, out_dtype):
+    """The native kernels' library where they apply (float32 or bfloat16, every [E, H] part in that dtype)."""
+    if out_dtype not in (tf.float32, tf.bfloat16) or any(p.dtype != out_dtype for p in parts if p.shape.rank == 2):
+        return None
+    return native.ops()
+
+
 def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, acc: Optional[tf.Tensor],
               m: Optional[tf.Tensor], segments: Sequence[tuple], num_segments: tf.Tensor, residual: bool,
               eps: float = 1e-5, tables: Sequence[tuple] = ()):
@@ -209,6 +251,7 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
     dx_dtypes = tuple(sorted(set(_row_dtypes(parts[1:])) | ({"float32"} if n_tables else set())))
     if not dx_dtypes and any(p.shape.rank != 2 for p in parts):
         dx_dtypes = (out_dtype.name,)  # only broadcast parts besides z: their gradient is a column sum of it
+    lib = _native_lib(parts, out_dtype)  # None: the XLA kernels
 
     @tf.custom_gradient
     def fused(*args):
@@ -219,7 +262,13 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
         acc_in = rest.pop(0) if has_acc else None
         m_in = None if last else rest.pop(0)
         g32, b32 = tf.cast(g, tf.float32), tf.cast(b, tf.float32)
-        h, acc_next, xhat, inv = _edge_forward(xs, tabs, rows, acc_in, g32, b32, eps, out_dtype)
+        if lib is None:
+            h, acc_next, xhat, inv = _edge_forward(xs, tabs, rows, acc_in, g32, b32, eps, out_dtype)
+        else:
+            h, acc_next, xhat, inv = lib.trkx_edge_ln_forward(
+                parts=[x for x in xs if x.shape.rank == 2], tables=[tf.cast(t, out_dtype) for t in tabs],
+                rows=rows, acc=[] if acc_in is None else [acc_in], bias=_bias_sum(xs, g32.shape[0]),
+                scale=g32, offset=b32, eps=eps)
         outputs = [acc_next]
         if not last:
             zh = tf.matmul(h, m_in)
@@ -238,14 +287,13 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
                 d_z_next, d_acc, d_sums = douts[0], douts[1], douts[2:]
             dh_m = None if d_z_next is None else tf.matmul(d_z_next, m_in, transpose_b=True)
             seg_pairs = [(d, s) for d, s in zip(d_sums, ids) if d is not None]
-            dx, dz, dpre, dpre_xhat = _edge_backward(
-                d_acc, dh_m, [d for d, _ in seg_pairs], [s for _, s in seg_pairs],
-                d_z_next if residual else None, xhat, inv, g32, b32, dx_dtypes, xs[0].dtype,
-                _stat_dtype(out_dtype))
-            grads = [dz] + _part_grads(xs[1:], dx)  # z also flows straight into z_next (residual)
-            grads += [tf.cast(tf.math.unsorted_segment_sum(dx["float32"], r, tf.shape(t)[0]), t.dtype)
-                      for t, r in zip(tabs, rows)]
-            grads += [tf.cast(column_sum(dpre_xhat), g.dtype), tf.cast(column_sum(dpre), b.dtype)]
+            if lib is not None:
+                grads = _native_edge_backward(lib, xs, tabs, rows, d_acc, dh_m, seg_pairs,
+                                              d_z_next if residual else None, xhat, inv, g32, b32)
+            else:
+                grads = _xla_edge_backward(xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next if residual else None,
+                                           xhat, inv, g32, b32, dx_dtypes)
+            grads[-2:] = [tf.cast(grads[-2], g.dtype), tf.cast(grads[-1], b.dtype)]  # scale, offset
             if has_acc:
                 grads.append(tf.zeros_like(acc_in) if d_acc is None else tf.cast(d_acc, acc_in.dtype))
             if not last:
