@@ -29,3 +29,14 @@ def padded_variants(two_graphs):
     no_nodes = synthetic.pad_batch(two_graphs, n, e + 9)
     assert (no_nodes["senders"][e:] == 0).all()
     return two_graphs, with_nodes, no_nodes
+
+
+@pytest.fixture(params=["native", "xla"])
+def kernel_backend(request, monkeypatch):
+    """Runs a test with the native CPU kernels (trkx_tf.models.native) and again with the XLA kernels."""
+    monkeypatch.setenv("TRKX_NATIVE_OPS", "1" if request.param == "native" else "0")
+    if request.param == "native":
+        from trkx_tf.models import native
+
+        assert native.ops() is not None, "the native kernels did not build (see the warning above)"
+    return request.param

@@ -87,7 +87,7 @@ def test_is_the_graph_nets_interaction_network(two_graphs):
 @pytest.mark.parametrize("skip,aggregation,layers,layernorm", [
     ("residual", "receivers", 3, True), ("residual", "both", 2, False), ("residual", "both", 2, True),
     ("latent0", "receivers", 2, True), ("latent0", "both", 3, True)])
-def test_fused_equals_literal_equations(padded_variants, skip, aggregation, layers, layernorm):
+def test_fused_equals_literal_equations(padded_variants, skip, aggregation, layers, layernorm, kernel_backend):
     batch = as_tensors(padded_variants[1])  # with padding: the literal version masks by multiplication
     model = InteractionNetwork(hidden=8, layers=layers, steps=3, skip=skip, aggregation=aggregation,
                                layernorm=layernorm)
@@ -100,7 +100,7 @@ def test_fused_equals_literal_equations(padded_variants, skip, aggregation, laye
 
 
 @pytest.mark.parametrize("skip,aggregation", [("residual", "receivers"), ("latent0", "both")])
-def test_padding_changes_no_output_and_no_gradient(padded_variants, skip, aggregation):
+def test_padding_changes_no_output_and_no_gradient(padded_variants, skip, aggregation, kernel_backend):
     plain, with_nodes, no_nodes = (as_tensors(b) for b in padded_variants)
     e = int(plain["senders"].shape[0])
     model = InteractionNetwork(hidden=8, layers=2, steps=3, skip=skip, aggregation=aggregation)
@@ -136,7 +136,7 @@ def test_all_steps_and_shapes(two_graphs):
     np.testing.assert_allclose(every[-1].numpy(), out.numpy(), atol=1e-6)
 
 
-def test_bfloat16_is_close_to_float32(two_graphs):
+def test_bfloat16_is_close_to_float32(two_graphs, kernel_backend):
     batch = as_tensors(two_graphs)
     f32 = InteractionNetwork(hidden=8, layers=2, steps=3)
     b16 = InteractionNetwork(hidden=8, layers=2, steps=3, compute_dtype="bfloat16")

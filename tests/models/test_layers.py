@@ -87,7 +87,7 @@ def _edge_step_reference(z, bias, tables, g, b, acc, m, ids, n):
     return z + h @ m, acc + h, [tf.math.unsorted_segment_sum(h, ids, n)]
 
 
-def test_edge_step_with_gathered_tables_matches_reference_values_and_gradients():
+def test_edge_step_with_gathered_tables_matches_reference_values_and_gradients(kernel_backend):
     rng = np.random.default_rng(3)
     e, n, h = 60, 9, 8
     var = lambda *shape: tf.Variable(rng.normal(size=shape).astype(np.float32))  # noqa: E731
@@ -111,7 +111,7 @@ def test_edge_step_with_gathered_tables_matches_reference_values_and_gradients()
                                    rtol=1e-4, atol=1e-4)
 
 
-def test_edge_step_bfloat16_tables_are_gathered_in_bfloat16_and_scattered_in_float32():
+def test_edge_step_bfloat16_tables_are_gathered_in_bfloat16_and_scattered_in_float32(kernel_backend):
     rng = np.random.default_rng(4)
     e, n, h = 400, 5, 8
     z = tf.Variable(rng.normal(size=(e, h)).astype(np.float32))

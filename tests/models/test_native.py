@@ -1,0 +1,103 @@
+"""The native CPU kernels of the IN edge step (trkx_tf/models/native/edge_ln.cc) against the XLA kernels."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trkx_tf.models import kernels, native
+
+
+@pytest.fixture(scope="module")
+def lib():
+    ops = native.ops()
+    assert ops is not None, "the native kernels did not build (see the warning above)"
+    return ops
+
+
+def _tensors(dtype, e=300, n=40, h=24, seed=0):
+    rng = np.random.default_rng(seed)
+    t = lambda *s: tf.cast(rng.normal(size=s).astype(np.float32), dtype)  # noqa: E731
+    f = lambda *s: tf.constant(rng.normal(size=s).astype(np.float32))  # noqa: E731
+    return dict(z=t(e, h), z0=t(e, h), acc=t(e, h), t_r=t(n, h), t_s=t(n, h), bias=f(h), scale=f(h) + 1.0,
+                offset=f(h), rows_r=tf.constant(np.sort(rng.integers(0, n, e)), tf.int32),
+                rows_s=tf.constant(rng.integers(0, n, e), tf.int32), d_acc=t(e, h), dh_m=t(e, h), d_sum=t(n + 1, h),
+                d_z=t(e, h))
+
+
+def _close(got, want, dtype, scale=1.0):
+    got, want = (tf.cast(x, tf.float32).numpy() for x in (got, want))
+    # bfloat16 outputs may differ by one unit in the last place (8 bits) where the float32 maths rounds apart
+    tol = 1e-5 if dtype == tf.float32 else 2 ** -7
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_forward_and_backward_match_the_xla_kernels(lib, dtype):
+    x = _tensors(dtype)
+    tables, rows = [x["t_r"], x["t_s"]], [x["rows_r"], x["rows_s"]]
+    want = kernels._edge_forward([x["z"], x["z0"], tf.cast(x["bias"], dtype)], tables, rows, x["acc"], x["scale"],
+                                 x["offset"], 1e-5, dtype)
+    got = lib.trkx_edge_ln_forward(parts=[x["z"], x["z0"]], tables=tables, rows=rows, acc=[x["acc"]], bias=x["bias"],
+                                   scale=x["scale"], offset=x["offset"], eps=1e-5)
+    for g, w in zip(got, want):
+        _close(g, w, dtype, scale=float(tf.reduce_max(tf.abs(tf.cast(w, tf.float32)))))
+    _, _, xhat, inv = got
+
+    dx, dz, dpre, dpre_xhat = kernels._edge_backward(
+        x["d_acc"], x["dh_m"], [x["d_sum"]], [x["rows_r"]], x["d_z"], xhat, inv, x["scale"], x["offset"],
+        ("float32", dtype.name), dtype, tf.float32)
+    dx32, dxt, dz_n, dscale, doffset, dbias = lib.trkx_edge_ln_backward(
+        dense=[x["d_acc"], x["dh_m"]], gsrc=[x["d_sum"]], gids=[x["rows_r"]], dz_next=[x["d_z"]], xhat=xhat, inv=inv,
+        scale=x["scale"], offset=x["offset"], want_dx32=True, want_dxt=True)
+    big = float(tf.reduce_max(tf.abs(dx["float32"])))
+    np.testing.assert_allclose(dx32.numpy(), dx["float32"].numpy(), rtol=1e-5, atol=1e-5 * big)
+    _close(dxt, dx[dtype.name], dtype, big)
+    _close(dz_n, dz, dtype, big)
+    for got_sum, terms in ((dscale, dpre_xhat), (doffset, dpre), (dbias, dx["float32"])):
+        want_sum = tf.reduce_sum(terms, 0).numpy()
+        np.testing.assert_allclose(got_sum.numpy(), want_sum, rtol=1e-4, atol=1e-4 * np.abs(want_sum).max())
+
+
+def test_optional_inputs_and_outputs(lib):
+    x = _tensors(tf.float32, e=50, n=7, h=8)
+    h, acc_next, xhat, inv = lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[], rows=[], acc=[], bias=x["bias"],
+                                                      scale=x["scale"], offset=x["offset"], eps=1e-5)
+    np.testing.assert_array_equal(acc_next.numpy(), h.numpy())  # no acc: acc_next is h
+    ref = kernels.layer_norm_relu([x["z"], x["bias"]], x["scale"], x["offset"])
+    np.testing.assert_allclose(h.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+    dx32, dxt, dz, *_ = lib.trkx_edge_ln_backward(dense=[], gsrc=[], gids=[], dz_next=[], xhat=xhat, inv=inv,
+                                                  scale=x["scale"], offset=x["offset"], want_dx32=False,
+                                                  want_dxt=False)
+    assert dx32.shape == (0, 8) and dxt.shape == (0, 8)
+    np.testing.assert_array_equal(dz.numpy(), np.zeros((50, 8), np.float32))  # no gradient reached h
+
+
+def test_out_of_range_rows_are_rejected(lib):
+    x = _tensors(tf.float32, e=20, n=5, h=4)
+    bad = tf.constant([0] * 19 + [5], tf.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"rows\[19\] = 5 is not in \[0, 5\)"):
+        lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[x["t_r"]], rows=[bad], acc=[], bias=x["bias"],
+                                 scale=x["scale"], offset=x["offset"], eps=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="parts must be"):
+        lib.trkx_edge_ln_forward(parts=[x["z"], x["t_r"]], tables=[], rows=[], acc=[], bias=x["bias"],
+                                 scale=x["scale"], offset=x["offset"], eps=1e-5)
+
+
+def test_build_is_cached_per_key_and_published_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRKX_CACHE_DIR", str(tmp_path))
+    path = native.build()
+    assert path.parent == tmp_path / "ops" and path.exists()
+    assert sorted(os.listdir(path.parent)) == [path.name]  # no temporary file left behind
+    stamp = path.stat().st_mtime_ns
+    assert native.build() == path and path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    # (not loaded: a second library registering the same kernels would clash with the one the tests use)
+    assert path.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_missing_compiler_and_switch(monkeypatch):
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler 'no-such-cxx'"):
+        native.build("no-such-cxx")
+    monkeypatch.setenv("TRKX_NATIVE_OPS", "0")
+    assert native.ops() is None
