@@ -27,7 +27,7 @@ def test_multilinear_is_linear_on_the_concatenation():
         layer([a])
 
 
-def test_fused_layer_norm_relu_matches_reference_values_and_gradients():
+def test_fused_layer_norm_relu_matches_reference_values_and_gradients(kernel_backend):
     rng = np.random.default_rng(1)
     x1 = tf.Variable(rng.normal(size=(40, 8)).astype(np.float32))
     x2 = tf.Variable(rng.normal(size=(40, 8)).astype(np.float32))
@@ -45,7 +45,7 @@ def test_fused_layer_norm_relu_matches_reference_values_and_gradients():
         np.testing.assert_allclose(gf.numpy(), gr.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_fused_layer_norm_relu_mixed_dtypes():
+def test_fused_layer_norm_relu_mixed_dtypes(kernel_backend):
     rng = np.random.default_rng(2)
     x16 = tf.Variable(rng.normal(size=(10, 4)).astype(np.float32))
     x32 = tf.Variable(rng.normal(size=(10, 4)).astype(np.float32))

@@ -115,18 +115,31 @@ def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Ten
     """
     parts = list(parts)
     out_dtype = parts[0].dtype if out_dtype is None else out_dtype
+    lib = _native_lib(parts, out_dtype)  # None: the XLA kernels
 
     @tf.custom_gradient
     def fused(*args):
         xs, g, b = list(args[:-2]), args[-2], args[-1]
         g32, b32 = tf.cast(g, tf.float32), tf.cast(b, tf.float32)
         # the backward keeps xhat (one [B, H] tensor in the compute dtype) and inv ([B, 1] float32)
-        y, xhat, inv = _ln_relu_forward(xs, g32, b32, eps, out_dtype)
+        if lib is None:
+            y, xhat, inv = _ln_relu_forward(xs, g32, b32, eps, out_dtype)
+        else:
+            y, _, xhat, inv = lib.trkx_edge_ln_forward(
+                parts=[x for x in xs if x.shape.rank == 2], tables=[], rows=[], acc=[], bias=_bias_sum(xs, g32.shape[0]),
+                scale=g32, offset=b32, eps=eps)
 
         def grad(dy):
-            dx, dpre, dpre_xhat = _ln_relu_backward(dy, xhat, inv, g32, b32, _row_dtypes(xs), _stat_dtype(out_dtype))
-            return _part_grads(xs, dx) + [tf.cast(column_sum(dpre_xhat), g.dtype),
-                                          tf.cast(column_sum(dpre), b.dtype)]
+            if lib is None:
+                dx, dpre, dpre_xhat = _ln_relu_backward(dy, xhat, inv, g32, b32, _row_dtypes(xs),
+                                                        _stat_dtype(out_dtype))
+                return _part_grads(xs, dx) + [tf.cast(column_sum(dpre_xhat), g.dtype),
+                                              tf.cast(column_sum(dpre), b.dtype)]
+            _, _, dx, dscale, doffset, dbias = lib.trkx_edge_ln_backward(
+                dense=[tf.cast(dy, out_dtype)], gsrc=[], gids=[], dz_next=[], xhat=xhat, inv=inv, scale=g32,
+                offset=b32, want_dx32=False, want_dxt=False)
+            return ([dx if x.shape.rank == 2 else tf.cast(dbias, x.dtype) for x in xs]
+                    + [tf.cast(dscale, g.dtype), tf.cast(doffset, b.dtype)])
 
         return y, grad
 
