@@ -34,23 +34,29 @@ def _close(got, want, dtype, scale=1.0):
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
-def test_forward_and_backward_match_the_xla_kernels(lib, dtype):
-    x = _tensors(dtype)
+@pytest.mark.parametrize("e,n", [(300, 40), (3000, 1000)])  # runs of equal ids across blocks; inside blocks
+def test_forward_and_backward_match_the_xla_kernels(lib, dtype, e, n):
+    x = _tensors(dtype, e=e, n=n)
     tables, rows = [x["t_r"], x["t_s"]], [x["rows_r"], x["rows_s"]]
     want = kernels._edge_forward([x["z"], x["z0"], tf.cast(x["bias"], dtype)], tables, rows, x["acc"], x["scale"],
                                  x["offset"], 1e-5, dtype)
-    got = lib.trkx_edge_ln_forward(parts=[x["z"], x["z0"]], tables=tables, rows=rows, acc=[x["acc"]], bias=x["bias"],
-                                   scale=x["scale"], offset=x["offset"], eps=1e-5)
-    for g, w in zip(got, want):
+    got = lib.trkx_edge_ln_forward(parts=[x["z"], x["z0"]], tables=tables, rows=rows, acc=[x["acc"]],
+                                   sum_ids=[x["rows_r"]], num_segments=n, bias=x["bias"], scale=x["scale"],
+                                   offset=x["offset"], eps=1e-5)
+    for g, w in zip(got[:4], want):
         _close(g, w, dtype, scale=float(tf.reduce_max(tf.abs(tf.cast(w, tf.float32)))))
-    _, _, xhat, inv = got
+    h, _, xhat, inv, sums = got
+    # the in-kernel sum adds in float32 and rounds once; TensorFlow's adds in the dtype
+    want_sums = tf.math.unsorted_segment_sum(tf.cast(h, tf.float32), x["rows_r"], n)
+    _close(sums, want_sums, dtype, scale=float(tf.reduce_max(tf.abs(want_sums))))
 
     dx, dz, dpre, dpre_xhat = kernels._edge_backward(
         x["d_acc"], x["dh_m"], [x["d_sum"]], [x["rows_r"]], x["d_z"], xhat, inv, x["scale"], x["offset"],
         ("float32", dtype.name), dtype, tf.float32)
-    dx32, dxt, dz_n, dscale, doffset, dbias = lib.trkx_edge_ln_backward(
-        dense=[x["d_acc"], x["dh_m"]], gsrc=[x["d_sum"]], gids=[x["rows_r"]], dz_next=[x["d_z"]], xhat=xhat, inv=inv,
-        scale=x["scale"], offset=x["offset"], want_dx32=True, want_dxt=True)
+    dx32, dxt, dz_n, dscale, doffset, dbias, dsum = lib.trkx_edge_ln_backward(
+        dense=[x["d_acc"], x["dh_m"]], gsrc=[x["d_sum"]], gids=[x["rows_r"]], dz_next=[x["d_z"]],
+        sum_ids=[x["rows_r"]], num_segments=n, xhat=xhat, inv=inv, scale=x["scale"], offset=x["offset"],
+        want_dx32=True, want_dxt=True)
     big = float(tf.reduce_max(tf.abs(dx["float32"])))
     np.testing.assert_allclose(dx32.numpy(), dx["float32"].numpy(), rtol=1e-5, atol=1e-5 * big)
     _close(dxt, dx[dtype.name], dtype, big)
@@ -58,16 +64,22 @@ def test_forward_and_backward_match_the_xla_kernels(lib, dtype):
     for got_sum, terms in ((dscale, dpre_xhat), (doffset, dpre), (dbias, dx["float32"])):
         want_sum = tf.reduce_sum(terms, 0).numpy()
         np.testing.assert_allclose(got_sum.numpy(), want_sum, rtol=1e-4, atol=1e-4 * np.abs(want_sum).max())
+    want_dsum = tf.math.unsorted_segment_sum(dx32, x["rows_r"], n).numpy()
+    assert (want_dsum == 0).all(axis=1).any() or e < 1000  # some segments are empty (gaps in the ids)
+    np.testing.assert_allclose(dsum.numpy(), want_dsum, rtol=1e-5, atol=1e-5 * np.abs(want_dsum).max())
 
 
 def test_optional_inputs_and_outputs(lib):
     x = _tensors(tf.float32, e=50, n=7, h=8)
-    h, acc_next, xhat, inv = lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[], rows=[], acc=[], bias=x["bias"],
-                                                      scale=x["scale"], offset=x["offset"], eps=1e-5)
+    h, acc_next, xhat, inv, sums = lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[], rows=[], acc=[], sum_ids=[],
+                                                            num_segments=0, bias=x["bias"], scale=x["scale"],
+                                                            offset=x["offset"], eps=1e-5)
+    assert sums.shape == (0, 8)
     np.testing.assert_array_equal(acc_next.numpy(), h.numpy())  # no acc: acc_next is h
     ref = kernels.layer_norm_relu([x["z"], x["bias"]], x["scale"], x["offset"])
     np.testing.assert_allclose(h.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
-    dx32, dxt, dz, *_ = lib.trkx_edge_ln_backward(dense=[], gsrc=[], gids=[], dz_next=[], xhat=xhat, inv=inv,
+    dx32, dxt, dz, *_ = lib.trkx_edge_ln_backward(dense=[], gsrc=[], gids=[], dz_next=[], sum_ids=[],
+                                                  num_segments=0, xhat=xhat, inv=inv,
                                                   scale=x["scale"], offset=x["offset"], want_dx32=False,
                                                   want_dxt=False)
     assert dx32.shape == (0, 8) and dxt.shape == (0, 8)
@@ -78,11 +90,14 @@ def test_out_of_range_rows_are_rejected(lib):
     x = _tensors(tf.float32, e=20, n=5, h=4)
     bad = tf.constant([0] * 19 + [5], tf.int32)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"rows\[19\] = 5 is not in \[0, 5\)"):
-        lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[x["t_r"]], rows=[bad], acc=[], bias=x["bias"],
-                                 scale=x["scale"], offset=x["offset"], eps=1e-5)
+        lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[x["t_r"]], rows=[bad], acc=[], sum_ids=[], num_segments=0,
+                                 bias=x["bias"], scale=x["scale"], offset=x["offset"], eps=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"sum_ids must be sorted: sum_ids\[1\] = 0 < 3"):
+        lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[], rows=[], acc=[], sum_ids=[tf.constant([3] + [0] * 19)],
+                                 num_segments=5, bias=x["bias"], scale=x["scale"], offset=x["offset"], eps=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="parts must be"):
-        lib.trkx_edge_ln_forward(parts=[x["z"], x["t_r"]], tables=[], rows=[], acc=[], bias=x["bias"],
-                                 scale=x["scale"], offset=x["offset"], eps=1e-5)
+        lib.trkx_edge_ln_forward(parts=[x["z"], x["t_r"]], tables=[], rows=[], acc=[], sum_ids=[], num_segments=0,
+                                 bias=x["bias"], scale=x["scale"], offset=x["offset"], eps=1e-5)
 
 
 def test_build_is_cached_per_key_and_published_whole(tmp_path, monkeypatch):

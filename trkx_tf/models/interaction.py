@@ -71,7 +71,7 @@ import tensorflow as tf
 
 from trkx_tf.errors import ConfigError
 from trkx_tf.models.graph import check_batch, gather_rows, masked_segment_ids, segment_sum
-from trkx_tf.models.kernels import edge_step
+from trkx_tf.models.kernels import SORTED, edge_step
 from trkx_tf.models.layers import MLP, as_compute_dtype
 
 Skip = Literal["residual", "latent0"]
@@ -221,7 +221,10 @@ class InteractionNetwork(snt.Module):
             zc = zc + core.first.bias()
             z0, zc0 = tf.zeros([0, h_dim], dt), tf.zeros([h_dim], dt)
         i_r = 2 if latent0 else 1
-        segments = [(seg_r, None)] + ([(seg_s, seg_s_order)] if seg_s is not None else [])
+        # receiver ids are sorted when the edges are: the native kernels then sum over them in the edge kernels
+        segments = [(seg_r, SORTED if self.sort_edges else None)]
+        if seg_s is not None:
+            segments.append((seg_s, seg_s_order))
         degrees = [deg_r] + ([deg_s] if deg_s is not None else [])
         fused = self.layers == 2 and core.layernorm
 
@@ -237,8 +240,9 @@ class InteractionNetwork(snt.Module):
             c_step = tf.linalg.matvec(w_e, b2, transpose_a=True)  # [H]: b2 @ W_e
             edge_terms = [z] + ([z0] if latent0 else [])
             bias = zc + zc0 if latent0 else zc
-            # the node terms of the first layer, projected per node and gathered onto the edges
-            tables = [(core.first.project(i_r, v), receivers), (core.first.project(i_r + 1, v), senders)]
+            # the node terms of the first layer, projected per node and gathered onto the edges; receiver rows by
+            # seg_r (padded edges read the padding row N, which no real element reads), the ids summed over
+            tables = [(core.first.project(i_r, v), seg_r), (core.first.project(i_r + 1, v), senders)]
             acc_in = None if (latent0 or first) else acc
             if fused:  # one hidden layer with LayerNorm: the whole edge update is one fused op
                 norm = core.norms[0]
@@ -256,7 +260,8 @@ class InteractionNetwork(snt.Module):
                     return z, zc, v, acc_next
                 zh = tf.matmul(h, m_step)
                 z_next = zh if latent0 else z + zh
-                h_sums = [segment_sum(h, seg, n, order, keep_padding_row=True) for seg, order in segments]
+                h_sums = [segment_sum(h, seg, n, None if order is SORTED else order, keep_padding_row=True)
+                          for seg, order in segments]
             # node core, first layer: each aggregate a = (sum h) @ W2 + degree * b2 enters as a @ W_a, so it is
             # computed as (sum h) @ (W2 @ W_a) + degree * (b2 @ W_a), one [N,H]x[H,H] product per aggregate
             node = self.node_core

@@ -19,6 +19,10 @@ import tensorflow as tf
 from trkx_tf.models import native
 
 
+#: The ``order`` of a segment (see :func:`edge_step`) whose ids are already non-decreasing.
+SORTED = "sorted"
+
+
 def column_sum(x: tf.Tensor) -> tf.Tensor:
     """``reduce_sum(x, 0)`` of an [B, H] tensor, as a [1, B] x [B, H] product (faster on CPUs).
 
@@ -125,9 +129,9 @@ def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Ten
         if lib is None:
             y, xhat, inv = _ln_relu_forward(xs, g32, b32, eps, out_dtype)
         else:
-            y, _, xhat, inv = lib.trkx_edge_ln_forward(
-                parts=[x for x in xs if x.shape.rank == 2], tables=[], rows=[], acc=[], bias=_bias_sum(xs, g32.shape[0]),
-                scale=g32, offset=b32, eps=eps)
+            y, _, xhat, inv, _ = lib.trkx_edge_ln_forward(
+                parts=[x for x in xs if x.shape.rank == 2], tables=[], rows=[], acc=[], sum_ids=[], num_segments=0,
+                bias=_bias_sum(xs, g32.shape[0]), scale=g32, offset=b32, eps=eps)
 
         def grad(dy):
             if lib is None:
@@ -135,9 +139,9 @@ def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Ten
                                                         _stat_dtype(out_dtype))
                 return _part_grads(xs, dx) + [tf.cast(column_sum(dpre_xhat), g.dtype),
                                               tf.cast(column_sum(dpre), b.dtype)]
-            _, _, dx, dscale, doffset, dbias = lib.trkx_edge_ln_backward(
-                dense=[tf.cast(dy, out_dtype)], gsrc=[], gids=[], dz_next=[], xhat=xhat, inv=inv, scale=g32,
-                offset=b32, want_dx32=False, want_dxt=False)
+            _, _, dx, dscale, doffset, dbias, _ = lib.trkx_edge_ln_backward(
+                dense=[tf.cast(dy, out_dtype)], gsrc=[], gids=[], dz_next=[], sum_ids=[], num_segments=0, xhat=xhat,
+                inv=inv, scale=g32, offset=b32, want_dx32=False, want_dxt=False)
             return ([dx if x.shape.rank == 2 else tf.cast(dbias, x.dtype) for x in xs]
                     + [tf.cast(dscale, g.dtype), tf.cast(doffset, b.dtype)])
 
@@ -184,16 +188,21 @@ def _xla_edge_backward(xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next, xhat, i
     return grads + [column_sum(dpre_xhat), column_sum(dpre)]
 
 
-def _native_edge_backward(lib, xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next, xhat, inv, g32, b32):
-    """The same as :func:`_xla_edge_backward`, by the native kernel (column sums included)."""
+def _native_edge_backward(lib, xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next, xhat, inv, g32, b32, sorted_ids):
+    """The same as :func:`_xla_edge_backward`, by the native kernel (column sums included; the gradient of a
+    table gathered by ``sorted_ids`` is summed inside the kernel too)."""
     dt = xs[0].dtype
-    dx32, dxt, dz, dscale, doffset, dbias = lib.trkx_edge_ln_backward(
+    in_kernel = next((k for k, r in enumerate(rows) if r is sorted_ids), None)
+    dx32, dxt, dz, dscale, doffset, dbias, dsum = lib.trkx_edge_ln_backward(
         dense=[tf.cast(d, dt) for d in (d_acc, dh_m) if d is not None],
         gsrc=[tf.cast(d, dt) for d, _ in seg_pairs], gids=[s for _, s in seg_pairs],
-        dz_next=[] if d_z_next is None else [tf.cast(d_z_next, dt)], xhat=xhat, inv=inv, scale=g32, offset=b32,
-        want_dx32=bool(tabs), want_dxt=any(x.shape.rank == 2 for x in xs[1:]))
+        dz_next=[] if d_z_next is None else [tf.cast(d_z_next, dt)],
+        sum_ids=[] if in_kernel is None else [sorted_ids],
+        num_segments=0 if in_kernel is None else tf.shape(tabs[in_kernel])[0], xhat=xhat, inv=inv, scale=g32,
+        offset=b32, want_dx32=len(tabs) > (in_kernel is not None), want_dxt=any(x.shape.rank == 2 for x in xs[1:]))
     grads = [dz] + [tf.cast(dxt if x.shape.rank == 2 else dbias, x.dtype) for x in xs[1:]]
-    grads += [tf.cast(tf.math.unsorted_segment_sum(dx32, r, tf.shape(t)[0]), t.dtype) for t, r in zip(tabs, rows)]
+    grads += [tf.cast(dsum if k == in_kernel else tf.math.unsorted_segment_sum(dx32, r, tf.shape(t)[0]), t.dtype)
+              for k, (t, r) in enumerate(zip(tabs, rows))]
     return grads + [dscale, doffset]
 
 
@@ -239,8 +248,10 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
       offset: [H] LayerNorm offset.
       acc: [E, H] running sum of ``h`` (residual), or None.
       m: [H, H] in the compute dtype, or None for the last step.
-      segments: ``(ids, order)`` pairs: [E] int32 segment ids in ``[0, num_segments)`` and an optional [E]
-        permutation sorting them (the sum then runs in order).
+      segments: ``(ids, order)`` pairs: [E] int32 segment ids in ``[0, num_segments)`` and None, an [E]
+        permutation sorting them (the sum then runs in order) or :data:`SORTED` (the ids are non-decreasing:
+        the native kernels then sum the first such segment inside the forward kernel, and the gradient of a
+        table whose rows are that same ids tensor inside the backward kernel).
       num_segments: scalar int32 (N + 1: the last segment collects padded edges).
       residual: ``z_next = z + h @ m`` rather than ``h @ m``.
       eps: LayerNorm epsilon.
@@ -265,6 +276,10 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
     if not dx_dtypes and any(p.shape.rank != 2 for p in parts):
         dx_dtypes = (out_dtype.name,)  # only broadcast parts besides z: their gradient is a column sum of it
     lib = _native_lib(parts, out_dtype)  # None: the XLA kernels
+    # native kernels: the first sorted segment is summed inside the forward kernel, and a table gathered by its
+    # ids gets its gradient summed inside the backward kernel
+    in_kernel_sums = [k for k, o in enumerate(orders) if o is SORTED][:1] if lib is not None else []
+    sorted_ids = ids[in_kernel_sums[0]] if in_kernel_sums else None
 
     @tf.custom_gradient
     def fused(*args):
@@ -275,21 +290,27 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
         acc_in = rest.pop(0) if has_acc else None
         m_in = None if last else rest.pop(0)
         g32, b32 = tf.cast(g, tf.float32), tf.cast(b, tf.float32)
+        in_kernel = [] if last else in_kernel_sums  # the sum the native forward kernel computes, if any
         if lib is None:
             h, acc_next, xhat, inv = _edge_forward(xs, tabs, rows, acc_in, g32, b32, eps, out_dtype)
         else:
-            h, acc_next, xhat, inv = lib.trkx_edge_ln_forward(
+            h, acc_next, xhat, inv, kernel_sum = lib.trkx_edge_ln_forward(
                 parts=[x for x in xs if x.shape.rank == 2], tables=[tf.cast(t, out_dtype) for t in tabs],
-                rows=rows, acc=[] if acc_in is None else [acc_in], bias=_bias_sum(xs, g32.shape[0]),
-                scale=g32, offset=b32, eps=eps)
+                rows=rows, acc=[] if acc_in is None else [acc_in], sum_ids=[ids[k] for k in in_kernel],
+                num_segments=num_segments, bias=_bias_sum(xs, g32.shape[0]), scale=g32, offset=b32, eps=eps)
         outputs = [acc_next]
         if not last:
             zh = tf.matmul(h, m_in)
             z_next = xs[0] + zh if residual else zh
             sums = []
-            for seg, order in zip(ids, orders):
-                data, seg_sorted = (h, seg) if order is None else (tf.gather(h, order), tf.gather(seg, order))
-                sums.append(tf.math.unsorted_segment_sum(data, seg_sorted, num_segments))
+            for k, (seg, order) in enumerate(zip(ids, orders)):
+                if k in in_kernel:
+                    sums.append(kernel_sum)
+                elif isinstance(order, tf.Tensor):
+                    sums.append(tf.math.unsorted_segment_sum(tf.gather(h, order), tf.gather(seg, order),
+                                                             num_segments))
+                else:
+                    sums.append(tf.math.unsorted_segment_sum(h, seg, num_segments))
             outputs = [z_next, acc_next] + sums
 
         def grad(*douts):
@@ -302,7 +323,7 @@ def edge_step(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Tensor, a
             seg_pairs = [(d, s) for d, s in zip(d_sums, ids) if d is not None]
             if lib is not None:
                 grads = _native_edge_backward(lib, xs, tabs, rows, d_acc, dh_m, seg_pairs,
-                                              d_z_next if residual else None, xhat, inv, g32, b32)
+                                              d_z_next if residual else None, xhat, inv, g32, b32, sorted_ids)
             else:
                 grads = _xla_edge_backward(xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next if residual else None,
                                            xhat, inv, g32, b32, dx_dtypes)

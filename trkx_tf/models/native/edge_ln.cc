@@ -58,6 +58,9 @@ inline float load(const Eigen::bfloat16* p, int64_t i) {
 }
 inline void store(float* p, int64_t i, float v) { p[i] = v; }
 inline void store(Eigen::bfloat16* p, int64_t i, float v) { reinterpret_cast<uint16_t*>(p)[i] = to_bf16(v); }
+// the value a float takes once stored as T
+inline float rounded(float v, const float*) { return v; }
+inline float rounded(float v, const Eigen::bfloat16*) { return bits_to_float(static_cast<uint32_t>(to_bf16(v)) << 16); }
 
 template <typename T>
 inline void add_row(float* __restrict x, const T* __restrict p, int64_t h) {
@@ -101,6 +104,93 @@ tensorflow::Status check_ids(const Tensor& ids, int64_t rows, int64_t limit, con
   return tensorflow::OkStatus();
 }
 
+tensorflow::Status check_sorted(const Tensor& ids, int64_t rows, int64_t limit) {
+  TF_RETURN_IF_ERROR(check_ids(ids, rows, limit, "sum_ids"));
+  const int32_t* p = data<int32_t>(ids);
+  for (int64_t i = 1; i < rows; ++i)
+    if (p[i] < p[i - 1]) return InvalidArgument("sum_ids must be sorted: sum_ids[", i, "] = ", p[i], " < ", p[i - 1]);
+  return tensorflow::OkStatus();
+}
+
+// Sums float rows into out[ids[r]] (out: [S, h] of O, zeroed first) for sorted ids, one block of rows per task.
+// A run of equal ids inside a block is summed in float and written once; the first and last runs of a block
+// (which may continue in the neighbouring blocks) are kept as partials and merged in block order by finish(),
+// so the result does not depend on the threads.
+template <typename O>
+class SortedRowSum {
+ public:
+  SortedRowSum(Tensor* out, const Tensor* ids, int64_t h)
+      : out_(out ? mutable_data<O>(out) : nullptr), ids_(ids ? data<int32_t>(*ids) : nullptr), h_(h),
+        rows_(out ? out->dim_size(0) : 0) {
+    if (!out_) return;
+    std::fill(out_, out_ + rows_ * h_, O(0.f));
+    part_.assign(2 * kBlocks * h_, 0.f);
+    part_id_.assign(2 * kBlocks, -1);
+  }
+  bool active() const { return out_ != nullptr; }
+
+  // The running state of one block.
+  struct Run {
+    int32_t id = -1;
+    bool first = true;
+    std::vector<float> acc;
+  };
+  Run start() const { return Run{-1, true, std::vector<float>(h_, 0.f)}; }
+
+  void add(Run& run, int64_t blk, int64_t r, const float* __restrict v) {
+    const int32_t id = ids_[r];
+    if (id != run.id) {
+      if (run.id >= 0) flush(run, blk, false);
+      run.id = id;
+    }
+    float* __restrict a = run.acc.data();
+#pragma omp simd
+    for (int64_t j = 0; j < h_; ++j) a[j] += v[j];
+  }
+  void end(Run& run, int64_t blk) {
+    if (run.id >= 0) flush(run, blk, true);
+  }
+
+  void finish() {  // merges the partials (block order, so ids ascend) and writes them
+    if (!out_) return;
+    std::vector<float> sum(h_, 0.f);
+    int32_t cur = -1;
+    for (int64_t k = 0; k < 2 * kBlocks; ++k) {
+      const int32_t id = part_id_[k];
+      if (id < 0) continue;
+      if (id != cur && cur >= 0) write(cur, sum.data());
+      if (id != cur) std::fill(sum.begin(), sum.end(), 0.f);
+      cur = id;
+      for (int64_t j = 0; j < h_; ++j) sum[j] += part_[k * h_ + j];
+    }
+    if (cur >= 0) write(cur, sum.data());
+  }
+
+ private:
+  void flush(Run& run, int64_t blk, bool last) {
+    if (run.first || last) {  // may be shared with a neighbouring block: keep it as a partial
+      const int64_t k = 2 * blk + (run.first ? 0 : 1);
+      part_id_[k] = run.id;
+      std::copy(run.acc.begin(), run.acc.end(), part_.begin() + k * h_);
+    } else {  // a run inside the block: its segment has no other rows
+      write(run.id, run.acc.data());
+    }
+    run.first = false;
+    std::fill(run.acc.begin(), run.acc.end(), 0.f);
+  }
+  void write(int32_t id, const float* v) {
+    O* __restrict o = out_ + static_cast<int64_t>(id) * h_;
+#pragma omp simd
+    for (int64_t j = 0; j < h_; ++j) store(o, j, v[j]);
+  }
+
+  O* out_;
+  const int32_t* ids_;
+  int64_t h_, rows_;
+  std::vector<float> part_;
+  std::vector<int32_t> part_id_;
+};
+
 // ------------------------------------------------------------------------------------------------ forward
 // x = bias + sum(parts) + sum_k tables[k][rows[k]];  xhat = (x - mean) * inv;  h = ReLU(xhat * scale + offset)
 // outputs: h, acc_next (= acc + h, or h), xhat (T), inv ([E, 1] float)
@@ -110,13 +200,18 @@ class EdgeLnForward : public OpKernel {
   explicit EdgeLnForward(OpKernelConstruction* c) : OpKernel(c) { OP_REQUIRES_OK(c, c->GetAttr("eps", &eps_)); }
 
   void Compute(OpKernelContext* ctx) override {
-    OpInputList parts, tables, rows, acc;
+    OpInputList parts, tables, rows, acc, sum_ids;
     OP_REQUIRES_OK(ctx, ctx->input_list("parts", &parts));
     OP_REQUIRES_OK(ctx, ctx->input_list("tables", &tables));
     OP_REQUIRES_OK(ctx, ctx->input_list("rows", &rows));
     OP_REQUIRES_OK(ctx, ctx->input_list("acc", &acc));
-    const Tensor &bias = ctx->input(ctx->num_inputs() - 3), &scale = ctx->input(ctx->num_inputs() - 2),
-                 &offset = ctx->input(ctx->num_inputs() - 1);
+    OP_REQUIRES_OK(ctx, ctx->input_list("sum_ids", &sum_ids));
+    const Tensor *bias_t, *scale_t, *offset_t, *num_segments;
+    OP_REQUIRES_OK(ctx, ctx->input("bias", &bias_t));
+    OP_REQUIRES_OK(ctx, ctx->input("scale", &scale_t));
+    OP_REQUIRES_OK(ctx, ctx->input("offset", &offset_t));
+    OP_REQUIRES_OK(ctx, ctx->input("num_segments", &num_segments));
+    const Tensor &bias = *bias_t, &scale = *scale_t, &offset = *offset_t;
     const int64_t e = parts[0].dim_size(0), h = parts[0].dim_size(1);
     for (int i = 0; i < parts.size(); ++i) OP_REQUIRES_OK(ctx, check_rows(parts[i], e, h, "parts"));
     for (int i = 0; i < acc.size(); ++i) OP_REQUIRES_OK(ctx, check_rows(acc[i], e, h, "acc"));
@@ -127,8 +222,11 @@ class EdgeLnForward : public OpKernel {
     }
     for (const Tensor* p : {&bias, &scale, &offset})
       OP_REQUIRES(ctx, p->dims() == 1 && p->dim_size(0) == h, InvalidArgument("bias, scale and offset must be [", h, "]"));
+    const int64_t segments = num_segments->scalar<int32_t>()();
+    OP_REQUIRES(ctx, sum_ids.size() <= 1, InvalidArgument("at most one sum_ids"));
+    if (sum_ids.size() == 1) OP_REQUIRES_OK(ctx, check_sorted(sum_ids[0], e, segments));
 
-    Tensor *out_h, *out_acc, *out_xhat, *out_inv;
+    Tensor *out_h, *out_acc, *out_xhat, *out_inv, *out_sums;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({e, h}), &out_h));
     if (acc.size() > 0) {
       OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({e, h}), &out_acc));
@@ -138,6 +236,8 @@ class EdgeLnForward : public OpKernel {
     }
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({e, h}), &out_xhat));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({e, 1}), &out_inv));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({sum_ids.size() ? segments : 0, h}), &out_sums));
+    SortedRowSum<T> sums(sum_ids.size() ? out_sums : nullptr, sum_ids.size() ? &sum_ids[0] : nullptr, h);
 
     std::vector<const T*> p_ptr, t_ptr;
     std::vector<const int32_t*> r_ptr;
@@ -154,9 +254,10 @@ class EdgeLnForward : public OpKernel {
     const float eps = eps_;
     const int64_t np = p_ptr.size(), nt = t_ptr.size();
 
-    for_blocks(ctx, e, h * (np + nt + 6), [&](int64_t, int64_t r0, int64_t r1) {
-      std::vector<float> xbuf(h);
-      float* __restrict x = xbuf.data();
+    for_blocks(ctx, e, h * (np + nt + 6), [&](int64_t blk, int64_t r0, int64_t r1) {
+      std::vector<float> xbuf(2 * h);
+      float *__restrict x = xbuf.data(), *__restrict y = x + h;
+      auto run = sums.start();
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t base = r * h;
         for (int64_t j = 0; j < h; ++j) x[j] = b[j];
@@ -176,16 +277,20 @@ class EdgeLnForward : public OpKernel {
         for (int64_t j = 0; j < h; ++j) {
           const float xh = (x[j] - mean) * inv;
           store(ox, j, xh);
-          store(oh, j, std::max(xh * g[j] + o[j], 0.f));
+          y[j] = rounded(std::max(xh * g[j] + o[j], 0.f), oh);  // h as stored: the sums and acc add that
+          store(oh, j, y[j]);
         }
         if (ya) {
           T* __restrict oa = ya + base;
           const T* __restrict ia = acc_ptr + base;
 #pragma omp simd
-          for (int64_t j = 0; j < h; ++j) store(oa, j, load(ia, j) + load(oh, j));
+          for (int64_t j = 0; j < h; ++j) store(oa, j, load(ia, j) + y[j]);
         }
+        if (sums.active()) sums.add(run, blk, r, y);
       }
+      if (sums.active()) sums.end(run, blk);
     });
+    sums.finish();
   }
 
  private:
@@ -206,14 +311,19 @@ class EdgeLnBackward : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    OpInputList dense, gsrc, gids, dz_next;
+    OpInputList dense, gsrc, gids, dz_next, sum_ids;
     OP_REQUIRES_OK(ctx, ctx->input_list("dense", &dense));
     OP_REQUIRES_OK(ctx, ctx->input_list("gsrc", &gsrc));
     OP_REQUIRES_OK(ctx, ctx->input_list("gids", &gids));
     OP_REQUIRES_OK(ctx, ctx->input_list("dz_next", &dz_next));
-    const int n = ctx->num_inputs();
-    const Tensor &xhat = ctx->input(n - 4), &inv = ctx->input(n - 3), &scale = ctx->input(n - 2),
-                 &offset = ctx->input(n - 1);
+    OP_REQUIRES_OK(ctx, ctx->input_list("sum_ids", &sum_ids));
+    const Tensor *xhat_t, *inv_t, *scale_t, *offset_t, *num_segments;
+    OP_REQUIRES_OK(ctx, ctx->input("xhat", &xhat_t));
+    OP_REQUIRES_OK(ctx, ctx->input("inv", &inv_t));
+    OP_REQUIRES_OK(ctx, ctx->input("scale", &scale_t));
+    OP_REQUIRES_OK(ctx, ctx->input("offset", &offset_t));
+    OP_REQUIRES_OK(ctx, ctx->input("num_segments", &num_segments));
+    const Tensor &xhat = *xhat_t, &inv = *inv_t, &scale = *scale_t, &offset = *offset_t;
     OP_REQUIRES(ctx, xhat.dims() == 2, InvalidArgument("xhat must be [E, H]"));
     const int64_t e = xhat.dim_size(0), h = xhat.dim_size(1);
     for (int i = 0; i < dense.size(); ++i) OP_REQUIRES_OK(ctx, check_rows(dense[i], e, h, "dense"));
@@ -226,14 +336,19 @@ class EdgeLnBackward : public OpKernel {
     }
     for (const Tensor* p : {&scale, &offset})
       OP_REQUIRES(ctx, p->dims() == 1 && p->dim_size(0) == h, InvalidArgument("scale and offset must be [", h, "]"));
+    const int64_t segments = num_segments->scalar<int32_t>()();
+    OP_REQUIRES(ctx, sum_ids.size() <= 1, InvalidArgument("at most one sum_ids"));
+    if (sum_ids.size() == 1) OP_REQUIRES_OK(ctx, check_sorted(sum_ids[0], e, segments));
 
-    Tensor *o_dx32, *o_dxt, *o_dz, *o_dscale, *o_doffset, *o_dbias;
+    Tensor *o_dx32, *o_dxt, *o_dz, *o_dscale, *o_doffset, *o_dbias, *o_dsum;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({want_dx32_ ? e : 0, h}), &o_dx32));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({want_dxt_ ? e : 0, h}), &o_dxt));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({e, h}), &o_dz));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({h}), &o_dscale));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({h}), &o_doffset));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({h}), &o_dbias));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({sum_ids.size() ? segments : 0, h}), &o_dsum));
+    SortedRowSum<float> dsum(sum_ids.size() ? o_dsum : nullptr, sum_ids.size() ? &sum_ids[0] : nullptr, h);
 
     std::vector<const T*> d_ptr, s_ptr;
     std::vector<const int32_t*> i_ptr;
@@ -256,6 +371,7 @@ class EdgeLnBackward : public OpKernel {
       std::vector<float> buf(3 * h);
       float *__restrict dy = buf.data(), *__restrict xh = dy + h, *__restrict dxhat = xh + h;
       float *__restrict cs = partial.data() + blk * 3 * h, *__restrict co = cs + h, *__restrict cb = co + h;
+      auto run = dsum.start();
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t base = r * h;
         for (int64_t j = 0; j < h; ++j) dy[j] = 0.f;
@@ -296,8 +412,11 @@ class EdgeLnBackward : public OpKernel {
 #pragma omp simd
           for (int64_t j = 0; j < h; ++j) store(o2, j, dy[j]);
         }
+        if (dsum.active()) dsum.add(run, blk, r, dy);
       }
+      if (dsum.active()) dsum.end(run, blk);
     });
+    dsum.finish();
     float *ds = mutable_data<float>(o_dscale), *dof = mutable_data<float>(o_doffset),
           *db = mutable_data<float>(o_dbias);
     for (int64_t j = 0; j < h; ++j) ds[j] = dof[j] = db[j] = 0.f;
@@ -321,11 +440,14 @@ REGISTER_OP("TrkxEdgeLnForward")
     .Attr("n_parts: int >= 1")
     .Attr("n_tables: int >= 0")
     .Attr("n_acc: int >= 0")
+    .Attr("n_sum: int >= 0")
     .Attr("eps: float")
     .Input("parts: n_parts * T")
     .Input("tables: n_tables * T")
     .Input("rows: n_tables * int32")
     .Input("acc: n_acc * T")
+    .Input("sum_ids: n_sum * int32")
+    .Input("num_segments: int32")
     .Input("bias: float")
     .Input("scale: float")
     .Input("offset: float")
@@ -333,11 +455,13 @@ REGISTER_OP("TrkxEdgeLnForward")
     .Output("acc_next: T")
     .Output("xhat: T")
     .Output("inv: float")
+    .Output("sums: T")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle s;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &s));
       for (int i = 0; i < 3; ++i) c->set_output(i, s);
       c->set_output(3, c->Matrix(c->Dim(s, 0), 1));
+      c->set_output(4, c->Matrix(c->UnknownDim(), c->Dim(s, 1)));
       return tensorflow::OkStatus();
     });
 
@@ -346,12 +470,15 @@ REGISTER_OP("TrkxEdgeLnBackward")
     .Attr("n_dense: int >= 0")
     .Attr("n_gather: int >= 0")
     .Attr("n_dz: int >= 0")
+    .Attr("n_sum: int >= 0")
     .Attr("want_dx32: bool")
     .Attr("want_dxt: bool")
     .Input("dense: n_dense * T")
     .Input("gsrc: n_gather * T")
     .Input("gids: n_gather * int32")
     .Input("dz_next: n_dz * T")
+    .Input("sum_ids: n_sum * int32")
+    .Input("num_segments: int32")
     .Input("xhat: T")
     .Input("inv: float")
     .Input("scale: float")
@@ -362,9 +489,11 @@ REGISTER_OP("TrkxEdgeLnBackward")
     .Output("dscale: float")
     .Output("doffset: float")
     .Output("dbias: float")
+    .Output("dsum: float")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle xhat;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(c->num_inputs() - 4), 2, &xhat));
+      c->set_output(6, c->Matrix(c->UnknownDim(), c->Dim(xhat, 1)));
       bool want_dx32, want_dxt;
       TF_RETURN_IF_ERROR(c->GetAttr("want_dx32", &want_dx32));
       TF_RETURN_IF_ERROR(c->GetAttr("want_dxt", &want_dxt));
