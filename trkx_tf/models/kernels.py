@@ -139,10 +139,9 @@ def layer_norm_relu(parts: Sequence[tf.Tensor], scale: tf.Tensor, offset: tf.Ten
                                                         _stat_dtype(out_dtype))
                 return _part_grads(xs, dx) + [tf.cast(column_sum(dpre_xhat), g.dtype),
                                               tf.cast(column_sum(dpre), b.dtype)]
-            _, _, dx, dscale, doffset, dbias, _, _ = lib.trkx_edge_ln_backward(
-                dense=[tf.cast(dy, out_dtype)], gsrc=[], gids=[], dz_next=[], sum_ids=[], num_segments=0,
-                scatter_ids=[], scatter_segments=0, xhat=xhat, inv=inv, scale=g32, offset=b32, want_dx32=False,
-                want_dxt=False)
+            _, _, dx, dscale, doffset, dbias, _ = lib.trkx_edge_ln_backward(
+                dense=[tf.cast(dy, out_dtype)], gsrc=[], gids=[], dz_next=[], sum_ids=[], num_segments=0, xhat=xhat,
+                inv=inv, scale=g32, offset=b32, want_dx32=False, want_dxt=False)
             return ([dx if x.shape.rank == 2 else tf.cast(dbias, x.dtype) for x in xs]
                     + [tf.cast(dscale, g.dtype), tf.cast(doffset, b.dtype)])
 
@@ -190,27 +189,20 @@ def _xla_edge_backward(xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next, xhat, i
 
 
 def _native_edge_backward(lib, xs, tabs, rows, d_acc, dh_m, seg_pairs, d_z_next, xhat, inv, g32, b32, sorted_ids):
-    """The same as :func:`_xla_edge_backward`, by the native kernel: column sums, and the gradients of up to two
-    tables (one gathered by ``sorted_ids``, one by any rows), are summed inside it; further tables get a
-    float32 ``dx`` to scatter."""
+    """The same as :func:`_xla_edge_backward`, by the native kernel (column sums included; the gradient of a
+    table gathered by ``sorted_ids`` is summed inside the kernel too)."""
     dt = xs[0].dtype
-    by_sorted = next((k for k, r in enumerate(rows) if r is sorted_ids), None)
-    by_scatter = next((k for k in range(len(tabs)) if k != by_sorted), None)
-    rest = [k for k in range(len(tabs)) if k not in (by_sorted, by_scatter)]
-    dx32, dxt, dz, dscale, doffset, dbias, dsum, dscatter = lib.trkx_edge_ln_backward(
+    in_kernel = next((k for k, r in enumerate(rows) if r is sorted_ids), None)
+    dx32, dxt, dz, dscale, doffset, dbias, dsum = lib.trkx_edge_ln_backward(
         dense=[tf.cast(d, dt) for d in (d_acc, dh_m) if d is not None],
         gsrc=[tf.cast(d, dt) for d, _ in seg_pairs], gids=[s for _, s in seg_pairs],
         dz_next=[] if d_z_next is None else [tf.cast(d_z_next, dt)],
-        sum_ids=[] if by_sorted is None else [sorted_ids],
-        num_segments=0 if by_sorted is None else tf.shape(tabs[by_sorted])[0],
-        scatter_ids=[] if by_scatter is None else [rows[by_scatter]],
-        scatter_segments=0 if by_scatter is None else tf.shape(tabs[by_scatter])[0],
-        xhat=xhat, inv=inv, scale=g32, offset=b32, want_dx32=bool(rest),
-        want_dxt=any(x.shape.rank == 2 for x in xs[1:]))
+        sum_ids=[] if in_kernel is None else [sorted_ids],
+        num_segments=0 if in_kernel is None else tf.shape(tabs[in_kernel])[0], xhat=xhat, inv=inv, scale=g32,
+        offset=b32, want_dx32=len(tabs) > (in_kernel is not None), want_dxt=any(x.shape.rank == 2 for x in xs[1:]))
     grads = [dz] + [tf.cast(dxt if x.shape.rank == 2 else dbias, x.dtype) for x in xs[1:]]
-    for k, (t, r) in enumerate(zip(tabs, rows)):
-        d = {by_sorted: dsum, by_scatter: dscatter}.get(k)
-        grads.append(tf.cast(tf.math.unsorted_segment_sum(dx32, r, tf.shape(t)[0]) if d is None else d, t.dtype))
+    grads += [tf.cast(dsum if k == in_kernel else tf.math.unsorted_segment_sum(dx32, r, tf.shape(t)[0]), t.dtype)
+              for k, (t, r) in enumerate(zip(tabs, rows))]
     return grads + [dscale, doffset]
 
 

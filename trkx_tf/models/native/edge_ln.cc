@@ -70,27 +70,7 @@ inline void add_row(float* __restrict x, const T* __restrict p, int64_t h) {
 
 constexpr int64_t kBlocks = 256;  // fixed row blocks (see the header)
 
-constexpr int64_t kScatterParts = 4;  // row partitions of an in-kernel scatter-add (each has its own table)
 constexpr int64_t kPrefetch = 6;  // rows ahead whose gathered (random) rows are prefetched
-
-// Runs fn(block, first_row, end_row, partition) over kBlocks blocks of [0, rows) on the op's CPU threads. The
-// blocks form `partitions` runs of consecutive blocks; the blocks of one partition run in order on one thread.
-template <typename Fn>
-void for_blocks(OpKernelContext* ctx, int64_t rows, int64_t cost_per_row, Fn fn, int64_t partitions = kBlocks) {
-  const int64_t blocks = std::max<int64_t>(1, std::min(rows, kBlocks));
-  const int64_t per = (rows + blocks - 1) / blocks;
-  partitions = std::max<int64_t>(1, std::min(partitions, blocks));
-  const int64_t blocks_per_part = (blocks + partitions - 1) / partitions;
-  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  pool->ParallelFor(partitions, blocks_per_part * per * cost_per_row, [&](int64_t p0, int64_t p1) {
-    for (int64_t part = p0; part < p1; ++part) {
-      for (int64_t b = part * blocks_per_part; b < std::min(blocks, (part + 1) * blocks_per_part); ++b) {
-        const int64_t r0 = b * per, r1 = std::min(rows, r0 + per);
-        if (r0 < r1) fn(b, r0, r1, part);
-      }
-    }
-  });
-}
 
 // Prefetches the rows ids[r] of each table (rows of h elements of T): gathers are random reads.
 template <typename T>
@@ -100,6 +80,20 @@ inline void prefetch_rows(const std::vector<const T*>& tables, const std::vector
     const char* p = reinterpret_cast<const char*>(tables[k] + static_cast<int64_t>(ids[k][r]) * h);
     for (int64_t c = 0; c < h * static_cast<int64_t>(sizeof(T)); c += 64) __builtin_prefetch(p + c);
   }
+}
+
+// Runs fn(block, first_row, end_row) over kBlocks blocks of [0, rows) on the op's CPU threads.
+template <typename Fn>
+void for_blocks(OpKernelContext* ctx, int64_t rows, int64_t cost_per_row, Fn fn) {
+  const int64_t blocks = std::max<int64_t>(1, std::min(rows, kBlocks));
+  const int64_t per = (rows + blocks - 1) / blocks;
+  auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  pool->ParallelFor(blocks, per * cost_per_row, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t r0 = b * per, r1 = std::min(rows, r0 + per);
+      if (r0 < r1) fn(b, r0, r1);
+    }
+  });
 }
 
 template <typename T>
@@ -272,7 +266,7 @@ class EdgeLnForward : public OpKernel {
     const float eps = eps_;
     const int64_t np = p_ptr.size(), nt = t_ptr.size();
 
-    for_blocks(ctx, e, h * (np + nt + 6), [&](int64_t blk, int64_t r0, int64_t r1, int64_t) {
+    for_blocks(ctx, e, h * (np + nt + 6), [&](int64_t blk, int64_t r0, int64_t r1) {
       std::vector<float> xbuf(2 * h);
       float *__restrict x = xbuf.data(), *__restrict y = x + h;
       auto run = sums.start();
@@ -320,9 +314,7 @@ class EdgeLnForward : public OpKernel {
 // dy = sum(dense) + sum_k gsrc[k][gids[k]];  dpre = dy where xhat * scale + offset > 0;  dxhat = dpre * scale
 // dx = inv * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat));  dz = dx (+ dz_next)
 // outputs: dx as float ([E, H], or [0, H] unless want_dx32), dx as T ([E, H], or [0, H] unless want_dxt), dz (T),
-// and the column sums dscale = sum(dpre * xhat), doffset = sum(dpre), dbias = sum(dx) (float [H]); optionally
-// dsum[i] = sum of dx over the rows with sum_ids == i (sorted ids) and dscatter[i] the same over scatter_ids
-// (any order: each of kScatterParts row partitions adds into its own table, then the tables are summed in order)
+// and the column sums dscale = sum(dpre * xhat), doffset = sum(dpre), dbias = sum(dx) (float [H])
 template <typename T>
 class EdgeLnBackward : public OpKernel {
  public:
@@ -332,15 +324,13 @@ class EdgeLnBackward : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    OpInputList dense, gsrc, gids, dz_next, sum_ids, scatter_ids;
+    OpInputList dense, gsrc, gids, dz_next, sum_ids;
     OP_REQUIRES_OK(ctx, ctx->input_list("dense", &dense));
     OP_REQUIRES_OK(ctx, ctx->input_list("gsrc", &gsrc));
     OP_REQUIRES_OK(ctx, ctx->input_list("gids", &gids));
     OP_REQUIRES_OK(ctx, ctx->input_list("dz_next", &dz_next));
     OP_REQUIRES_OK(ctx, ctx->input_list("sum_ids", &sum_ids));
-    OP_REQUIRES_OK(ctx, ctx->input_list("scatter_ids", &scatter_ids));
-    const Tensor *xhat_t, *inv_t, *scale_t, *offset_t, *num_segments, *scatter_segments;
-    OP_REQUIRES_OK(ctx, ctx->input("scatter_segments", &scatter_segments));
+    const Tensor *xhat_t, *inv_t, *scale_t, *offset_t, *num_segments;
     OP_REQUIRES_OK(ctx, ctx->input("xhat", &xhat_t));
     OP_REQUIRES_OK(ctx, ctx->input("inv", &inv_t));
     OP_REQUIRES_OK(ctx, ctx->input("scale", &scale_t));
@@ -362,11 +352,8 @@ class EdgeLnBackward : public OpKernel {
     const int64_t segments = num_segments->scalar<int32_t>()();
     OP_REQUIRES(ctx, sum_ids.size() <= 1, InvalidArgument("at most one sum_ids"));
     if (sum_ids.size() == 1) OP_REQUIRES_OK(ctx, check_sorted(sum_ids[0], e, segments));
-    const int64_t scatter_rows = scatter_segments->scalar<int32_t>()();
-    OP_REQUIRES(ctx, scatter_ids.size() <= 1, InvalidArgument("at most one scatter_ids"));
-    if (scatter_ids.size() == 1) OP_REQUIRES_OK(ctx, check_ids(scatter_ids[0], e, scatter_rows, "scatter_ids"));
 
-    Tensor *o_dx32, *o_dxt, *o_dz, *o_dscale, *o_doffset, *o_dbias, *o_dsum, *o_dscatter;
+    Tensor *o_dx32, *o_dxt, *o_dz, *o_dscale, *o_doffset, *o_dbias, *o_dsum;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({want_dx32_ ? e : 0, h}), &o_dx32));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({want_dxt_ ? e : 0, h}), &o_dxt));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({e, h}), &o_dz));
@@ -375,14 +362,6 @@ class EdgeLnBackward : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({h}), &o_dbias));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({sum_ids.size() ? segments : 0, h}), &o_dsum));
     SortedRowSum<float> dsum(sum_ids.size() ? o_dsum : nullptr, sum_ids.size() ? &sum_ids[0] : nullptr, h);
-    const bool scatter = scatter_ids.size() == 1;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(7, TensorShape({scatter ? scatter_rows : 0, h}), &o_dscatter));
-    Tensor tables_t;  // one [R, H] float table per partition
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT,
-                                           TensorShape({scatter ? kScatterParts * scatter_rows * h : 0}), &tables_t));
-    float* tables = mutable_data<float>(&tables_t);
-    const int32_t* sc_ids = scatter ? data<int32_t>(scatter_ids[0]) : nullptr;
-    std::vector<const int32_t*> sc_prefetch_ids(scatter ? 1 : 0, sc_ids);
 
     std::vector<const T*> d_ptr, s_ptr;
     std::vector<const int32_t*> i_ptr;
@@ -401,14 +380,7 @@ class EdgeLnBackward : public OpKernel {
     const int64_t blocks = std::max<int64_t>(1, std::min(e, kBlocks));
     std::vector<float> partial(blocks * 3 * h, 0.f);  // per block: dscale, doffset, dbias
 
-    std::vector<char> zeroed(kScatterParts, 0);  // per partition (not vector<bool>: threads write it)
-    for_blocks(ctx, e, h * (nd + ns + 10), [&](int64_t blk, int64_t r0, int64_t r1, int64_t part) {
-      float* table = scatter ? tables + part * scatter_rows * h : nullptr;
-      if (scatter && !zeroed[part]) {  // the partition's first block (its blocks run in order on one thread)
-        std::fill(table, table + scatter_rows * h, 0.f);
-        zeroed[part] = 1;
-      }
-      std::vector<const float*> table_base(scatter ? 1 : 0, table);
+    for_blocks(ctx, e, h * (nd + ns + 10), [&](int64_t blk, int64_t r0, int64_t r1) {
       std::vector<float> buf(3 * h);
       float *__restrict dy = buf.data(), *__restrict xh = dy + h, *__restrict dxhat = xh + h;
       float *__restrict cs = partial.data() + blk * 3 * h, *__restrict co = cs + h, *__restrict cb = co + h;
@@ -418,10 +390,7 @@ class EdgeLnBackward : public OpKernel {
         for (int64_t j = 0; j < h; ++j) dy[j] = 0.f;
         for (int64_t k = 0; k < nd; ++k) add_row(dy, d_ptr[k] + base, h);
         for (int64_t k = 0; k < ns; ++k) add_row(dy, s_ptr[k] + static_cast<int64_t>(i_ptr[k][r]) * h, h);
-        if (r + kPrefetch < r1) {
-          prefetch_rows(s_ptr, i_ptr, r + kPrefetch, h);
-          prefetch_rows(table_base, sc_prefetch_ids, r + kPrefetch, h);
-        }
+        if (r + kPrefetch < r1) prefetch_rows(s_ptr, i_ptr, r + kPrefetch, h);
         float m1 = 0.f, m2 = 0.f;
         const T* __restrict ixh = xh_ptr + base;
 #pragma omp simd reduction(+ : m1, m2)
@@ -458,22 +427,10 @@ class EdgeLnBackward : public OpKernel {
           for (int64_t j = 0; j < h; ++j) store(o2, j, dy[j]);
         }
         if (dsum.active()) dsum.add(run, blk, r, dy);
-        if (table) add_row(table + static_cast<int64_t>(sc_ids[r]) * h, dy, h);
       }
       if (dsum.active()) dsum.end(run, blk);
-    }, scatter ? kScatterParts : kBlocks);
+    });
     dsum.finish();
-    if (scatter) {  // dscatter = the partitions' tables summed in order
-      float* out = mutable_data<float>(o_dscatter);
-      for_blocks(ctx, scatter_rows, h * kScatterParts, [&](int64_t, int64_t r0, int64_t r1, int64_t) {
-        for (int64_t i = r0 * h; i < r1 * h; ++i) {
-          float total = 0.f;
-          for (int64_t part = 0; part < kScatterParts; ++part)
-            if (zeroed[part]) total += tables[part * scatter_rows * h + i];
-          out[i] = total;
-        }
-      });
-    }
     float *ds = mutable_data<float>(o_dscale), *dof = mutable_data<float>(o_doffset),
           *db = mutable_data<float>(o_dbias);
     for (int64_t j = 0; j < h; ++j) ds[j] = dof[j] = db[j] = 0.f;
@@ -528,7 +485,6 @@ REGISTER_OP("TrkxEdgeLnBackward")
     .Attr("n_gather: int >= 0")
     .Attr("n_dz: int >= 0")
     .Attr("n_sum: int >= 0")
-    .Attr("n_scatter: int >= 0")
     .Attr("want_dx32: bool")
     .Attr("want_dxt: bool")
     .Input("dense: n_dense * T")
@@ -537,8 +493,6 @@ REGISTER_OP("TrkxEdgeLnBackward")
     .Input("dz_next: n_dz * T")
     .Input("sum_ids: n_sum * int32")
     .Input("num_segments: int32")
-    .Input("scatter_ids: n_scatter * int32")
-    .Input("scatter_segments: int32")
     .Input("xhat: T")
     .Input("inv: float")
     .Input("scale: float")
@@ -550,12 +504,10 @@ REGISTER_OP("TrkxEdgeLnBackward")
     .Output("doffset: float")
     .Output("dbias: float")
     .Output("dsum: float")
-    .Output("dscatter: float")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle xhat;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(c->num_inputs() - 4), 2, &xhat));
       c->set_output(6, c->Matrix(c->UnknownDim(), c->Dim(xhat, 1)));
-      c->set_output(7, c->Matrix(c->UnknownDim(), c->Dim(xhat, 1)));
       bool want_dx32, want_dxt;
       TF_RETURN_IF_ERROR(c->GetAttr("want_dx32", &want_dx32));
       TF_RETURN_IF_ERROR(c->GetAttr("want_dxt", &want_dxt));
