@@ -24,6 +24,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["trkx_tf", "trkx_tf.*"]),
+    package_data={"trkx_tf.models": ["native/*.cc"]},  # compiled on first use (trkx_tf/models/native.py)
     install_requires=[
         # tensorflow-cpu here; tensorflow[and-cuda]==2.18.1 on GPU clusters (either satisfies the import)
         "dm-sonnet==2.0.2",

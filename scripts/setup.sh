@@ -6,7 +6,9 @@
 #   3. Horovod 0.28.1 built from source with TensorFlow, Gloo and MPI, its wheel cached OUTSIDE the clone in
 #      $TRKX_CACHE_DIR (default ~/.cache/trkx-tf), keyed by Horovod, TensorFlow, Python and MPI versions, so a
 #      second set-up or a fresh clone reuses it instead of compiling again (~6 minutes on 2 cores);
-#   4. the trkx_tf package itself, editable, with its console scripts.
+#   4. the trkx_tf package itself, editable, with its console scripts;
+#   5. the models' native CPU kernels (trkx_tf/models/native.py: g++ against TensorFlow, cached in
+#      $TRKX_CACHE_DIR/ops; also built on first use, and the XLA kernels run where they cannot be built).
 # A stamp file records the hash of the inputs; when nothing changed the script only checks and exits.
 #
 # Environment:
@@ -88,5 +90,7 @@ check="$("$VENV/bin/horovodrun" --check-build 2>/dev/null)"
 for want in TensorFlow Gloo MPI; do
   grep -q "\[X\] $want" <<<"$check" || die "Horovod was built without $want (remove $WHEEL_DIR to rebuild)"
 done
+# ---- 5. the native kernels (a few seconds; a failure only costs speed: the XLA kernels run instead) ---------
+log "native kernels: $("$VENV/bin/python" -c 'from trkx_tf.models import native; print(native.status())')"
 printf '%s' "$stamp" > "$VENV/.trkx-setup-stamp"
 log "ready: source $VENV/bin/activate"

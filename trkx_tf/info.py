@@ -1,4 +1,5 @@
-"""What the toolkit runs on: versions of the stack, Horovod's build, the MPI library and TensorFlow devices."""
+"""What the toolkit runs on: versions of the stack, Horovod's build, the MPI library, TensorFlow devices and the
+models' native CPU kernels."""
 
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ def collect() -> dict[str, Any]:
     """Every fact ``trkx-info`` prints, as a dict."""
     import tensorflow as tf
 
+    from trkx_tf.models import native
+
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -77,6 +80,7 @@ def collect() -> dict[str, Any]:
         "h5py": _version("h5py"),
         "numpy": _version("numpy"),
         "devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
+        "native_kernels": native.status(),
     }
 
 
@@ -101,5 +105,6 @@ def format_info(info: dict[str, Any]) -> str:
         f"h5py             {info['h5py']}",
         f"numpy            {info['numpy']}",
         f"Devices          {', '.join(info['devices']) or 'none'}",
+        f"Native kernels   {info['native_kernels']}",
     ]
     return "\n".join(lines)

@@ -56,3 +56,4 @@ def test_trkx_info_reports_the_stack(venv_bin):
     assert hvd["controllers"] == {"MPI": True, "Gloo": True}
     assert "Open MPI" in info["mpi_library"] or "MPICH" in info["mpi_library"]
     assert any(d.startswith("CPU:") for d in info["devices"])
+    assert info["native_kernels"].startswith("built for this CPU: ")  # g++ is part of the set-up (Horovod)

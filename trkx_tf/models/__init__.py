@@ -9,6 +9,7 @@
 ``registry.build_model``                               the one reader of the ``model`` config section
 ``reference.GraphNetsInteractionNetwork``              the plain graph_nets formulation (oracle and baseline)
 ``layers`` / ``kernels`` / ``graph``                   building blocks, fused kernels, padding-safe graph helpers
+``native``                                             the fused kernels' C++ CPU version, built on first use
 =====================================================  ==============================================================
 
 Importing this package imports nothing else (submodules load TensorFlow when imported).

@@ -36,9 +36,10 @@ its gradient. Three exact rewrites remove most of that work:
    runs on ``h``, and the node core's first layer takes ``(sum h) @ (W2 @ W_a)``, one product per node.
 
 Per step and per edge this is one ``H x H`` product forward and two backward, instead of four and eight.
-With one hidden layer and LayerNorm (``layers=2``, the default) the element-wise part of a step (LayerNorm,
-ReLU, the running sums, and every gradient that reaches ``h``) is one fused XLA kernel each way
-(:func:`~trkx_tf.models.kernels.edge_step`); other shapes use the same maths through the generic MLP.
+With one hidden layer and LayerNorm (``layers=2``, the default) the element-wise part of a step (gathers,
+LayerNorm, ReLU, the running sum, the receivers' sum, and every gradient that reaches ``h``) is one fused kernel
+each way (:func:`~trkx_tf.models.kernels.edge_step`: native C++ on CPUs, XLA elsewhere); other shapes use the
+same maths through the generic MLP.
 
 Edges are processed in receiver order (one integer sort per batch), so receiver-side gathers and segment sums
 walk memory in order. Padding is handled with integer segment ids (:func:`~trkx_tf.models.graph.masked_segment_ids`)
@@ -51,14 +52,14 @@ off for deeper MLPs (``layers >= 3``), see ``benchmarks/memory_options.py``. ``c
 ``"float16"``) runs the model in reduced precision with float32 variables and float32 LayerNorm statistics;
 the per-edge tensors are then half the bytes, while the scatter-adds of gradients onto the nodes run in float32.
 
-Where a training step's time goes (``benchmarks/in_throughput.py`` setting, 150k edges, 15k nodes, one thread,
-TensorFlow profiler, float32): 45 % in the ``[E, H] x [H, H]`` products (ten forward, twenty backward), 40 %
-in the fused XLA element-wise kernels, about a tenth in gathers, segment sums and additions. In bfloat16 the
-products take half as long and the XLA kernels barely less (bound by conversions more than by memory traffic).
-With the node tables gathered inside the forward kernel, XLA:CPU's legacy runtime (``trkx_tf`` selects it on
-import: it can split an element-wise kernel over the cores, the default thunk runtime did not here) and two
-threads, a bfloat16 step spends about 45 % of its thread time in the products, 35 % in the XLA kernels and 12 % in
-the segment sums (TensorFlow profiler, 2026-11-22).
+Where a training step's time goes (``benchmarks/in_throughput.py`` setting: 150k edges, 15k nodes, 2 threads,
+TensorFlow profiler, 2026-11-23): in float32 about 55 % in the ``[E, H] x [H, H]`` products (ten forward, twenty
+backward; at this size the forward ones are bound by writing their [E, H] result), 30 % in the native kernels
+(near memory speed: a row is read and written once per pass), 7 % in the senders' segment sums and the rest in
+small node-side ops. In bfloat16 the products take half as long, so the ratio to graph_nets is higher.
+Tried and measured no faster, side by side: summing the sender-side table gradient inside the backward kernel,
+summing the steps' ``h`` once at the end instead of carrying ``acc`` (``tf.add_n`` of eight tensors),
+not writing ``xhat`` (the saving that recomputing it in the backward would bring), a 512-bit XLA vector width.
 """
 
 from __future__ import annotations

@@ -2,10 +2,22 @@
 
 TensorFlow runs every element-wise op as its own pass over memory, and its automatic gradient of a LayerNorm
 takes about fifteen passes over an ``[E, H]`` tensor; on CPUs, where these tensors are far larger than the
-caches, those passes cost as much as the matrix products. Here the element-wise work of a layer runs as one XLA
-kernel forward and one backward, column sums (gradients of scales, offsets and biases) run as ``[1, B] x [B, H]``
-products (much faster than column reductions), and scatter-adds stay in TensorFlow's sorted segment sums (XLA's
-CPU scatter is slow). Each kernel is checked against its unfused formulation in the tests.
+caches, those passes cost as much as the matrix products. Here the element-wise work of a layer runs as one
+kernel forward and one backward, in one of two implementations with the same maths:
+
+* **native** (CPUs, the default where it builds): the C++ kernels of ``native/edge_ln.cc``
+  (:mod:`trkx_tf.models.native`). They make one pass per row (gathers, LayerNorm statistics, ReLU, running sum
+  and stores with the row in cache) and also compute, inside the same pass, the column sums (the gradients of
+  scales, offsets and biases) and the segment sums over sorted ids (the receivers' sum of ``h`` forward, the
+  receiver table's gradient backward), in float32 and in a fixed order. The IN edge kernels run 1.5-2x faster
+  than the XLA ones and a training step 1.2-1.3x (``benchmarks/in_throughput.py``).
+* **XLA** (GPUs, ``TRKX_NATIVE_OPS=0``, or no compiler): ``tf.function(jit_compile=True)`` kernels; column sums
+  run as ``[1, B] x [B, H]`` products (much faster than XLA's column reductions on CPUs) and every scatter-add
+  is a TensorFlow segment sum (XLA's CPU scatter is slow).
+
+The sender-side scatter-adds stay TensorFlow segment sums in both (an in-kernel version, one table per row
+partition, measured no faster: TensorFlow's runs beside other ops). Each kernel is checked against its unfused
+formulation, and the two implementations against each other, in the tests.
 
 Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``N``, ``E``); ``B`` rows, ``H`` features.
 """

@@ -98,3 +98,16 @@ def ops():
     if os.environ.get(ENV_SWITCH, "1") == "0" or tf.config.list_logical_devices("GPU"):
         return None
     return _load()
+
+
+def status() -> str:
+    """One line for ``trkx-info``: where the kernels are loaded from, or why the XLA kernels run instead."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return f"off ({ENV_SWITCH}=0): XLA kernels"
+    if tf.config.list_logical_devices("GPU"):
+        return "not used (a GPU is visible): XLA kernels"
+    try:
+        path = build()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable ({str(exc).splitlines()[0]}): XLA kernels"
+    return f"built for this CPU: {path}"
