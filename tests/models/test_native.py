@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from trkx_tf.models import kernels, native
+from trkx_tf.models.layers import layer_norm
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +77,11 @@ def test_optional_inputs_and_outputs(lib):
                                                             offset=x["offset"], eps=1e-5)
     assert sums.shape == (0, 8)
     np.testing.assert_array_equal(acc_next.numpy(), h.numpy())  # no acc: acc_next is h
-    ref = kernels.layer_norm_relu([x["z"], x["bias"]], x["scale"], x["offset"])
+    ref = layer_norm(x["z"] + x["bias"], x["scale"], x["offset"], relu=True)  # the unfused maths
     np.testing.assert_allclose(h.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
-    dx32, dxt, dz, *_ = lib.trkx_edge_ln_backward(dense=[], gsrc=[], gids=[], dz_next=[], sum_ids=[],
-                                                  num_segments=0, xhat=xhat, inv=inv,
-                                                  scale=x["scale"], offset=x["offset"], want_dx32=False,
-                                                  want_dxt=False)
+    dx32, dxt, dz, *_ = lib.trkx_edge_ln_backward(
+        dense=[], gsrc=[], gids=[], dz_next=[], sum_ids=[], num_segments=0, xhat=xhat, inv=inv, scale=x["scale"],
+        offset=x["offset"], want_dx32=False, want_dxt=False)
     assert dx32.shape == (0, 8) and dxt.shape == (0, 8)
     np.testing.assert_array_equal(dz.numpy(), np.zeros((50, 8), np.float32))  # no gradient reached h
 
@@ -116,3 +116,24 @@ def test_missing_compiler_and_switch(monkeypatch):
         native.build("no-such-cxx")
     monkeypatch.setenv("TRKX_NATIVE_OPS", "0")
     assert native.ops() is None
+
+
+def test_shape_functions_in_a_graph(lib):
+    """Traced with an unknown row count (what tf.function with bucket signatures sees): static shapes follow."""
+    h = 8
+    spec = tf.TensorSpec([None, h], tf.float32)
+
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.int32)])
+    def both(z, d, ids):
+        zeros, ones = tf.zeros([h]), tf.ones([h])
+        y, acc, xhat, inv, sums = lib.trkx_edge_ln_forward(parts=[z], tables=[], rows=[], acc=[], sum_ids=[ids],
+                                                           num_segments=5, bias=zeros, scale=ones, offset=zeros,
+                                                           eps=1e-5)
+        assert y.shape.as_list() == [None, h] and inv.shape.as_list() == [None, 1] and sums.shape.as_list() == [None, h]
+        out = lib.trkx_edge_ln_backward(dense=[d], gsrc=[], gids=[], dz_next=[], sum_ids=[ids], num_segments=5,
+                                        xhat=xhat, inv=inv, scale=ones, offset=zeros, want_dx32=True, want_dxt=False)
+        assert [o.shape.as_list() for o in out] == [[None, h], [0, h], [None, h], [h], [h], [h], [None, h]]
+        return out[2], out[6]
+
+    dz, dsum = both(tf.ones([6, h]), tf.ones([6, h]), tf.constant([0, 0, 1, 3, 3, 4]))
+    assert dz.shape == (6, h) and dsum.shape == (5, h)
