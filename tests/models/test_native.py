@@ -95,6 +95,9 @@ def test_out_of_range_rows_are_rejected(lib):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"sum_ids must be sorted: sum_ids\[1\] = 0 < 3"):
         lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[], rows=[], acc=[], sum_ids=[tf.constant([3] + [0] * 19)],
                                  num_segments=5, bias=x["bias"], scale=x["scale"], offset=x["offset"], eps=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"num_segments must be a scalar, got \[2\]"):
+        lib.trkx_edge_ln_forward(parts=[x["z"]], tables=[], rows=[], acc=[], sum_ids=[], num_segments=[5, 5],
+                                 bias=x["bias"], scale=x["scale"], offset=x["offset"], eps=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="parts must be"):
         lib.trkx_edge_ln_forward(parts=[x["z"], x["t_r"]], tables=[], rows=[], acc=[], sum_ids=[], num_segments=0,
                                  bias=x["bias"], scale=x["scale"], offset=x["offset"], eps=1e-5)

@@ -93,19 +93,25 @@ def _load():
         return None
 
 
+def _not_used() -> Optional[str]:
+    """Why the kernels are not used here (off, or a GPU visible), or None."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return f"off ({ENV_SWITCH}=0)"
+    if tf.config.list_logical_devices("GPU"):
+        return "not used (a GPU is visible)"
+    return None
+
+
 def ops():
     """The loaded op library, or None where the kernels are off, unavailable or a GPU is visible."""
-    if os.environ.get(ENV_SWITCH, "1") == "0" or tf.config.list_logical_devices("GPU"):
-        return None
-    return _load()
+    return None if _not_used() else _load()
 
 
 def status() -> str:
     """One line for ``trkx-info``: where the kernels are loaded from, or why the XLA kernels run instead."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return f"off ({ENV_SWITCH}=0): XLA kernels"
-    if tf.config.list_logical_devices("GPU"):
-        return "not used (a GPU is visible): XLA kernels"
+    reason = _not_used()
+    if reason:
+        return f"{reason}: XLA kernels"
     try:
         path = build()
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:

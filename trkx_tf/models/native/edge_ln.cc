@@ -116,9 +116,17 @@ tensorflow::Status check_ids(const Tensor& ids, int64_t rows, int64_t limit, con
   return tensorflow::OkStatus();
 }
 
-tensorflow::Status check_sorted(const Tensor& ids, int64_t rows, int64_t limit) {
-  TF_RETURN_IF_ERROR(check_ids(ids, rows, limit, "sum_ids"));
-  const int32_t* p = data<int32_t>(ids);
+// The optional sorted ids of an in-kernel segment sum: at most one [rows] list, non-decreasing, in
+// [0, num_segments); *segments is the output's row count (0 without ids).
+tensorflow::Status check_sum_ids(const OpInputList& sum_ids, const Tensor& num_segments, int64_t rows,
+                                 int64_t* segments) {
+  if (!tensorflow::TensorShapeUtils::IsScalar(num_segments.shape()))
+    return InvalidArgument("num_segments must be a scalar, got ", num_segments.shape().DebugString());
+  if (sum_ids.size() > 1) return InvalidArgument("at most one sum_ids");
+  *segments = sum_ids.size() ? num_segments.scalar<int32_t>()() : 0;
+  if (sum_ids.size() == 0) return tensorflow::OkStatus();
+  TF_RETURN_IF_ERROR(check_ids(sum_ids[0], rows, *segments, "sum_ids"));
+  const int32_t* p = data<int32_t>(sum_ids[0]);
   for (int64_t i = 1; i < rows; ++i)
     if (p[i] < p[i - 1]) return InvalidArgument("sum_ids must be sorted: sum_ids[", i, "] = ", p[i], " < ", p[i - 1]);
   return tensorflow::OkStatus();
@@ -234,9 +242,8 @@ class EdgeLnForward : public OpKernel {
     }
     for (const Tensor* p : {&bias, &scale, &offset})
       OP_REQUIRES(ctx, p->dims() == 1 && p->dim_size(0) == h, InvalidArgument("bias, scale and offset must be [", h, "]"));
-    const int64_t segments = num_segments->scalar<int32_t>()();
-    OP_REQUIRES(ctx, sum_ids.size() <= 1, InvalidArgument("at most one sum_ids"));
-    if (sum_ids.size() == 1) OP_REQUIRES_OK(ctx, check_sorted(sum_ids[0], e, segments));
+    int64_t segments;
+    OP_REQUIRES_OK(ctx, check_sum_ids(sum_ids, *num_segments, e, &segments));
 
     Tensor *out_h, *out_acc, *out_xhat, *out_inv, *out_sums;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({e, h}), &out_h));
@@ -248,7 +255,7 @@ class EdgeLnForward : public OpKernel {
     }
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({e, h}), &out_xhat));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({e, 1}), &out_inv));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({sum_ids.size() ? segments : 0, h}), &out_sums));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({segments, h}), &out_sums));
     SortedRowSum<T> sums(sum_ids.size() ? out_sums : nullptr, sum_ids.size() ? &sum_ids[0] : nullptr, h);
 
     std::vector<const T*> p_ptr, t_ptr;
@@ -349,9 +356,8 @@ class EdgeLnBackward : public OpKernel {
     }
     for (const Tensor* p : {&scale, &offset})
       OP_REQUIRES(ctx, p->dims() == 1 && p->dim_size(0) == h, InvalidArgument("scale and offset must be [", h, "]"));
-    const int64_t segments = num_segments->scalar<int32_t>()();
-    OP_REQUIRES(ctx, sum_ids.size() <= 1, InvalidArgument("at most one sum_ids"));
-    if (sum_ids.size() == 1) OP_REQUIRES_OK(ctx, check_sorted(sum_ids[0], e, segments));
+    int64_t segments;
+    OP_REQUIRES_OK(ctx, check_sum_ids(sum_ids, *num_segments, e, &segments));
 
     Tensor *o_dx32, *o_dxt, *o_dz, *o_dscale, *o_doffset, *o_dbias, *o_dsum;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({want_dx32_ ? e : 0, h}), &o_dx32));
@@ -360,7 +366,7 @@ class EdgeLnBackward : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({h}), &o_dscale));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({h}), &o_doffset));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({h}), &o_dbias));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({sum_ids.size() ? segments : 0, h}), &o_dsum));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({segments, h}), &o_dsum));
     SortedRowSum<float> dsum(sum_ids.size() ? o_dsum : nullptr, sum_ids.size() ? &sum_ids[0] : nullptr, h);
 
     std::vector<const T*> d_ptr, s_ptr;
