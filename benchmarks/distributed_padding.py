@@ -71,8 +71,10 @@ def unpadded(batch: dict) -> dict:
 
 
 def main(argv=None) -> dict:
+    from trkx_tf.placement import place_process, prefer_legacy_xla_cpu_runtime
+
+    prefer_legacy_xla_cpu_runtime()  # XLA:CPU's runtime as the commands choose it, before TensorFlow runs
     args = parse_args(argv)
-    from trkx_tf.placement import place_process
 
     placement = place_process(args.threads, args.pin)
     import numpy as np

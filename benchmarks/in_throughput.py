@@ -233,7 +233,7 @@ def accuracy(args) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # in the environment before XLA reads its flags (importing trkx_tf would otherwise choose legacy)
+    # in the environment before XLA reads its flags (the commands choose legacy unless XLA_FLAGS names the flag)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_thunk_runtime="
                                + ("false" if args.xla_cpu_runtime == "legacy" else "true")).strip()
     import numpy as np

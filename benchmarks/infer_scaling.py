@@ -25,6 +25,9 @@ from trkx_tf.cli.common import add_config_args, add_model_args  # noqa: E402
 
 
 def main(argv=None) -> int:
+    from trkx_tf.placement import prefer_legacy_xla_cpu_runtime
+
+    prefer_legacy_xla_cpu_runtime()  # XLA:CPU's runtime as the commands choose it, before TensorFlow runs
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mu", default="50,100,150,200", help="pile-up values")
     ap.add_argument("--events-per-mu", type=int, default=2)

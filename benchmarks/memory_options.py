@@ -140,6 +140,9 @@ def accuracy(args) -> list:
 
 
 def main(argv=None) -> int:
+    from trkx_tf.placement import prefer_legacy_xla_cpu_runtime
+
+    prefer_legacy_xla_cpu_runtime()  # XLA:CPU's runtime as the commands choose it, before TensorFlow runs
     args = parse_args(argv)
     import tensorflow as tf
 

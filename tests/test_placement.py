@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from trkx_tf.placement import local_rank_from_env
+from trkx_tf.placement import local_rank_from_env, prefer_legacy_xla_cpu_runtime
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -44,3 +44,44 @@ def test_pinned_process_runs_on_its_own_core_with_one_thread(local_rank):
     assert result["cores"] == [allowed[local_rank % len(allowed)]]
     assert result["intra"] == 1 and result["inter"] == 1
     assert f"core(s) {allowed[local_rank % len(allowed)]}" in result["line"]
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, "--xla_cpu_use_thunk_runtime=false"),
+    ("--xla_cpu_enable_fast_math=false", "--xla_cpu_enable_fast_math=false --xla_cpu_use_thunk_runtime=false"),
+    ("--xla_cpu_use_thunk_runtime=true", "--xla_cpu_use_thunk_runtime=true"),  # the user's choice wins
+])
+def test_prefer_legacy_xla_cpu_runtime(given, expected):
+    environ = {} if given is None else {"XLA_FLAGS": given}
+    assert prefer_legacy_xla_cpu_runtime(environ) == expected
+    assert environ["XLA_FLAGS"] == expected
+
+
+COMMAND = """
+import os, sys
+from trkx_tf.cli.common import command
+import argparse
+
+def run(args):
+    import tensorflow as tf
+    x = tf.constant([[1.0, -2.0], [3.0, 4.0]])
+    y = tf.function(lambda a: tf.nn.relu(a) * 2.0, jit_compile=True)(x)  # XLA rejects unknown flags here
+    print(os.environ["XLA_FLAGS"], "|", y.numpy().tolist())
+
+sys.exit(command(argparse.ArgumentParser, run)([]))
+"""
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, "--xla_cpu_use_thunk_runtime=false"),
+    ("--xla_cpu_use_thunk_runtime=true", "--xla_cpu_use_thunk_runtime=true"),
+])
+def test_command_entry_chooses_the_xla_cpu_runtime_before_tensorflow_runs(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if given is not None:
+        env["XLA_FLAGS"] = given
+    out = subprocess.run([sys.executable, "-c", COMMAND], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    flags, result = out.stdout.strip().splitlines()[-1].split(" | ")
+    assert (flags, result) == (expected, "[[2.0, 0.0], [6.0, 8.0]]")

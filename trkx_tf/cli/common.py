@@ -2,7 +2,9 @@
 
 Each console script is ``main = command(build_parser, run)``: it parses, loads the config and calls one library
 function. A :class:`~trkx_tf.errors.TrkxError` becomes one line on stderr (a message that spans lines is joined)
-and exit status 2; nothing else is caught, so a bug keeps its traceback.
+and exit status 2; nothing else is caught, so a bug keeps its traceback. Before parsing, the entry quiets
+TensorFlow's start-up log and chooses XLA:CPU's runtime (:func:`~trkx_tf.placement.prefer_legacy_xla_cpu_runtime`),
+the only environment writes of a command, so that importing the package changes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Callable, Optional, Sequence
 
 from trkx_tf.config import Config, load_config
 from trkx_tf.errors import TrkxError
+from trkx_tf.placement import prefer_legacy_xla_cpu_runtime
 
 EXIT_USER_ERROR = 2
 
@@ -59,6 +62,7 @@ def command(
 
     def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, unless asked for
+        prefer_legacy_xla_cpu_runtime()  # before TensorFlow runs: XLA reads its flags once
         parser = build_parser()
         args = parser.parse_args(argv)
         try:
