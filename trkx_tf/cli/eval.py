@@ -4,6 +4,10 @@ Evaluates every ``event<ID>-submission.csv`` of the submissions folder against t
 input folder (the edge metrics need the ``event<ID>-edges.npz`` that ``trkx-infer`` writes beside it). Writes
 ``metrics.json`` and ``plots/efficiency_vs_pt.png``, ``plots/efficiency_vs_eta.png`` under the output folder and
 prints the headline numbers. Definitions: trkx_tf/reco/README.md.
+
+An event with a partial truth (``event<ID>-partial-truth.csv[.gz]``, the real labelled events) and no truth gets
+the restricted partial-truth metrics instead (labelled edge efficiency and purity per stage, labelled track
+efficiency; ``partial_truth`` in metrics.json, ``plots/partial_*.png``): docs/partial_truth.md.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trkx-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
-    parser.add_argument("--input", required=True, help="TrackML events folder (hits, particles, truth)")
+    parser.add_argument("--input", required=True,
+                        help="TrackML events folder (hits + truth and particles, or hits + partial truth)")
     parser.add_argument("--submissions", required=True, help="folder of event<ID>-submission.csv (trkx-infer --out)")
     parser.add_argument("--out", required=True, help="output folder for metrics.json and plots/")
     parser.add_argument("--events", type=int, nargs="+", metavar="ID", help="only these events (default: all)")

@@ -1,11 +1,16 @@
 """``trkx-eval`` as a library: TrackML events with truth + submissions (+ scored edges) in, metrics.json and plots out.
 
-The metrics and their definitions are in :mod:`trkx_tf.reco.metrics`. Output folder::
+The metrics and their definitions are in :mod:`trkx_tf.reco.metrics`. An event with a partial truth and no truth
+(the real labelled events) gets the restricted metrics of :mod:`trkx_tf.reco.partial` instead, under the
+``partial_truth`` key; an event with neither is an error. Output folder::
 
     metrics.json                  every metric, per selection and stage, summed over events, plus each event's
-                                  own numbers and the histograms behind the plots
-    plots/efficiency_vs_pt.png    technical and physics efficiency against particle pT
-    plots/efficiency_vs_eta.png   technical efficiency against particle η, for every selection
+                                  own numbers and the histograms behind the plots ("partial_truth": the same for
+                                  the events evaluated on a partial truth)
+    plots/efficiency_vs_pt.png    technical and physics efficiency against particle pT      (full truth)
+    plots/efficiency_vs_eta.png   technical efficiency against particle η, for every selection (full truth)
+    plots/partial_edges.png       labelled edge efficiency and purity per stage, class, region (partial truth)
+    plots/partial_efficiency_vs_eta.png  labelled track efficiency against η per class       (partial truth)
 
 Shape vocabulary as in :mod:`trkx_tf.reco.metrics`.
 """
@@ -27,6 +32,7 @@ from trkx_tf.files import write_text_atomic
 from trkx_tf.graphs.features import hit_rows
 from trkx_tf.graphs.truth import hit_particle_ids, truth_graph
 from trkx_tf.reco import metrics as M
+from trkx_tf.reco import partial as P
 from trkx_tf.reco.outputs import edges_path, find_submission, list_submissions, read_edges
 from trkx_tf.trackml.io import list_events, read_event
 from trkx_tf.trackml.score import read_submission
@@ -81,6 +87,30 @@ def stage_metrics(edges: dict) -> dict:
     return out
 
 
+def submission_tracks(event, submission: pd.DataFrame) -> np.ndarray:
+    """The track of every hit of an event, in the hits' row order.
+
+    Args:
+      event: the :class:`~trkx_tf.trackml.io.Event`.
+      submission: the event's ``hit_id, track_id`` rows.
+
+    Returns:
+      [n_node] int64 track ids.
+
+    Raises:
+      DataError: the submission does not cover every hit of the event exactly once.
+    """
+    hit_ids = event.hits["hit_id"].to_numpy(np.int64)
+    sub_ids = submission["hit_id"].to_numpy(np.int64)
+    if len(sub_ids) != len(hit_ids) or len(np.unique(sub_ids)) != len(sub_ids):
+        raise DataError(f"submission of event {event.event_id}: {len(sub_ids)} rows for {len(hit_ids)} hits "
+                        f"(every hit exactly once)")
+    rows = hit_rows(hit_ids, sub_ids, f"submission of event {event.event_id}")
+    hit_track = np.empty(len(hit_ids), np.int64)
+    hit_track[rows] = submission["track_id"].to_numpy(np.int64)
+    return hit_track
+
+
 def evaluate_event(event, submission: pd.DataFrame, eval_cfg, edges=None) -> EventEvaluation:
     """All metrics of one event.
 
@@ -102,14 +132,7 @@ def evaluate_event(event, submission: pd.DataFrame, eval_cfg, edges=None) -> Eve
     hits, truth, particles = event.hits, event.truth, event.particles
     hit_ids = hits["hit_id"].to_numpy(np.int64)
     hit_particle = hit_particle_ids(hits, truth)
-    # the submission, in hit order (score_event checks coverage; check here too to name the event)
-    sub_ids = submission["hit_id"].to_numpy(np.int64)
-    if len(sub_ids) != len(hit_ids) or len(np.unique(sub_ids)) != len(sub_ids):
-        raise DataError(f"submission of event {event.event_id}: {len(sub_ids)} rows for {len(hit_ids)} hits "
-                        f"(every hit exactly once)")
-    rows = hit_rows(hit_ids, sub_ids, f"submission of event {event.event_id}")
-    hit_track = np.empty(len(hit_ids), np.int64)
-    hit_track[rows] = submission["track_id"].to_numpy(np.int64)
+    hit_track = submission_tracks(event, submission)
 
     table = M.particle_table(hit_particle, particles)
     match = M.match_tracks(hit_particle, hit_track, eval_cfg.min_track_hits)
@@ -257,10 +280,11 @@ def evaluate(
     """Evaluates the submissions of a folder against the truth of the events of another.
 
     Every event with a submission in ``submissions_dir`` is evaluated (or the ``events`` given); its edges file,
-    where present, adds the edge metrics.
+    where present, adds the edge metrics. An event with a truth file gets the full metrics; one with only a
+    partial truth the restricted metrics of :mod:`trkx_tf.reco.partial` (under ``"partial_truth"``).
 
     Args:
-      input_dir: TrackML events with hits, particles and truth.
+      input_dir: TrackML events with hits and truth (+ particles), or hits and a partial truth.
       submissions_dir: ``event<ID>-submission.csv`` files (and ``event<ID>-edges.npz``), as ``trkx-infer`` writes.
       out_dir: where ``metrics.json`` and ``plots/`` go (created).
       eval_cfg: the ``eval`` config section.
@@ -268,10 +292,12 @@ def evaluate(
       progress: show a progress bar over events (tqdm, on stderr).
 
     Returns:
-      The content written to ``metrics.json`` (with ``"plots"``: the PNG paths).
+      The content written to ``metrics.json`` (with ``"plots"``: the PNG paths). Without full-truth events it
+      holds ``"events": []``, ``"tracks": None`` and the ``"partial_truth"`` summary.
 
     Raises:
-      DataError: no submission, a submission without its event or truth, a malformed submission or edges file.
+      DataError: no submission, a submission without its event, an event with neither truth nor partial truth
+        (or truth without particles), a malformed submission, partial truth or edges file.
     """
     from tqdm import tqdm
 
@@ -283,7 +309,7 @@ def evaluate(
     missing = [e for e in ids if e not in available]
     if missing:
         raise DataError(f"{input_dir}: no hits file for event {missing[0]} of the submissions")
-    evaluations = []
+    evaluations, partial = [], []
     for event_id in tqdm(ids, desc="eval: events", unit="ev", disable=not progress, dynamic_ncols=True,
                          leave=False):
         path = find_submission(submissions_dir, event_id)
@@ -291,13 +317,23 @@ def evaluate(
             raise DataError(f"{submissions_dir}: no submission for event {event_id}")
         submission = read_submission(path)
         submission = submission[submission["event_id"] == event_id]
-        event = read_event(input_dir, event_id, parts=("hits", "particles", "truth"))
+        event = read_event(input_dir, event_id, parts=("hits", "particles", "truth", "partial-truth"))
         epath = edges_path(submissions_dir, event_id)
         edges = read_edges(epath) if epath.is_file() else None
-        evaluations.append(evaluate_event(event, submission, eval_cfg, edges))
-    summary = summarise(evaluations, eval_cfg)
+        if event.truth is None and event.partial_truth is not None:
+            partial.append(P.evaluate_partial_event(event, submission_tracks(event, submission),
+                                                    eval_cfg.min_track_hits, edges))
+        elif event.truth is None:
+            raise DataError(f"{input_dir}: event {event_id} has neither a truth nor a partial-truth file: "
+                            f"nothing to evaluate it against")
+        else:
+            evaluations.append(evaluate_event(event, submission, eval_cfg, edges))
+    summary = summarise(evaluations, eval_cfg) if evaluations else {"events": [], "tracks": None}
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary["plots"] = plot_efficiencies(summary, out_dir / "plots")
+    summary["plots"] = plot_efficiencies(summary, out_dir / "plots") if evaluations else []
+    if partial:
+        summary["partial_truth"] = P.summarise(partial, ETA_BINS, eval_cfg.min_track_hits)
+        summary["plots"] += P.plot(summary["partial_truth"], out_dir / "plots")
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n")
     return summary
 
@@ -308,11 +344,15 @@ def format_summary(summary: dict) -> str:
     def pct(x):
         return "  n/a " if x is None else f"{100 * x:6.2f}"
 
-    lines = [f"events: {len(summary['events'])} ({', '.join(str(e) for e in summary['events'][:8])}"
-             f"{', …' if len(summary['events']) > 8 else ''})",
-             f"{'selection':<10} {'tech.eff %':>10} {'phys.eff %':>10} {'purity %':>9} {'score':>7}"
-             f" {'reco.particles':>14} {'tracks':>7}"]
-    for sel, t in summary["tracks"].items():
+    def events(ids):
+        return f"{len(ids)} ({', '.join(str(e) for e in ids[:8])}{', …' if len(ids) > 8 else ''})"
+
+    lines = []
+    if summary.get("tracks"):
+        lines += [f"events: {events(summary['events'])}",
+                  f"{'selection':<10} {'tech.eff %':>10} {'phys.eff %':>10} {'purity %':>9} {'score':>7}"
+                  f" {'reco.particles':>14} {'tracks':>7}"]
+    for sel, t in (summary.get("tracks") or {}).items():
         lines.append(f"{sel:<10} {pct(t['technical_efficiency']):>10} {pct(t['physics_efficiency']):>10} "
                      f"{pct(t['purity']):>9} {summary['score'][sel]:7.4f} {t['reconstructable']:>14} "
                      f"{t['tracks']:>7}")
@@ -322,6 +362,23 @@ def format_summary(summary: dict) -> str:
             f"pur {pct(v['pt>0.5' if 'pt>0.5' in v else 'all']['purity']).strip()} %"
             for stage, v in summary["edges"].items())
             + (" (pT > 0.5 GeV)" if "pt>0.5" in next(iter(summary["edges"].values())) else " (all)"))
+    if summary.get("partial_truth"):
+        lines += format_partial(summary["partial_truth"], events, pct)
     for p in summary.get("plots", []):
         lines.append(f"plot: {p}")
     return "\n".join(lines)
+
+
+def format_partial(partial: dict, events, pct) -> list[str]:
+    """The headline lines of a partial-truth summary (see :func:`format_summary`)."""
+    lines = [f"partial-truth events (restricted metrics, labelled hits only): {events(partial['events'])}",
+             f"{'class':<11} {'region':<7} {'track eff %':>11} {'groups':>7}"
+             + "".join(f" {stage + ' eff/pur %':>19}" for stage in (partial.get("edges") or {}))]
+    for cname, by_region in partial["tracks"].items():
+        for region, t in by_region.items():
+            row = f"{cname:<11} {region:<7} {pct(t['efficiency']):>11} {t['groups']:>7}"
+            for stage, v in (partial.get("edges") or {}).items():
+                e = v[cname][region]
+                row += f" {pct(e['efficiency']).strip() + ' / ' + pct(e['purity']).strip():>19}"
+            lines.append(row)
+    return lines

@@ -8,11 +8,19 @@ An event is four CSV files in one folder, named the TrackML way, each plain (``.
     event{event_id:09d}-truth.csv      hit_id, particle_id, tx, ty, tz, tpx, tpy, tpz, weight
     event{event_id:09d}-cells.csv      hit_id, ch0, ch1, value
 
+and, for the real labelled events (``../shared/trackml/labelled``), a partial truth instead of the truth::
+
+    event{event_id:09d}-partial-truth.csv  hit_id, group, pt_min
+
 Only the hits file is required; test events have no particles or truth, and no real event here has cells.
-Lengths are in mm, momenta in GeV, particle_id 0 marks a noise hit in truth.
+Lengths are in mm, momenta in GeV, particle_id 0 marks a noise hit in truth. The partial truth labels a subset of
+the hits (its rules: :mod:`trkx_tf.trackml.partial`): ``group`` (an integer >= 1) joins the labelled hits of one
+particle, ``pt_min`` is 1.0 for particles with pT > 1 GeV and 0.5 for 0.5 < pT <= 1 GeV. A hit without a row is
+*unlabelled*, not noise.
 
 Shape vocabulary (used by every docstring of ``trkx_tf.trackml``): ``n_hits`` rows in hits and truth,
-``n_particles`` rows in particles, ``n_cells`` rows in cells, ``n_modules`` rows in detectors.
+``n_particles`` rows in particles, ``n_cells`` rows in cells, ``n_labelled`` rows in partial truth, ``n_modules``
+rows in detectors.
 
 Every problem with a file raises :class:`~trkx_tf.errors.DataError` with a one-line message naming the file, the
 column and the first offending rows (0-based data-row numbers, header excluded).
@@ -34,7 +42,13 @@ import pandas as pd
 
 from trkx_tf.errors import DataError
 
-PARTS = ("hits", "particles", "truth", "cells")
+PARTS = ("hits", "particles", "truth", "cells", "partial-truth")
+
+#: The :class:`Event` attribute of each part (the part name is the file-name suffix).
+ATTRS = {part: part.replace("-", "_") for part in PARTS}
+
+#: The two ``pt_min`` classes of a partial truth (GeV).
+PT_MIN_CLASSES = (0.5, 1.0)
 
 #: Column order and dtype of each part, as in the TrackML challenge.
 SCHEMAS: dict[str, dict[str, str]] = {
@@ -51,6 +65,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "tpx": "float32", "tpy": "float32", "tpz": "float32", "weight": "float32",
     },
     "cells": {"hit_id": "int32", "ch0": "int32", "ch1": "int32", "value": "float32"},
+    "partial-truth": {"hit_id": "int32", "group": "int64", "pt_min": "float32"},
 }
 
 #: Float columns that may hold NaN (the rebuilt real truth leaves tpx/tpy/tpz empty for some hits); every other
@@ -83,6 +98,8 @@ class Event:
         weight float32; None where the event has no truth file.
       cells: ``[n_cells]`` rows: hit_id int32, ch0, ch1 int32 (pixel indices along u and v), value float32;
         None where the event has no cells file.
+      partial_truth: ``[n_labelled]`` rows: hit_id int32 (unique, each a hit of the event), group int64 (>= 1),
+        pt_min float32 (0.5 or 1.0); None where the event has no partial-truth file.
     """
 
     event_id: int
@@ -90,6 +107,7 @@ class Event:
     particles: Optional[pd.DataFrame] = None
     truth: Optional[pd.DataFrame] = None
     cells: Optional[pd.DataFrame] = None
+    partial_truth: Optional[pd.DataFrame] = None
 
 
 def event_prefix(event_id: int) -> str:
@@ -213,6 +231,40 @@ def _conform(df: pd.DataFrame, schema: dict[str, str], name: str, nan_allowed: I
     return pd.DataFrame(out)
 
 
+def _conform_partial_truth(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """:func:`_conform` for a partial truth, with one message per rule for ``group`` and ``pt_min``.
+
+    Raises:
+      DataError: a missing column, a hit_id that is not an int32 integer, a group that is not a positive integer
+        (empty, text, fraction, 0 or below), or a pt_min other than 0.5 or 1.0.
+    """
+    schema = SCHEMAS["partial-truth"]
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: missing column{'s' if len(missing) > 1 else ''} "
+                        + ", ".join(repr(c) for c in missing))
+    out = _conform(df[["hit_id"]], {"hit_id": schema["hit_id"]}, name)
+    with np.errstate(invalid="ignore"):
+        group = pd.to_numeric(df["group"], errors="coerce").to_numpy(np.float64)
+        bad = ~((group >= 1) & (group == np.round(group)) & (group < 2.0 ** 62))
+        if bad.any():
+            raise DataError(f"{name}: column 'group' is not a positive integer in {_rows(bad)}")
+        pt_min = pd.to_numeric(df["pt_min"], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isin(pt_min, PT_MIN_CLASSES)
+        if bad.any():
+            raise DataError(f"{name}: column 'pt_min' is not 0.5 or 1.0 in {_rows(bad)}")
+    out["group"] = group.astype(schema["group"])
+    out["pt_min"] = pt_min.astype(schema["pt_min"])
+    return out
+
+
+def _conform_part(df: pd.DataFrame, part: str, name: str) -> pd.DataFrame:
+    """The part's columns with the schema's dtypes (see :func:`_conform`)."""
+    if part == "partial-truth":
+        return _conform_partial_truth(df, name)
+    return _conform(df, SCHEMAS[part], name, NAN_ALLOWED.get(part, ()))
+
+
 def _check_unique(df: pd.DataFrame, col: str, name: str) -> None:
     dup = df[col].duplicated(keep="first").to_numpy()
     if dup.any():
@@ -227,8 +279,9 @@ def validate_event(event: Event, names: Optional[dict[str, str]] = None) -> None
       names: file name of each part, for the messages (default: the TrackML names).
 
     Raises:
-      DataError: an empty event, a duplicate hit_id or particle_id, a truth or cells hit_id that is not in hits,
-        a hit without a truth row, or a truth particle_id (other than 0) that is not in particles.
+      DataError: an empty event, a duplicate hit_id or particle_id, a truth, cells or partial-truth hit_id that
+        is not in hits, a hit without a truth row, a truth particle_id (other than 0) that is not in particles, a
+        hit_id twice in the partial truth, or a partial-truth group with two pt_min values.
     """
     pre = event_prefix(event.event_id)
     names = {p: f"{pre}-{p}.csv" for p in PARTS} | dict(names or {})
@@ -258,6 +311,15 @@ def validate_event(event: Event, names: Optional[dict[str, str]] = None) -> None
         unknown = ~np.isin(event.cells["hit_id"].to_numpy(), hit_ids)
         if unknown.any():
             raise DataError(f"{names['cells']}: column 'hit_id' has values not in {names['hits']} in {_rows(unknown)}")
+    if event.partial_truth is not None:
+        partial, name = event.partial_truth, names["partial-truth"]
+        _check_unique(partial, "hit_id", name)
+        unknown = ~np.isin(partial["hit_id"].to_numpy(), hit_ids)
+        if unknown.any():
+            raise DataError(f"{name}: column 'hit_id' has values not in {names['hits']} in {_rows(unknown)}")
+        classes = partial.groupby("group")["pt_min"].transform("nunique").to_numpy()
+        if (classes > 1).any():
+            raise DataError(f"{name}: column 'pt_min' differs within one group in {_rows(classes > 1)}")
 
 
 def read_event(
@@ -271,7 +333,8 @@ def read_event(
     Args:
       folder: the folder holding the event files.
       event_id: which event.
-      parts: the parts to read; "hits" is always read. A missing particles, truth or cells file gives None.
+      parts: the parts to read; "hits" is always read. A missing particles, truth, cells or partial-truth file
+        gives None.
       validate: check the links between parts (see :func:`validate_event`). Columns, dtypes and finiteness are
         always checked.
 
@@ -279,8 +342,9 @@ def read_event(
       The :class:`Event`, every part with the schema's columns and dtypes.
 
     Raises:
-      DataError: a missing hits file, an unknown part name, a missing column, a non-numeric, NaN or inf value, or
-        (with validate) any problem listed in :func:`validate_event`.
+      DataError: a missing hits file, an unknown part name, a missing column, a non-numeric, NaN or inf value, a
+        partial-truth group that is not a positive integer or pt_min other than 0.5 or 1.0, or (with validate) any
+        problem listed in :func:`validate_event`.
     """
     folder = Path(folder)
     unknown = [p for p in parts if p not in PARTS]
@@ -295,8 +359,8 @@ def read_event(
                 raise DataError(f"{event_prefix(event_id)}-hits.csv[.gz]: file not found in {folder}")
             continue
         names[part] = path.name
-        frames[part] = _conform(_read_csv(path), SCHEMAS[part], path.name, NAN_ALLOWED.get(part, ()))
-    event = Event(int(event_id), frames["hits"], frames["particles"], frames["truth"], frames["cells"])
+        frames[part] = _conform_part(_read_csv(path), part, path.name)
+    event = Event(int(event_id), **{ATTRS[p]: frames[p] for p in PARTS})
     if validate:
         validate_event(event, names)
     return event
@@ -331,11 +395,11 @@ def write_event(folder: os.PathLike | str, event: Event, compress: bool = False)
     folder.mkdir(parents=True, exist_ok=True)
     pre = event_prefix(event.event_id)
     for part in PARTS:
-        df = getattr(event, part)
+        df = getattr(event, ATTRS[part])
         if df is None:
             continue
         name = f"{pre}-{part}.csv" + (".gz" if compress else "")
-        out = _conform(df, SCHEMAS[part], f"{name} (writing)", NAN_ALLOWED.get(part, ()))
+        out = _conform_part(df, part, f"{name} (writing)")
         _write_csv_atomic(out, folder / name, compress)
         other = folder / (f"{pre}-{part}.csv" + ("" if compress else ".gz"))
         if other.exists():
