@@ -128,8 +128,13 @@ class FilterConfig(Section):
 
 
 class GNNConfig(Section):
-    """Interaction Network (:class:`trkx_tf.models.interaction.InteractionNetwork`)."""
+    """The GNN edge classifier: Interaction Network (:class:`trkx_tf.models.interaction.InteractionNetwork`) or
+    attention GNN (:class:`trkx_tf.models.attention.AttentionGNN`; it reads steps, aggregation, layernorm,
+    all_steps_loss, edge_features and its own attention_hidden / attention_layers)."""
 
+    kind: Literal["interaction", "attention"] = "interaction"
+    attention_hidden: int = Field(64, ge=1)  # AGNN latent width (the Exa.TrkX paper: [64, 64, 64] MLPs)
+    attention_layers: int = Field(3, ge=2)  # AGNN Linear layers per node MLP; its edge network: these + Linear(1)
     hidden: int = Field(128, ge=1)
     layers: int = Field(2, ge=2)  # Linear layers of each MLP (at least one hidden layer)
     steps: int = Field(8, ge=1)  # message-passing iterations

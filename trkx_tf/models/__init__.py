@@ -3,6 +3,7 @@
 =====================================================  ==============================================================
 ``filter.EdgeFilter``                                  edge-filter MLP on the features of both edge ends (an EdgeBlock)
 ``interaction.InteractionNetwork``                     encode, T message-passing steps (shared weights), decode
+``attention.AttentionGNN``                             attention GNN: sigmoid edge attention, T residual node updates
 ``embedding.EmbeddingMLP``                             metric-learning embedding of hits
 ``embedding.embedding_radius_graph``                   candidate edges: radius graph in embedding space (cKDTree)
 ``embedding.load_embedding_model``                     a trained embedding from a training checkpoint

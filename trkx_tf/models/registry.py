@@ -20,14 +20,16 @@ def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "floa
       cfg: the ``model`` section (:class:`~trkx_tf.config.ModelConfig`).
       kind: ``"filter"``, ``"gnn"`` or ``"embedding"``.
       compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (from ``train.mixed_precision``).
-      recompute: gradient checkpointing of the message-passing steps (``train.checkpoint_steps``; the IN only).
+      recompute: gradient checkpointing of the message-passing steps (``train.checkpoint_steps``; GNNs only).
 
     Returns:
       An :class:`~trkx_tf.models.filter.EdgeFilter`, :class:`~trkx_tf.models.interaction.InteractionNetwork`
+      (``model.gnn.kind: interaction``), :class:`~trkx_tf.models.attention.AttentionGNN` (``kind: attention``)
       or :class:`~trkx_tf.models.embedding.EmbeddingMLP` (variables are created on the first call).
 
     Raises:
-      ConfigError: unknown kind, or ``recompute`` for a model without message passing.
+      ConfigError: unknown kind, ``recompute`` for a model without message passing, or an IN-only option
+        (``skip: latent0``) with ``model.gnn.kind: attention``.
     """
     if kind == "filter":
         from trkx_tf.models.filter import EdgeFilter
@@ -37,9 +39,18 @@ def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "floa
         return EdgeFilter(hidden=c.hidden, layers=c.layers, layernorm=c.layernorm,
                           use_edge_features=c.edge_features, compute_dtype=compute_dtype)
     if kind == "gnn":
+        c = cfg.gnn
+        if c.kind == "attention":
+            from trkx_tf.models.attention import AttentionGNN
+
+            if c.skip != "residual":
+                raise ConfigError(f"model.gnn.skip={c.skip!r} is an Interaction Network option; the attention GNN "
+                                  f"(model.gnn.kind=attention) is residual")
+            return AttentionGNN(hidden=c.attention_hidden, layers=c.attention_layers, steps=c.steps,
+                                aggregation=c.aggregation, layernorm=c.layernorm, recompute=recompute,
+                                compute_dtype=compute_dtype, edge_features=c.edge_features)
         from trkx_tf.models.interaction import InteractionNetwork
 
-        c = cfg.gnn
         return InteractionNetwork(hidden=c.hidden, layers=c.layers, steps=c.steps, skip=c.skip,
                                   aggregation=c.aggregation, layernorm=c.layernorm, recompute=recompute,
                                   compute_dtype=compute_dtype, edge_features=c.edge_features)
