@@ -14,6 +14,8 @@ CONSOLE_SCRIPTS = [
     "trkx-scaling = trkx_tf.cli.scaling:main",
     "trkx-infer = trkx_tf.cli.infer:main",
     "trkx-eval = trkx_tf.cli.eval:main",
+    "trkx-pipeline = trkx_tf.cli.pipeline:main",
+    "trkx-hpo = trkx_tf.cli.hpo:main",
 ]
 
 setup(
@@ -39,6 +41,7 @@ setup(
         "pydantic>=2",
         "tqdm",
         "matplotlib",
+        "optuna",
         "tensorboard~=2.18.0",
         "horovod==0.28.1",
     ],
