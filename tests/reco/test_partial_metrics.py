@@ -150,7 +150,8 @@ def test_group_matching_by_hand(lab):
     assert c["all"]["barrel"] == {"groups": 1, "matched": 0} and c["all"]["endcap"] == {"groups": 2, "matched": 2}
     assert c["pt_min=0.5"]["endcap"] == {"groups": 0, "matched": 0}
     assert P.track_ratios(c["pt_min=0.5"]["endcap"])["efficiency"] is None
-    # tracks shorter than min_track_hits (all hits counted) are not tracks: T3 has 3
+    # by default tracks of any size count; with a minimum (all hits counted) T3, of 3 hits, is not a track
+    assert P.group_table(lab, hit_track())["matched"].tolist() == [True, False, True]
     t4 = P.group_table(lab, hit_track(), min_track_hits=4)
     assert t4["matched"].tolist() == [True, False, False]
 
@@ -187,7 +188,7 @@ def test_trkx_eval_uses_the_partial_truth(tmp_path):
     s, r = edge_rows()
     ids = make_event().hits["hit_id"].to_numpy()
     write_edges(edges_path(subs, 7), StageEdges(ids[s], ids[r], stages(), {}))
-    m = evaluate(events, subs, tmp_path / "out", EvalConfig(min_track_hits=1), progress=False)
+    m = evaluate(events, subs, tmp_path / "out", EvalConfig(), progress=False)  # partial: tracks of any size
     assert m["events"] == [] and m["tracks"] is None
     p = m["partial_truth"]
     assert p["events"] == [7, 8] and p["n_labelled_hits"] == 26
@@ -268,3 +269,24 @@ def test_infer_takes_events_without_truth_and_eval_scores_them_on_partial_truth(
     eff_p = p["tracks"]["all"]["all"]["efficiency"]
     eff_f = f["tracks"]["pt>0.5"]["technical_efficiency"]
     assert eff_p > 0.75 and abs(eff_p - eff_f) < 0.05
+
+
+def test_corrupted_tracks_damage_as_documented():
+    from trkx_tf.reco.partial_check import corrupted_tracks
+
+    pid = np.repeat(np.arange(0, 401, dtype=np.int64) * 7, 6)  # particle 0 (noise) and 400 particles of 6 hits
+    truth = corrupted_tracks(pid, "truth")
+    assert len(np.unique(truth[pid == 0])) == 6  # noise hits: singletons
+    real = pid != 0
+    assert len(np.unique(truth[real])) == 400 and all(len(np.unique(pid[truth == t])) == 1 for t in truth[real])
+    dropped = corrupted_tracks(pid, "drop_particles")
+    broken = [p for p in np.unique(pid[real]) if len(np.unique(dropped[pid == p])) == 6]
+    assert 70 < len(broken) < 130  # one particle in 4, by hash
+    lost = corrupted_tracks(pid, "lose_hits")
+    assert 0.2 < np.mean(lost[real] != truth[real]) < 0.3  # one hit in 4 becomes a singleton
+    merged = corrupted_tracks(pid, "merge_pairs")
+    sizes = np.unique(merged[real], return_counts=True)[1]
+    assert set(sizes) == {6, 12} and 80 < (sizes == 12).sum() < 120  # half the particles, in pairs
+    assert np.array_equal(corrupted_tracks(pid, "merge_pairs"), merged)  # deterministic
+    with pytest.raises(DataError, match="unknown kind 'x'"):
+        corrupted_tracks(pid, "x")

@@ -321,8 +321,7 @@ def evaluate(
         epath = edges_path(submissions_dir, event_id)
         edges = read_edges(epath) if epath.is_file() else None
         if event.truth is None and event.partial_truth is not None:
-            partial.append(P.evaluate_partial_event(event, submission_tracks(event, submission),
-                                                    eval_cfg.min_track_hits, edges))
+            partial.append(P.evaluate_partial_event(event, submission_tracks(event, submission), edges=edges))
         elif event.truth is None:
             raise DataError(f"{input_dir}: event {event_id} has neither a truth nor a partial-truth file: "
                             f"nothing to evaluate it against")
@@ -332,7 +331,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     summary["plots"] = plot_efficiencies(summary, out_dir / "plots") if evaluations else []
     if partial:
-        summary["partial_truth"] = P.summarise(partial, ETA_BINS, eval_cfg.min_track_hits)
+        summary["partial_truth"] = P.summarise(partial, ETA_BINS, min_track_hits=1)
         summary["plots"] += P.plot(summary["partial_truth"], out_dir / "plots")
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n")
     return summary
