@@ -256,6 +256,10 @@ def test_infer_takes_events_without_truth_and_eval_scores_them_on_partial_truth(
 
     pipe = Pipeline(builder, gnn=oracle, filter=oracle, filter_threshold=0.5, gnn_threshold=0.5, labelling="cc")
     infer(Config(), labelled, tmp_path / "subs", pipeline=pipe, progress=False)
+    write_event(tmp_path / "bare", Event(100, ev.hits))  # no truth of any kind: inference is the same
+    infer(Config(), tmp_path / "bare", tmp_path / "subs_bare", pipeline=pipe, progress=False)
+    name = "event000000100-submission.csv"
+    assert (tmp_path / "subs" / name).read_text() == (tmp_path / "subs_bare" / name).read_text()
     p = evaluate(labelled, tmp_path / "subs", tmp_path / "ev_p", EvalConfig(), progress=False)["partial_truth"]
     f = evaluate(full, tmp_path / "subs", tmp_path / "ev_f", EvalConfig(), progress=False)
     assert p["edges"]["gnn"]["all"]["all"]["purity"] == 1.0  # the oracle keeps only same-particle edges
