@@ -76,7 +76,8 @@ _W: dict = {}
 
 
 def _init(map_path: str, settings: list) -> None:
-    from trkx_tf.graphs.builders import ModuleMap, ModuleMapBuilder
+    from trkx_tf.graphs.candidates import ModuleMapBuilder
+    from trkx_tf.graphs.module_map import ModuleMap
 
     mm = ModuleMap.load(map_path)
     _W["builders"] = [ModuleMapBuilder(mm, **s) for s in settings]
@@ -106,7 +107,7 @@ def _measure(args) -> list[dict]:
 
 def read_samples(folder, ids, workers, skip_layers: int = 0) -> list:
     """The training samples of events ``ids``, read once: every map of the run is fitted from them."""
-    from trkx_tf.graphs.build import edge_sample_task
+    from trkx_tf.graphs.event_graphs import edge_sample_task
 
     tasks = [(str(folder), int(e), skip_layers) for e in ids]
     if workers > 1:
@@ -147,13 +148,16 @@ def measure(folder, ids, map_path, settings, workers) -> list[dict]:
 
 def embedding_rows(cfg, ckpt: str, folders: list[tuple[str, Path, list]]) -> list[str]:
     """The embedding builder's rows (graph.embedding radius / max_neighbours) on each (label, folder, ids)."""
-    from trkx_tf.graphs.build import builder_metrics, event_graph
-    from trkx_tf.graphs.builders import make_builder
-    from trkx_tf.models.embedding import load_embedding_model
+    from trkx_tf.graphs.candidates import make_builder
+    from trkx_tf.graphs.event_graphs import event_graph
+    from trkx_tf.graphs.summary import builder_metrics
+    from trkx_tf.reco.build import embedding_function
     from trkx_tf.trackml.io import read_event
 
     cfg_e = cfg.model_copy(update={"graph": cfg.graph.model_copy(update={"builder": "embedding"})})
-    builder = make_builder(cfg_e.graph, embedding_model=load_embedding_model(ckpt, cfg_e))
+    cfg_e = cfg_e.model_copy(update={"graph": cfg_e.graph.model_copy(update={
+        "embedding": cfg_e.graph.embedding.model_copy(update={"model": ckpt})})})
+    builder = make_builder(cfg_e.graph, embed=embedding_function(cfg_e))
     rows = []
     for label, folder, ids in folders:
         stats = []
@@ -166,8 +170,11 @@ def embedding_rows(cfg, ckpt: str, folders: list[tuple[str, Path, list]]) -> lis
 
 
 def main(argv=None) -> int:
+    from trkx_tf.placement import prefer_legacy_xla_cpu_runtime
+
+    prefer_legacy_xla_cpu_runtime()  # XLA:CPU's runtime as the commands choose it, before TensorFlow runs
     from trkx_tf.config import load_config
-    from trkx_tf.graphs.builders import ModuleMap
+    from trkx_tf.graphs.module_map import ModuleMap
     from trkx_tf.trackml.io import list_events
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,6 +1,6 @@
 """Chooses ``infer.filter_threshold`` on the validation graphs of a trkx-build folder (simulated events only).
 
-The trained edge filter (restored as ``trkx-infer`` restores it, :func:`trkx_tf.reco.pipeline.load_scorer`) scores
+The trained edge filter (restored as ``trkx-infer`` restores it, :func:`trkx_tf.reco.scorers.load_scorer`) scores
 every edge of the ``val`` split (whole events), and for a grid of thresholds the script prints the edges kept per
 graph, the edge efficiency over all true edges and over those of particles with pT > 0.5 GeV, and the purity, for
 the whole detector and for the barrel region (sender |η| < 1.5, where the node-feature-only filter failed). With
@@ -28,6 +28,9 @@ PT = 0.5
 
 
 def main(argv=None) -> int:
+    from trkx_tf.placement import prefer_legacy_xla_cpu_runtime
+
+    prefer_legacy_xla_cpu_runtime()  # XLA:CPU's runtime as the commands choose it, before TensorFlow runs
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="YAML config (model, graph, infer sections; data.shards_dir)")
@@ -42,7 +45,7 @@ def main(argv=None) -> int:
 
     from trkx_tf.config import load_config
     from trkx_tf.graphs.reader import ShardReader
-    from trkx_tf.reco.pipeline import load_scorer
+    from trkx_tf.reco.scorers import load_scorer
 
     cfg = load_config(args.config, args.overrides)
     reader = ShardReader(args.shards or cfg.data.shards_dir, "val", shuffle=False)

@@ -29,6 +29,9 @@ PAPER = {"one Xeon core": 202.0, "V100": 2.2}
 
 
 def main(argv=None) -> int:
+    from trkx_tf.placement import prefer_legacy_xla_cpu_runtime
+
+    prefer_legacy_xla_cpu_runtime()  # XLA:CPU's runtime as the commands choose it, before TensorFlow runs
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default=str(REPO.parent / "shared" / "trackml"), help="folder with event 1000")
     ap.add_argument("--event", type=int, default=1000)
@@ -61,7 +64,8 @@ def main(argv=None) -> int:
     for i in range(args.repeat):
         if pipeline is None:  # the first run builds and warms the pipeline; later runs reuse it
             from trkx_tf.graphs.features import feature_names
-            from trkx_tf.reco.pipeline import make_pipeline, uses_cells, warm_up
+            from trkx_tf.graphs.features import uses_cells
+            from trkx_tf.reco.pipeline import make_pipeline, warm_up
 
             with_cells = uses_cells(real, [args.event], cfg.graph.use_cells)
             pipeline = make_pipeline(cfg, with_cells=with_cells, filter_ckpt=args.filter_ckpt,

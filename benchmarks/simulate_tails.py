@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trkx_tf.graphs.builders import doublet_variables, wrap_angle  # noqa: E402
+from trkx_tf.graphs.doublets import doublet_variables, wrap_angle  # noqa: E402
 from trkx_tf.graphs.features import cylindrical  # noqa: E402
 from trkx_tf.graphs.truth import truth_graph  # noqa: E402
 from trkx_tf.trackml.io import list_events, read_event  # noqa: E402

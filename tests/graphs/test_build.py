@@ -12,7 +12,7 @@ from trkx_tf.cli.build import main
 from trkx_tf.config import load_config
 from trkx_tf.errors import DataError
 from trkx_tf.graphs.build import build_shards, split_events
-from trkx_tf.graphs.builders import ModuleMap
+from trkx_tf.graphs.module_map import ModuleMap
 from trkx_tf.graphs.reader import ShardReader
 from trkx_tf.graphs.shards import Shard
 

@@ -1,7 +1,5 @@
 """Candidate-edge builders: the module map (learn, build, save/load) and the embedding builder."""
 
-import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -10,11 +8,10 @@ import pytest
 from toy import make_event
 from trkx_tf.config import load_config
 from trkx_tf.errors import ConfigError, DataError
-from trkx_tf.graphs.builders import (
-    EdgeSample, EmbeddingBuilder, ModuleMap, ModuleMapBuilder, doublet_variables, make_builder, module_uid,
-    radius_graph,
-)
+from trkx_tf.graphs.candidates import EmbeddingBuilder, ModuleMapBuilder, make_builder, radius_graph
+from trkx_tf.graphs.doublets import doublet_variables, module_uid
 from trkx_tf.graphs.features import hit_features
+from trkx_tf.graphs.module_map import EdgeSample, ModuleMap
 from trkx_tf.graphs.truth import label_edges, truth_graph
 
 
@@ -155,14 +152,13 @@ def test_radius_graph_matches_brute_force():
     assert np.bincount(i2, minlength=200).max() <= 4  # each point keeps at most 2 of its own (+ others' picks)
 
 
-def identity_graph_fn(model, nodes, radius, max_neighbours):
-    assert model == "identity-model"
-    return radius_graph(nodes, radius, max_neighbours)
+def identity(nodes):
+    return nodes
 
 
 def test_embedding_builder_with_identity_embedding(toy_event):
     nodes = hit_features(toy_event.hits)
-    builder = EmbeddingBuilder("identity-model", radius=0.05, max_neighbours=16, graph_fn=identity_graph_fn)
+    builder = EmbeddingBuilder(identity, radius=0.05, max_neighbours=16)
     s, r = builder.build(toy_event.hits, nodes)
     i, j = radius_graph(nodes, 0.05, 16)
     assert len(s) == len(i) and len(s) > 0
@@ -170,19 +166,16 @@ def test_embedding_builder_with_identity_embedding(toy_event):
     assert np.all(dist[s] <= dist[r])  # edges point outwards
 
 
-def test_embedding_builder_imports_the_models_function_lazily(toy_event, monkeypatch):
-    fake = types.ModuleType("trkx_tf.models.embedding")
-    fake.embedding_radius_graph = identity_graph_fn
-    monkeypatch.setitem(sys.modules, "trkx_tf.models.embedding", fake)
+def test_make_builder_passes_the_embed_function(toy_event):
     cfg = load_config(None, ["graph.builder=embedding", "graph.embedding.radius=0.05"])
-    builder = make_builder(cfg.graph, embedding_model="identity-model")
+    builder = make_builder(cfg.graph, embed=identity)
     s, _ = builder.build(toy_event.hits, hit_features(toy_event.hits))
     assert len(s) > 0
 
 
-def test_embedding_builder_rejects_bad_indices(toy_event):
-    builder = EmbeddingBuilder("m", 0.1, 4, graph_fn=lambda *a: (np.array([0]), np.array([10**6])))
-    with pytest.raises(DataError, match="outside"):
+def test_embedding_builder_rejects_an_embedding_of_other_rows(toy_event):
+    builder = EmbeddingBuilder(lambda nodes: nodes[:-1], 0.1, 4)
+    with pytest.raises(DataError, match="expected"):
         builder.build(toy_event.hits, hit_features(toy_event.hits))
 
 
@@ -305,7 +298,7 @@ def straight_event(layers, twin_layer=None, phi=0.3, cot=0.5):
 
 
 def test_skip_edges_join_runs_two_apart_once():
-    from trkx_tf.graphs.builders import skip_edges
+    from trkx_tf.graphs.module_map import skip_edges
 
     # runs of one particle: [0] -> [1, 2] (overlap) -> [3] -> [4]; layers 2, 4, 6, 8
     s = np.array([0, 0, 1, 2, 3])

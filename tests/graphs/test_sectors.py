@@ -5,7 +5,8 @@ import pytest
 
 from toy import make_event
 from trkx_tf.errors import ConfigError
-from trkx_tf.graphs.builders import EdgeSample, ModuleMap, ModuleMapBuilder
+from trkx_tf.graphs.candidates import ModuleMapBuilder
+from trkx_tf.graphs.module_map import EdgeSample, ModuleMap
 from trkx_tf.graphs.features import cylindrical, hit_features
 from trkx_tf.graphs.graph import EventGraph
 from trkx_tf.graphs.sectors import split_sectors

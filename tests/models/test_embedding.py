@@ -1,22 +1,13 @@
-"""The metric-learning embedding and its radius graph."""
+"""The metric-learning embedding, its batched numpy embedding and its checkpoint loading."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from trkx_tf.config import load_config
-from trkx_tf.errors import CheckpointError, ConfigError
-from trkx_tf.models.embedding import EmbeddingMLP, embedding_radius_graph, load_embedding_model
-
-
-def brute_force_pairs(emb, radius, k):
-    n = emb.shape[0]
-    d = np.linalg.norm(emb[:, None] - emb[None], axis=-1)
-    pairs = set()
-    for i in range(n):
-        order = [j for j in np.argsort(d[i], kind="stable") if j != i][:k]
-        pairs |= {(min(i, j), max(i, j)) for j in order if d[i, j] < radius}
-    return pairs
+from trkx_tf.errors import CheckpointError, ConfigError, DataError
+from trkx_tf.models.embedding import EmbeddingMLP, embed_hits
+from trkx_tf.train.checkpoints import load_embedding_model
 
 
 def test_shapes_and_normalisation():
@@ -28,24 +19,23 @@ def test_shapes_and_normalisation():
     assert not np.allclose(np.linalg.norm(raw.numpy(), axis=1), 1.0)
 
 
-@pytest.mark.parametrize("k", [2, 50])
-def test_radius_graph_is_the_capped_neighbourhood(k):
+def test_embed_hits_in_batches_is_the_embedding():
     rng = np.random.default_rng(0)
     nodes = rng.normal(size=(60, 3)).astype(np.float32)
     model = EmbeddingMLP(dim=2, hidden=8, layers=1, normalize=False)
-    emb = model.embed(tf.constant(nodes)).numpy()
-    radius = float(np.quantile(np.linalg.norm(emb[:, None] - emb[None], axis=-1), 0.1))
-    s, r = embedding_radius_graph(model, nodes, radius, k)
-    assert s.dtype == np.int32 and (s < r).all()
-    assert set(zip(s.tolist(), r.tolist())) == brute_force_pairs(emb, radius, k)
-    assert len(s) > 0
+    want = model.embed(tf.constant(nodes)).numpy()
+    got = embed_hits(model, nodes, batch_size=7)
+    assert got.dtype == np.float32 and got.shape == (60, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_radius_graph_rejects_bad_arguments():
+def test_embed_hits_rejects_bad_arguments():
     model = EmbeddingMLP(dim=2, hidden=4, layers=1)
     with pytest.raises(ConfigError):
-        embedding_radius_graph(model, np.zeros((3, 2)), 0.0, 3)
-    assert embedding_radius_graph(model, np.zeros((1, 2)), 1.0, 3)[0].size == 0
+        embed_hits(model, np.zeros((3, 2)), batch_size=0)
+    with pytest.raises(DataError):
+        embed_hits(model, np.zeros(3))
+    assert embed_hits(model, np.zeros((0, 2))).shape == (0, 2)
 
 
 def test_load_embedding_model_round_trip(tmp_path):

@@ -9,13 +9,16 @@ import pytest
 from toy import make_event
 from trkx_tf.config import Config, EvalConfig, load_config
 from trkx_tf.errors import CheckpointError, ConfigError, DataError
-from trkx_tf.graphs.builders import EdgeSample, ModuleMap, ModuleMapBuilder
+from trkx_tf.graphs.candidates import ModuleMapBuilder
+from trkx_tf.graphs.module_map import EdgeSample, ModuleMap
 from trkx_tf.graphs.truth import hit_particle_ids, truth_graph
 from trkx_tf.reco.evaluate import evaluate
 from trkx_tf.reco.outputs import TIMINGS_FILE, edges_path, read_edges, submission_path
-from trkx_tf.reco.pipeline import (ModelScorer, Pipeline, build_model, infer, make_pipeline, restore_model)
+from trkx_tf.reco.pipeline import Pipeline, infer, make_pipeline
+from trkx_tf.reco.scorers import ModelScorer
 from trkx_tf.trackml.io import write_event
 from trkx_tf.trackml.score import read_submission
+from trkx_tf.train.checkpoints import build_edge_model, restore_model
 
 TRAIN_IDS = range(40)
 TEST_IDS = (100, 101)
@@ -100,7 +103,7 @@ def test_no_filter_sends_every_edge_to_the_gnn(module_map, events_dir, tmp_path)
 def test_model_scorer_chunks_agree_and_check_features():
     tf = pytest.importorskip("tensorflow")
     cfg = load_config(None, ["model.filter.hidden=8", "model.filter.layers=2"])
-    model = build_model("filter", cfg.model, 3)
+    model = build_edge_model("filter", cfg.model, 3)
     rng = np.random.default_rng(0)
     nodes = rng.normal(size=(20, 3)).astype(np.float32)
     s, r = rng.integers(0, 20, 50), rng.integers(0, 20, 50)
@@ -129,13 +132,13 @@ def _save(model, folder):
 
 def test_checkpoints_restore_and_mismatch(tmp_path, module_map):
     cfg = _small_cfg(tmp_path, module_map)
-    gnn = build_model("gnn", cfg.model, 3)
+    gnn = build_edge_model("gnn", cfg.model, 3)
     prefix = _save(gnn, tmp_path / "gnn")
-    other = build_model("gnn", cfg.model, 3)
+    other = build_edge_model("gnn", cfg.model, 3)
     assert restore_model(other, tmp_path / "gnn") == prefix  # a folder: its latest checkpoint
     for a, b in zip(gnn.trainable_variables, other.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    bigger = build_model("gnn", load_config(None, ["model.gnn.hidden=16"]).model, 3)
+    bigger = build_edge_model("gnn", load_config(None, ["model.gnn.hidden=16"]).model, 3)
     with pytest.raises(CheckpointError, match="does not fit the configured InteractionNetwork"):
         restore_model(bigger, prefix)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
@@ -152,8 +155,8 @@ def test_cli_infer_then_eval_with_real_models(tmp_path, module_map, events_dir, 
     from trkx_tf.cli.infer import main as infer_main
 
     cfg = _small_cfg(tmp_path, module_map)
-    f_prefix = _save(build_model("filter", cfg.model, 3), tmp_path / "filter")
-    g_prefix = _save(build_model("gnn", cfg.model, 3), tmp_path / "gnn")
+    f_prefix = _save(build_edge_model("filter", cfg.model, 3), tmp_path / "filter")
+    g_prefix = _save(build_edge_model("gnn", cfg.model, 3), tmp_path / "gnn")
     sets = ["--set", "model.filter.hidden=8", "--set", "model.filter.layers=2", "--set", "model.gnn.hidden=8",
             "--set", "model.gnn.layers=2", "--set", "model.gnn.steps=2", "--set", "infer.filter_chunk_edges=50",
             "--set", "infer.filter_threshold=0.0", "--set", "infer.labelling=walk"]
@@ -197,9 +200,9 @@ def test_bfloat16_inference_restores_a_float32_checkpoint(tmp_path, module_map):
     nodes = rng.normal(size=(30, 3)).astype(np.float32)
     s, r = rng.integers(0, 30, 80), rng.integers(0, 30, 80)
     for kind in ("filter", "gnn"):
-        f32 = build_model(kind, cfg.model, 3)
+        f32 = build_edge_model(kind, cfg.model, 3)
         prefix = _save(f32, tmp_path / kind)
-        bf16 = build_model(kind, cfg.model, 3, compute_dtype="bfloat16")
+        bf16 = build_edge_model(kind, cfg.model, 3, compute_dtype="bfloat16")
         restore_model(bf16, prefix)
         a, b = ModelScorer(f32, 3)(nodes, s, r), ModelScorer(bf16, 3)(nodes, s, r)
         assert b.dtype == np.float32 and np.abs(a - b).max() < 0.05, kind
@@ -216,8 +219,8 @@ def test_cli_build_with_filter_checkpoint_keeps_what_inference_keeps(tmp_path, m
             "model.gnn.hidden=8", "model.gnn.steps=2", "model.gnn.edge_features=true",
             "graph.use_cells=false", "data.val_fraction=0.5", f"infer.module_map={module_map}"]
     cfg = load_config(None, sets)
-    f_prefix = _save(build_model("filter", cfg.model, 3), tmp_path / "filter")
-    g_prefix = _save(build_model("gnn", cfg.model, 3), tmp_path / "gnn")
+    f_prefix = _save(build_edge_model("filter", cfg.model, 3), tmp_path / "filter")
+    g_prefix = _save(build_edge_model("gnn", cfg.model, 3), tmp_path / "gnn")
     # the untrained filter's scores sit anywhere in (0, 1): its median score on one event keeps part of the edges
     scores = make_pipeline(cfg, filter_ckpt=f_prefix, gnn_ckpt=g_prefix).run(
         read_event(events_dir, list_events(events_dir)[0])).edges.scores["filter"]
@@ -261,7 +264,7 @@ def test_edge_feature_models_score_through_the_scorer():
     nodes = np.abs(rng.normal(size=(20, 3))).astype(np.float32)
     s, r = rng.integers(0, 20, 50).astype(np.int32), rng.integers(0, 20, 50).astype(np.int32)
     for kind in ("filter", "gnn"):
-        model = build_model(kind, cfg.model, 3)
+        model = build_edge_model(kind, cfg.model, 3)
         scores = ModelScorer(model, 3, edge_fn=edge_features)(nodes, s, r)
         import tensorflow as tf
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from trkx_tf.config import Config, EvalConfig
-from trkx_tf.graphs.builders import EdgeSample, ModuleMap, ModuleMapBuilder
+from trkx_tf.graphs.candidates import ModuleMapBuilder
+from trkx_tf.graphs.module_map import EdgeSample, ModuleMap
 from trkx_tf.graphs.truth import hit_particle_ids, truth_graph
 from trkx_tf.reco.evaluate import evaluate, evaluate_event
 from trkx_tf.reco.labelling import connected_components_labels, submission_frame, walkthrough_labels

@@ -234,7 +234,7 @@ def test_toy_tails_off_is_the_gaussian_simulator(toy_geometry):
 def test_tails_widen_the_doublet_z0_tail(geometry):
     """True pixel end-cap doublets of pT > 0.5 GeV: the tails put ~0.3 % of them beyond 100 mm in |z0|
     (the real event 1000 has 0.2 %), the Gaussian simulator none; the core (median) stays."""
-    from trkx_tf.graphs.builders import doublet_variables
+    from trkx_tf.graphs.doublets import doublet_variables
     from trkx_tf.graphs.features import cylindrical
     from trkx_tf.graphs.truth import truth_graph
 

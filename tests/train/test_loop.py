@@ -10,10 +10,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from trkx_tf.config import load_config
 from trkx_tf.errors import ConfigError
-from trkx_tf.models.embedding import embedding_radius_graph, load_embedding_model
+from trkx_tf.graphs.candidates import radius_graph
+from trkx_tf.models.embedding import embed_hits
 from trkx_tf.models.interaction import InteractionNetwork
 from trkx_tf.rundir import RunDir
 from trkx_tf.train.backend import SingleBackend
+from trkx_tf.train.checkpoints import load_embedding_model
 from trkx_tf.train.loop import InMemorySource, fit, train
 from trkx_tf.train.optim import Adam, WarmupSchedule
 from trkx_tf.train.tasks import EdgeTask
@@ -118,5 +120,5 @@ def test_train_from_config_for_each_model(tmp_path, toy_batches):
     # the embedding run's checkpoint builds candidate edges
     model = load_embedding_model(tmp_path / "embedding" / "checkpoints", cfg)
     nodes = toy_batches[0]["nodes"][toy_batches[0]["node_mask"] > 0]
-    senders, receivers = embedding_radius_graph(model, nodes, 0.5, 8)
+    senders, receivers = radius_graph(embed_hits(model, nodes), 0.5, 8)
     assert len(senders) > 0 and (senders < receivers).all()

@@ -33,22 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _embedding_model(cfg):
-    """The trained embedding model named by graph.embedding.model (the models package loads it)."""
-    from trkx_tf.errors import ConfigError
-
-    if not cfg.graph.embedding.model:
-        raise ConfigError("graph.builder=embedding needs graph.embedding.model (a trained embedding checkpoint)")
-    try:
-        from trkx_tf.models.embedding import load_embedding_model
-    except ImportError as exc:
-        raise ConfigError(f"graph.builder=embedding: cannot load embedding models ({exc})") from None
-    return load_embedding_model(cfg.graph.embedding.model, cfg)
-
-
 def run(args: argparse.Namespace) -> int:
-    from trkx_tf.graphs.build import build_shards
     from trkx_tf.logs import setup_logging
+    from trkx_tf.reco.build import build_graphs
 
     if args.module_map:
         args.overrides = list(args.overrides) + [f"graph.module_map.path={args.module_map}"]
@@ -56,18 +43,8 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = list(args.overrides) + [f"graph.filter_ckpt={args.filter_ckpt}"]
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)
-    model = _embedding_model(cfg) if cfg.graph.builder == "embedding" else None
-    edge_filter = None
-    if cfg.graph.filter_ckpt:
-        def edge_filter(n_features: int):
-            from trkx_tf.placement import set_threads
-            from trkx_tf.reco.pipeline import load_scorer
-
-            set_threads(cfg.infer.threads)
-            return load_scorer(cfg, "filter", cfg.graph.filter_ckpt, n_features)
-    summary = build_shards(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,
-                           workers=args.workers, progress=args.progress, embedding_model=model,
-                           edge_filter=edge_filter)
+    summary = build_graphs(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,
+                           workers=args.workers, progress=args.progress)
     print(summary.format())
     return 0
 

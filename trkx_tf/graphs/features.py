@@ -17,7 +17,7 @@ feature                definition
 A hit without any cell row gets 0 for every cell feature. Whether cell features are used is one decision per
 build (every graph of a set of shards has the same ``F``), see :func:`feature_names`.
 
-Edge features (``D`` = 6 per edge, :func:`edge_features`), the doublet variables of a candidate edge from its
+Edge features (``A`` = 6 per edge, :func:`edge_features`), the doublet variables of a candidate edge from its
 sender ``s`` to its receiver ``r``, computed here only and used by shard building (the ``edges`` dataset of every
 shard) and by inference (filter and GNN inputs). Units are chosen so that prompt pT > 0.5 GeV doublets give values
 of order 1; each feature is clipped to [-``EDGE_CLIP``, ``EDGE_CLIP``] (doublets within one endcap disk have
@@ -39,7 +39,8 @@ r, φ, z are recovered from the scaled node columns ``r, phi, z`` (the first thr
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,35 @@ def feature_names(with_cells: bool) -> tuple[str, ...]:
       ``BASE_FEATURES`` (+ ``CELL_FEATURES``).
     """
     return BASE_FEATURES + (CELL_FEATURES if with_cells else ())
+
+
+def uses_cells(input_dir: os.PathLike | str, event_ids: Sequence[int], use_cells: bool) -> bool:
+    """Whether a set of events gets the cell features: ``graph.use_cells`` and every event has a cells file.
+
+    The one rule of ``trkx-build`` and ``trkx-infer``: with ``use_cells`` the cell features are used when the
+    events have cells files, and not at all when none has; some events with and some without is an error.
+
+    Args:
+      input_dir: the events folder.
+      event_ids: the events of the set.
+      use_cells: ``graph.use_cells``.
+
+    Returns:
+      True when the cell features are used (every event then has a cells file).
+
+    Raises:
+      DataError: some of the events have cells files and others do not.
+    """
+    if not use_cells:
+        return False
+    from trkx_tf.trackml.io import find_part
+
+    have = [e for e in event_ids if find_part(input_dir, e, "cells") is not None]
+    if have and len(have) != len(event_ids):
+        missing = sorted(set(event_ids) - set(have))
+        raise DataError(f"{input_dir}: {len(have)} events have cells files but {len(missing)} do not "
+                        f"(first: event {missing[0]}); set graph.use_cells=false or complete the cells")
+    return bool(have)
 
 
 def cylindrical(hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

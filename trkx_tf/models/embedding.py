@@ -1,5 +1,6 @@
-"""The metric-learning embedding: an MLP that maps hits to a space where hits of one track are close, and the
-radius graph in that space (the "embedding" candidate-edge builder of the graph stage).
+"""The metric-learning embedding: an MLP that maps hits to a space where hits of one track are close (the
+"embedding" candidate-edge builder of the graph stage, :class:`trkx_tf.graphs.candidates.EmbeddingBuilder`, takes
+a radius graph in that space).
 
 Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``N``, ``F``); ``D`` is the embedding dimension, ``n_node``
 the hits of one event.
@@ -66,88 +67,30 @@ class EmbeddingMLP(snt.Module):
         return self.embed(batch["nodes"])
 
 
-def embedding_radius_graph(model: EmbeddingMLP, nodes_np: np.ndarray, radius: float, max_neighbours: int,
-                           batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate edges of one event: pairs of hits closer than ``radius`` in embedding space.
+def embed_hits(model: EmbeddingMLP, nodes_np: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """The embedding of one event's hits, as numpy, ``batch_size`` hits per model call.
 
-    Each hit keeps at most its ``max_neighbours`` nearest neighbours within the radius (scipy ``cKDTree``);
-    the union of these neighbour relations is returned once per unordered pair, as ``senders < receivers``
-    (orienting the edges, for example from inner to outer layer, is the caller's business).
+    This is the ``embed`` function the embedding candidate-edge builder
+    (:class:`trkx_tf.graphs.candidates.EmbeddingBuilder`) takes, with ``model`` bound.
 
     Args:
       model: a trained :class:`EmbeddingMLP`.
       nodes_np: [n_node, F] float features of the event's hits (no padding).
-      radius: the distance cut in embedding space (> 0).
-      max_neighbours: at most this many neighbours per hit (>= 1).
-      batch_size: hits embedded per model call.
+      batch_size: hits embedded per model call (>= 1).
 
     Returns:
-      ``(senders, receivers)``: two [n_edge] int32 arrays of hit indices, ``senders < receivers``, sorted.
+      [n_node, D] float32 embeddings.
 
     Raises:
-      ConfigError: ``radius <= 0`` or ``max_neighbours < 1``.
+      ConfigError: ``batch_size < 1``.
       DataError: ``nodes_np`` is not a 2-D array.
     """
-    from scipy.spatial import cKDTree  # lazy: scipy is only needed here
-
-    if radius <= 0 or max_neighbours < 1:
-        raise ConfigError(f"radius must be > 0 and max_neighbours >= 1 (got {radius}, {max_neighbours})")
+    if batch_size < 1:
+        raise ConfigError(f"embed_hits: batch_size must be >= 1, got {batch_size}")
     nodes_np = np.asarray(nodes_np, np.float32)
     if nodes_np.ndim != 2:
         raise DataError(f"nodes_np must be [n_node, F], got shape {nodes_np.shape}")
-    n = nodes_np.shape[0]
-    if n < 2:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32)
-    emb = np.concatenate([model.embed(tf.constant(nodes_np[i:i + batch_size])).numpy()
-                          for i in range(0, n, batch_size)], 0)
-    k = min(max_neighbours + 1, n)  # +1: a hit is its own nearest neighbour
-    dist, idx = cKDTree(emb).query(emb, k=k, distance_upper_bound=radius)
-    rows = np.repeat(np.arange(n), k).reshape(n, k)
-    keep = np.isfinite(dist) & (idx != rows) & (idx < n)
-    a, b = rows[keep], idx[keep]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    pairs = np.unique(lo.astype(np.int64) * n + hi)
-    return (pairs // n).astype(np.int32), (pairs % n).astype(np.int32)
-
-
-def load_embedding_model(path, cfg) -> EmbeddingMLP:
-    """A trained embedding model: built from ``cfg.model.embedding``, weights restored from a checkpoint.
-
-    The number of node features F is read from the checkpoint (the shape of the first layer's weight), so the
-    caller does not need to know it.
-
-    Args:
-      path: a checkpoint prefix, or a folder (its latest checkpoint, e.g. a run's ``checkpoints/``), written by
-        the training loop (the model tracked as ``model``).
-      cfg: the config (:class:`~trkx_tf.config.Config`); only ``cfg.model.embedding`` is read, by the registry.
-
-    Returns:
-      The restored :class:`EmbeddingMLP`.
-
-    Raises:
-      CheckpointError: no checkpoint there, or it does not fit the configured model.
-    """
-    import os
-
-    from trkx_tf.errors import CheckpointError
-    from trkx_tf.models.registry import build_model
-
-    path = str(path)
-    prefix = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
-    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
-        raise CheckpointError(f"{path}: no embedding checkpoint found (a folder with a checkpoint, or a prefix)")
-    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    first = [k for k in shapes if k.startswith("model/mlp/linears/0/weights/0/")]
-    if not first:
-        raise CheckpointError(f"{prefix}: holds no embedding model (no model/mlp/linears/0 weight)")
-    n_features = int(shapes[first[0]][0])
-    model = build_model(cfg.model, "embedding")
-    model.embed(tf.zeros([1, n_features]))
-    try:
-        status = tf.train.Checkpoint(model=model).restore(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        raise CheckpointError(f"{prefix}: does not fit model.embedding of the config "
-                              f"({(str(exc).splitlines() or [''])[0][:200]})") from None
-    return model
+    if len(nodes_np) == 0:
+        return np.zeros((0, model.dim), np.float32)
+    return np.concatenate([model.embed(tf.constant(nodes_np[i:i + batch_size])).numpy()
+                           for i in range(0, len(nodes_np), batch_size)], 0)

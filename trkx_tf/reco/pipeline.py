@@ -3,7 +3,7 @@
 Per event, on the **whole event** (never sectors)::
 
     loading            read hits (+ cells where the model uses them)                  trackml.io.read_event
-    graph_construction node features + candidate edges of the configured builder     graphs.features / builders
+    graph_construction node features + candidate edges of the configured builder     graphs.features / candidates
     filter             edge-filter MLP over edge chunks of infer.filter_chunk_edges   models.filter.EdgeFilter
                        -> keep edges with score >= infer.filter_threshold
     gnn                Interaction Network on the kept edges (one whole-event pass)   models.interaction
@@ -13,17 +13,8 @@ Per event, on the **whole event** (never sectors)::
 The stage names are those of ``timings.json`` (wall time in seconds, as in the Exa.TrkX paper's Table 2).
 Without a filter checkpoint there is no filter stage: every candidate edge reaches the GNN.
 
-Edge scorers
-------------
-The pipeline talks to the models through one small interface, :class:`EdgeScorer`: a callable
-``scorer(nodes [n_node, F] float32, senders [n_edge] int32, receivers [n_edge] int32) -> [n_edge] float32``
-returning scores in [0, 1]. :class:`ModelScorer` wraps a trained Sonnet model (``EdgeFilter`` or
-``InteractionNetwork``) with a ``tf.function`` whose input signature has unknown sizes, so events of any size
-reuse one trace; for a model trained with edge features it computes them with
-:func:`trkx_tf.graphs.features.edge_features`, the function that wrote them into the training shards.
-:func:`load_scorer` makes one from the config and a checkpoint (``trkx-build --filter-ckpt`` uses it too, so the
-GNN trains on the edges the filter keeps here). Tests substitute other scorers (a truth oracle) behind the same
-interface.
+The pipeline talks to the models through :class:`~trkx_tf.reco.scorers.EdgeScorer` (:mod:`trkx_tf.reco.scorers`
+loads them from checkpoints); tests substitute other scorers (a truth oracle) behind the same interface.
 
 Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node``, ``n_edge``, ``F``).
 """
@@ -31,23 +22,24 @@ Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node``, ``n_edge``, ``F`
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from trkx_tf.errors import CheckpointError, ConfigError, DataError
+from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.files import write_text_atomic
-from trkx_tf.graphs.builders import EdgeBuilder, ModuleMap, make_builder
-from trkx_tf.graphs.features import EDGE_FEATURES, cylindrical, edge_features, feature_names, hit_features
+from trkx_tf.graphs.candidates import EdgeBuilder, make_builder
+from trkx_tf.graphs.module_map import ModuleMap
+from trkx_tf.graphs.features import cylindrical, feature_names, hit_features, uses_cells
 from trkx_tf.placement import set_threads
 from trkx_tf.reco.labelling import label_tracks, submission_frame
 from trkx_tf.reco.outputs import TIMINGS_FILE, StageEdges, edges_path, submission_path, write_edges
+from trkx_tf.reco.scorers import EdgeScorer, load_scorer
 from trkx_tf.trackml.score import write_submission
 
 log = logging.getLogger("trkx_tf.reco.pipeline")
@@ -55,190 +47,6 @@ log = logging.getLogger("trkx_tf.reco.pipeline")
 STAGES = ("loading", "graph_construction", "filter", "gnn", "labelling")
 
 
-# ---------------------------------------------------------------------------------------------- edge scorers
-class EdgeScorer(Protocol):
-    """Scores the edges of one whole-event graph (see the module docstring)."""
-
-    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        """Args: nodes [n_node, F] float32, senders/receivers [n_edge] int32. Returns: [n_edge] float32 in [0, 1]."""
-
-
-class ModelScorer:
-    """An :class:`EdgeScorer` of a trained edge classifier (``EdgeFilter`` or ``InteractionNetwork``).
-
-    The model sees one graph: ``n_node = [n_node]``, ``n_edge = [n_edge]``, ``edge_mask`` all ones (no padding).
-    With ``chunk_edges`` the edges are scored ``chunk_edges`` at a time against the same nodes, which bounds the
-    memory of a per-edge model (the filter); a message-passing model must see the whole graph at once
-    (``chunk_edges=None``).
-
-    Args:
-      model: a built Sonnet module mapping a batch dict to [n_edge] logits.
-      n_features: F, node features the model was trained with.
-      chunk_edges: edges scored per call, or None for all at once.
-      edge_fn: ``edge_fn(nodes, senders, receivers) -> [n_edge, D]`` edge features for a model that takes them
-        (``batch["edges"]``), or None.
-    """
-
-    def __init__(self, model, n_features: int, chunk_edges: Optional[int] = None, edge_fn=None):
-        import tensorflow as tf
-
-        if chunk_edges is not None and chunk_edges < 1:
-            raise ConfigError(f"infer.filter_chunk_edges must be >= 1, got {chunk_edges}")
-        self.model = model
-        self.n_features = int(n_features)
-        self.chunk_edges = chunk_edges
-        self.edge_fn = edge_fn
-        signature = [tf.TensorSpec([None, self.n_features], tf.float32, name="nodes"),
-                     tf.TensorSpec([None], tf.int32, name="senders"),
-                     tf.TensorSpec([None], tf.int32, name="receivers"),
-                     tf.TensorSpec([None, len(EDGE_FEATURES) if edge_fn else 0], tf.float32, name="edges")]
-
-        def scores(nodes, senders, receivers, edges):
-            n_edge = tf.shape(senders)[0]
-            batch = {"nodes": nodes, "senders": senders, "receivers": receivers,
-                     "n_node": tf.shape(nodes)[:1], "n_edge": tf.reshape(n_edge, [1]),
-                     "edge_mask": tf.ones([n_edge], tf.float32)}
-            if edge_fn is not None:
-                batch["edges"] = edges
-            return tf.sigmoid(model(batch))
-
-        self._fn = tf.function(scores, input_signature=signature)
-
-    def _edges(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        if self.edge_fn is None:
-            return np.zeros((len(senders), 0), np.float32)
-        return self.edge_fn(nodes, senders, receivers)
-
-    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        nodes = np.asarray(nodes, np.float32)
-        if nodes.ndim != 2 or nodes.shape[1] != self.n_features:
-            raise DataError(f"the model was trained with F={self.n_features} node features, the event has "
-                            f"{nodes.shape[1] if nodes.ndim == 2 else '?'} (graph.use_cells and the events' cells "
-                            f"files must agree with the training)")
-        senders = np.asarray(senders, np.int32)
-        receivers = np.asarray(receivers, np.int32)
-        n = len(senders)
-        if n == 0:
-            return np.zeros(0, np.float32)
-        step = n if self.chunk_edges is None else self.chunk_edges
-        out = [self._fn(nodes, senders[i:i + step], receivers[i:i + step],
-                        self._edges(nodes, senders[i:i + step], receivers[i:i + step])).numpy()
-               for i in range(0, n, step)]
-        return np.concatenate(out).astype(np.float32, copy=False)
-
-
-def build_model(kind: str, model_cfg, n_features: int, compute_dtype: str = "float32"):
-    """A built (variables created) edge classifier of the configured shape, ready for a checkpoint restore.
-
-    Args:
-      kind: ``"filter"`` (:class:`~trkx_tf.models.filter.EdgeFilter`) or ``"gnn"``
-        (:class:`~trkx_tf.models.interaction.InteractionNetwork`).
-      model_cfg: the ``model`` config section (read by :func:`trkx_tf.models.registry.build_model` only).
-      n_features: F.
-      compute_dtype: ``"float32"`` or ``"bfloat16"`` (``infer.compute_dtype``; variables stay float32, so a
-        checkpoint trained in float32 restores either way).
-
-    Returns:
-      The Sonnet module, built with one warm-up call on a 2-node, 1-edge graph (Sonnet creates variables lazily;
-      a checkpoint restore needs them to exist).
-
-    Raises:
-      ConfigError: a kind other than filter or gnn.
-    """
-    import tensorflow as tf
-
-    from trkx_tf.models.registry import build_model as registry_build
-
-    if kind not in ("filter", "gnn"):
-        raise ConfigError(f"unknown edge model {kind!r} (expected 'filter' or 'gnn')")
-    model = registry_build(model_cfg, kind, compute_dtype=compute_dtype)
-    warm = {"nodes": tf.zeros([2, n_features]), "senders": tf.constant([0], tf.int32),
-            "receivers": tf.constant([1], tf.int32), "n_node": tf.constant([2], tf.int32),
-            "n_edge": tf.constant([1], tf.int32), "edge_mask": tf.ones([1]),
-            "edges": tf.zeros([1, len(EDGE_FEATURES)])}
-    model(warm)
-    return model
-
-
-def resolve_checkpoint(path: os.PathLike | str) -> str:
-    """The checkpoint prefix named by ``path``: the latest checkpoint of a folder, or a prefix itself.
-
-    Raises:
-      CheckpointError: nothing checkpoint-like is there.
-    """
-    import tensorflow as tf
-
-    path = str(path)
-    if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
-        if prefix is None:
-            raise CheckpointError(f"{path}: folder holds no TensorFlow checkpoint (no 'checkpoint' index file)")
-        return prefix
-    if os.path.exists(path + ".index"):
-        return path
-    raise CheckpointError(f"{path}: checkpoint not found (expected a folder or a prefix with a .index file)")
-
-
-def restore_model(model, path: os.PathLike | str) -> str:
-    """Restores a built model's variables from a ``tf.train.Checkpoint`` that tracks it as ``model``.
-
-    Extra objects of the checkpoint (optimizer, step counters) are ignored; every variable of the model must
-    be found with the right shape.
-
-    Args:
-      model: a built Sonnet module (see :func:`build_model`).
-      path: a checkpoint prefix or a folder (its latest checkpoint).
-
-    Returns:
-      The prefix restored.
-
-    Raises:
-      CheckpointError: no checkpoint, or it does not fit the model (missing variables, other shapes).
-    """
-    import tensorflow as tf
-
-    prefix = resolve_checkpoint(path)
-    try:
-        status = tf.train.Checkpoint(model=model).restore(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        first = (str(exc).splitlines() or [""])[0][:300]
-        raise CheckpointError(f"{prefix}: does not fit the configured {type(model).__name__} "
-                              f"(check the model section of the config): {first}") from None
-    return prefix
-
-
-def load_scorer(cfg, kind: str, checkpoint: os.PathLike | str, n_features: int) -> "ModelScorer":
-    """The :class:`ModelScorer` of a trained model: built as ``cfg.model`` says, restored from ``checkpoint``.
-
-    The filter scores ``infer.filter_chunk_edges`` edges at a time; the GNN sees whole graphs. Models configured
-    with ``edge_features`` get them from :func:`~trkx_tf.graphs.features.edge_features` at the node scales of
-    ``cfg.graph``.
-
-    Args:
-      cfg: the whole config (``model``, ``graph``, ``infer``).
-      kind: ``"filter"`` or ``"gnn"``.
-      checkpoint: a checkpoint prefix or folder.
-      n_features: F.
-
-    Returns:
-      The scorer.
-
-    Raises:
-      ConfigError: an unknown kind.
-      CheckpointError: no checkpoint, or it does not fit the configured model.
-    """
-    model = build_model(kind, cfg.model, n_features, cfg.infer.compute_dtype)
-    log.info("%s restored from %s", kind, restore_model(model, checkpoint))
-    uses_edges = getattr(cfg.model, kind).edge_features
-    edge_fn = functools.partial(edge_features, r_scale=cfg.graph.r_scale, z_scale=cfg.graph.z_scale) \
-        if uses_edges else None
-    chunk = cfg.infer.filter_chunk_edges if kind == "filter" else None
-    return ModelScorer(model, n_features, chunk_edges=chunk, edge_fn=edge_fn)
-
-
-# ------------------------------------------------------------------------------------------------ the pipeline
 @dataclasses.dataclass
 class EventResult:
     """One event's reconstruction.
@@ -348,33 +156,6 @@ class Pipeline:
         hit_id = hits["hit_id"].to_numpy(np.int64)
         edges = StageEdges(hit_id[senders], hit_id[receivers], keep, scores)
         return EventResult(int(event.event_id), hit_id, track_id, edges, seconds)
-
-
-def uses_cells(input_dir: os.PathLike | str, event_ids: Sequence[int], use_cells: bool) -> bool:
-    """Whether the events get cell features: ``graph.use_cells`` and cells files present, as in trkx-build.
-
-    Args:
-      input_dir: the events folder.
-      event_ids: the events to reconstruct.
-      use_cells: ``graph.use_cells``.
-
-    Returns:
-      True when cell features are used (every event then has a cells file).
-
-    Raises:
-      DataError: some of the events have cells files and others do not.
-    """
-    input_dir = Path(input_dir)
-    if not use_cells:
-        return False
-    from trkx_tf.trackml.io import event_prefix
-
-    have = [e for e in event_ids if any((input_dir / f"{event_prefix(e)}-cells.csv{x}").is_file() for x in ("", ".gz"))]
-    if have and len(have) != len(event_ids):
-        missing = sorted(set(event_ids) - set(have))
-        raise DataError(f"{input_dir}: {len(have)} events have cells files but {len(missing)} do not "
-                        f"(first: event {missing[0]}); set graph.use_cells=false or complete the cells")
-    return bool(have)
 
 
 def make_pipeline(cfg, n_features: Optional[int] = None, with_cells: bool = False,

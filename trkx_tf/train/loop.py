@@ -32,9 +32,10 @@ import numpy as np
 import tensorflow as tf
 
 from trkx_tf.config import Config
-from trkx_tf.errors import CheckpointError, ConfigError
+from trkx_tf.errors import ConfigError
 from trkx_tf.rundir import RunDir
 from trkx_tf.train.backend import Backend, SingleBackend
+from trkx_tf.train.checkpoints import restore
 from trkx_tf.train.metrics import Counts
 from trkx_tf.train.optim import Adam, WarmupSchedule, scaled_lr
 from trkx_tf.train.replicas import split_replicas, stack_replicas
@@ -246,11 +247,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
         manager = tf.train.CheckpointManager(checkpoint, str(run_dir.checkpoints), max_to_keep=keep_checkpoints)
         latest = tf.train.latest_checkpoint(str(run_dir.checkpoints))
         if latest:
-            try:
-                checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, ValueError, tf.errors.OpError) as exc:
-                raise CheckpointError(f"{latest}: does not fit this model ({exc.__class__.__name__}: "
-                                      f"{str(exc).splitlines()[0][:200]})") from None
+            restore(checkpoint, latest, "this model", partial=False)
             restored_from = latest
             log.info("resumed from %s (epoch %d, position %d, step %d)", latest, int(state.epoch),
                      int(state.position), int(optimizer.iterations.numpy()))

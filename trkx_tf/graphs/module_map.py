@@ -1,111 +1,34 @@
-"""Candidate-edge builders behind one interface, chosen by ``graph.builder``.
+"""The module map: which detector module pairs are connected, with windows on the doublet variables, learned from
+the true edges of training events.
 
-Shape vocabulary as in :mod:`trkx_tf.graphs.batch`; nodes are the hit rows of one event (0 … n_node-1), and a
-builder returns ``n_edge`` directed candidate edges as two int64 arrays ``(senders, receivers)``, each of shape
-[n_edge], without self-loops and without the same hit pair twice (in either direction), sorted by
-(sender, receiver).
+:class:`EdgeSample` holds one training event's true edges (and, with ``skip_layers``, the edges of particles that
+missed a few layers, :func:`skip_edges`); :meth:`ModuleMap.fit` learns the map from samples, :meth:`ModuleMap.save`
+/ :meth:`ModuleMap.load` keep it in an ``.npz`` file. The builder that uses it on new events is
+:class:`trkx_tf.graphs.candidates.ModuleMapBuilder`. Module and layer uids and the window variables (``dphi``,
+``z0``) are those of :mod:`trkx_tf.graphs.doublets`.
 
-* :class:`ModuleMapBuilder` (``module_map``, the default): a :class:`ModuleMap` learned from the truth graphs of
-  training events says which module pairs are connected and, for each, a window on two doublet variables:
-
-  - ``dphi``: φ(outer) − φ(inner), wrapped into [-π, π) (bends with 1/pT);
-  - ``z0``: the z where the straight line through the two hits in the (r, z) plane reaches r = 0
-    ((z_a r_b − z_b r_a) / (r_b − r_a), clipped to ±10 m; the vertex position along the beam).
-
-  On a new event the hits are grouped by module, every pair of hits on a connected module pair is formed
-  (vectorised numpy, in chunks) and kept when both variables are inside the pair's window.
-* :class:`EmbeddingBuilder` (``embedding``): a radius graph, at most ``max_neighbours`` per hit, in the space of
-  a learned embedding, computed by ``trkx_tf.models.embedding.embedding_radius_graph``. Edges point from the hit
-  nearer the origin to the farther one.
-
-A module is identified by ``module_uid = volume_id·10⁸ + layer_id·10⁵ + module_id`` and a layer by
-``layer_uid = volume_id·10³ + layer_id`` (= module_uid // 10⁵).
+Shape vocabulary as in :mod:`trkx_tf.graphs.batch`; here also ``n_true`` true edges of an event, ``K`` connected
+module pairs, ``L`` connected layer pairs and ``U`` modules with hits.
 """
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
 
 from trkx_tf.errors import ConfigError, DataError
+from trkx_tf.graphs.doublets import doublet_variables, module_uid, rows_in
 from trkx_tf.graphs.features import cylindrical
-from trkx_tf.graphs.truth import TruthGraph, pair_keys
+from trkx_tf.graphs.truth import TruthGraph
 
 MODULE_MAP_VERSION = 3  # 3: module centres (version 2 maps still load, without them)
-Z0_CLIP = 1.0e4  # mm
-_CHUNK = 1 << 22  # hit pairs formed at once by the module-map builder
 
 
-# -------------------------------------------------------------------------------------------------- geometry
-def module_uid(hits: pd.DataFrame) -> np.ndarray:
-    """[n_node] int64 module uid of every hit (volume_id·10⁸ + layer_id·10⁵ + module_id).
-
-    Raises:
-      DataError: a column is missing or an id is out of range.
-    """
-    missing = [c for c in ("volume_id", "layer_id", "module_id") if c not in hits.columns]
-    if missing:
-        raise DataError(f"hits: missing column(s) {', '.join(missing)}")
-    v = hits["volume_id"].to_numpy(np.int64)
-    lay = hits["layer_id"].to_numpy(np.int64)
-    m = hits["module_id"].to_numpy(np.int64)
-    if len(v) and (v.min() < 0 or lay.min() < 0 or lay.max() >= 1000 or m.min() < 0 or m.max() >= 100_000):
-        raise DataError("hits: volume_id/layer_id/module_id out of range (need 0 <= layer < 1000, module < 100000)")
-    return v * 100_000_000 + lay * 100_000 + m
-
-
-def wrap_angle(d: np.ndarray) -> np.ndarray:
-    """Angle differences in (-2π, 2π) wrapped into [-π, π) (unchanged, bit for bit, when already inside)."""
-    return np.where(d >= np.pi, d - 2 * np.pi, np.where(d < -np.pi, d + 2 * np.pi, d))
-
-
-def doublet_variables(
-    r: np.ndarray, phi: np.ndarray, z: np.ndarray, inner: np.ndarray, outer: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The two window variables of hit pairs.
-
-    Args:
-      r, phi, z: [n_node] cylindrical coordinates of the hits (mm, rad, mm).
-      inner: [k] row of the first hit of each pair.
-      outer: [k] row of the second hit.
-
-    Returns:
-      ``(dphi, z0)``, each [k] float64: φ difference wrapped into [-π, π), and the r = 0 intercept of the line
-      through the two hits in (r, z), clipped to ±``Z0_CLIP`` (mm).
-    """
-    dphi = wrap_angle(phi[outer] - phi[inner])
-    ra, rb, za, zb = r[inner], r[outer], z[inner], z[outer]
-    dr = rb - ra
-    num = za * rb - zb * ra
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z0 = np.where(dr != 0, num / np.where(dr != 0, dr, 1.0), np.sign(num) * Z0_CLIP)
-    return dphi, np.clip(z0, -Z0_CLIP, Z0_CLIP)
-
-
-def _group_by_module(uid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hits sorted by module: (order, modules, start, count)."""
-    order = np.argsort(uid, kind="stable")
-    modules, start, count = np.unique(uid[order], return_index=True, return_counts=True)
-    return order, modules, start, count
-
-
-def _unique_edges(senders: np.ndarray, receivers: np.ndarray, n_node: int) -> tuple[np.ndarray, np.ndarray]:
-    """Drops self-loops and repeated hit pairs (either direction, first kept), sorted by (sender, receiver)."""
-    keep = senders != receivers
-    senders, receivers = senders[keep], receivers[keep]
-    _, first = np.unique(pair_keys(senders, receivers, n_node), return_index=True)
-    senders, receivers = senders[first], receivers[first]
-    order = np.lexsort((receivers, senders))
-    return senders[order].astype(np.int64), receivers[order].astype(np.int64)
-
-
-# ------------------------------------------------------------------------------------------------ module map
 @dataclasses.dataclass(frozen=True)
 class EdgeSample:
     """The true edges of one training event, as the module map learns them.
@@ -229,11 +152,11 @@ class ModuleMap:
       layers (A → C for a chain of layers A → B → C, :func:`skip_edges`) count as true edges: the map then also
       connects the module pairs a real detector's missing hits make.
 
-    Attributes (``P`` connected module pairs, ``L`` connected layer pairs):
-      module_a, module_b: [P] int64 module uids (inner, outer), sorted by (module_a, module_b).
-      count: [P] int64 edges (pT >= ``pt_min``) seen on the pair.
-      count_fit: [P] int64 of them inside the layer-pair range (they set the pair's range).
-      lo, hi: [P, 2] float64 the pair's range of (dphi, z0) (NaN where ``count_fit`` is 0).
+    Attributes (``K`` connected module pairs, ``L`` connected layer pairs):
+      module_a, module_b: [K] int64 module uids (inner, outer), sorted by (module_a, module_b).
+      count: [K] int64 edges (pT >= ``pt_min``) seen on the pair.
+      count_fit: [K] int64 of them inside the layer-pair range (they set the pair's range).
+      lo, hi: [K, 2] float64 the pair's range of (dphi, z0) (NaN where ``count_fit`` is 0).
       layer_a, layer_b: [L] int64 layer uids, sorted.
       layer_lo, layer_hi: [L, 2] float64 the layer pairs' ranges.
       pt_min: GeV.
@@ -400,7 +323,7 @@ class ModuleMap:
             of whose edges lies inside its layer pair's range (``count_fit`` = 0).
 
         Returns:
-          ``(lo, hi, use)``: [P, 2] float64 window bounds over (dphi, z0) and [P] bool pairs in use.
+          ``(lo, hi, use)``: [K, 2] float64 window bounds over (dphi, z0) and [K] bool pairs in use.
         """
         keys = self.layer_a * 10**7 + self.layer_b
         pos = np.searchsorted(keys, (self.module_a // 100_000) * 10**7 + self.module_b // 100_000)
@@ -459,7 +382,7 @@ class ModuleMap:
             np.maximum.at(new_hi[:, c], inv, hi[lender, c])
         # pairs of the map in use keep their own window
         own = np.stack([self.module_a[use], self.module_b[use]], 1)
-        fresh = ~_rows_in(keys, own)
+        fresh = ~rows_in(keys, own)
         return keys[fresh, 0].copy(), keys[fresh, 1].copy(), new_lo[fresh], new_hi[fresh]
 
     # ------------------------------------------------------------------------------------------ persistence
@@ -501,25 +424,6 @@ class ModuleMap:
         return cls(**values)
 
 
-def _pair_view(a: np.ndarray) -> np.ndarray:
-    """Rows of an int64 [n, 2] array as one structured value each, ordered like the tuples (a, b)."""
-    return np.ascontiguousarray(a, np.int64).view([("a", np.int64), ("b", np.int64)]).ravel()
-
-
-def _find_rows(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """[n] int64 index of each row of ``rows`` [n, 2] in ``table`` [m, 2] (sorted by (a, b), unique); -1: absent."""
-    if len(table) == 0:
-        return np.full(len(rows), -1, np.int64)
-    tv, rv = _pair_view(table), _pair_view(rows)
-    pos = np.minimum(np.searchsorted(tv, rv), len(tv) - 1)
-    return np.where(tv[pos] == rv, pos, -1)
-
-
-def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """[n] bool: which rows of ``rows`` [n, 2] (int64) appear in ``table`` [m, 2] (any order)."""
-    return _find_rows(rows, np.unique(table, axis=0)) >= 0
-
-
 def _group_quantiles(group: np.ndarray, values: np.ndarray, n_groups: int, q: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-group q and 1 - q quantiles (lower and upper order statistics) of each column of values [k, C].
 
@@ -542,231 +446,3 @@ def _group_quantiles(group: np.ndarray, values: np.ndarray, n_groups: int, q: fl
         lo[has, c] = v[i_lo]
         hi[has, c] = v[i_hi]
     return lo, hi
-
-
-# ------------------------------------------------------------------------------------------------- builders
-class EdgeBuilder(abc.ABC):
-    """Makes the candidate edges of one event."""
-
-    name: str = ""
-
-    @abc.abstractmethod
-    def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate edges of one event.
-
-        Args:
-          hits: the event's TrackML hits, ``n_node`` rows (node i is row i).
-          nodes: [n_node, F] float32 node features of the same hits.
-
-        Returns:
-          ``(senders, receivers)``: [n_edge] int64 hit rows each, no self-loops, no repeated hit pair, sorted.
-        """
-
-
-class ModuleMapBuilder(EdgeBuilder):
-    """Candidate edges from a learned :class:`ModuleMap`.
-
-    Args:
-      module_map: the learned map.
-      margin, rare_margin, min_count: how windows are made from the map's ranges (:meth:`ModuleMap.windows`).
-      neighbours: module pairs never seen in training borrow the windows of the pairs of the ``neighbours``
-        nearest modules of the same layer (:meth:`ModuleMap.borrowed_windows`); 0: unseen pairs stay unconnected.
-
-    Attributes:
-      pair_a, pair_b: [P'] int64 module uids of the pairs in use (seen and borrowed), sorted.
-      lo, hi: [P', 2] float64 their windows over (dphi, z0).
-      n_borrowed: how many of them borrowed their window.
-
-    Raises:
-      ConfigError: a negative margin or neighbours, or min_count < 1.
-    """
-
-    name = "module_map"
-
-    def __init__(self, module_map: ModuleMap, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1,
-                 neighbours: int = 0):
-        if margin < 0 or rare_margin < 0 or min_count < 1 or neighbours < 0:
-            raise ConfigError(f"module map builder: need margin, rare_margin, neighbours >= 0 and min_count >= 1 "
-                              f"(got {margin}, {rare_margin}, {neighbours}, {min_count})")
-        self.module_map = module_map
-        lo, hi, use = module_map.windows(margin, rare_margin, min_count)
-        ba, bb, blo, bhi = module_map.borrowed_windows(lo, hi, use, neighbours)
-        a = np.concatenate([module_map.module_a[use], ba])
-        b = np.concatenate([module_map.module_b[use], bb])
-        order = np.lexsort((b, a))
-        self.pair_a, self.pair_b = a[order], b[order]
-        self.lo = np.concatenate([lo[use], blo])[order]
-        self.hi = np.concatenate([hi[use], bhi])[order]
-        self.n_borrowed = int(len(ba))
-
-    def build(self, hits: pd.DataFrame, nodes: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-        n_node = len(hits)
-        uid = module_uid(hits)
-        r, phi, z = cylindrical(hits)
-        order, modules, start, count = _group_by_module(uid)
-        r_s, phi_s, z_s = r[order], phi[order], z[order]
-        if len(modules) == 0 or len(self.pair_a) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        pa = np.minimum(np.searchsorted(modules, self.pair_a), len(modules) - 1)
-        pb = np.minimum(np.searchsorted(modules, self.pair_b), len(modules) - 1)
-        live = np.flatnonzero((modules[pa] == self.pair_a) & (modules[pb] == self.pair_b))
-        pa, pb = pa[live], pb[live]
-        na, nb = count[pa], count[pb]
-        combos = na * nb
-        out_s, out_r = [], []
-        csum = np.cumsum(combos)
-        first = 0
-        while first < len(live):  # chunks of module pairs with at most ~_CHUNK hit pairs (at least one pair)
-            base = csum[first - 1] if first else 0
-            last = max(int(np.searchsorted(csum, base + _CHUNK, side="right")), first + 1)
-            sl = slice(first, last)
-            first = last
-            c = combos[sl]
-            total = int(c.sum())
-            if total == 0:
-                continue
-            pair = np.repeat(np.arange(len(c)), c)
-            offset = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
-            nb_p = nb[sl][pair]
-            qa = start[pa[sl]][pair] + offset // nb_p  # positions in module order
-            qb = start[pb[sl]][pair] + offset % nb_p
-            w = live[sl][pair]
-            dphi = wrap_angle(phi_s[qb] - phi_s[qa])
-            keep = np.flatnonzero((dphi >= self.lo[w, 0]) & (dphi <= self.hi[w, 0]))  # cheap cut first
-            qa, qb, w = qa[keep], qb[keep], w[keep]
-            _, z0 = doublet_variables(r_s, phi_s, z_s, qa, qb)
-            keep = (z0 >= self.lo[w, 1]) & (z0 <= self.hi[w, 1])
-            out_s.append(order[qa[keep]])
-            out_r.append(order[qb[keep]])
-        if not out_s:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return _unique_edges(np.concatenate(out_s), np.concatenate(out_r), n_node)
-
-
-    def explain(self, hits: pd.DataFrame, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        """Why the builder keeps or drops given hit pairs (e.g. the true edges it misses).
-
-        Args:
-          hits: the event's hits, ``n_node`` rows.
-          senders, receivers: [k] int64 hit rows of the pairs (inner hit first, as in a truth graph).
-
-        Returns:
-          [k] int8: 0 kept, 1 module pair not connected, 2 outside the dphi window, 3 outside the z0 window.
-        """
-        uid = module_uid(hits)
-        r, phi, z = cylindrical(hits)
-        pos = _find_rows(np.stack([uid[senders], uid[receivers]], 1), np.stack([self.pair_a, self.pair_b], 1))
-        dphi, z0 = doublet_variables(r, phi, z, senders, receivers)
-        w = np.maximum(pos, 0)
-        out = np.zeros(len(pos), np.int8)
-        if len(self.pair_a):
-            out[(dphi < self.lo[w, 0]) | (dphi > self.hi[w, 0])] = 2
-            out[(out == 0) & ((z0 < self.lo[w, 1]) | (z0 > self.hi[w, 1]))] = 3
-        out[pos < 0] = 1
-        return out
-
-
-def radius_graph(points: np.ndarray, radius: float, max_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of points closer than ``radius``, at most ``max_neighbours`` nearest per point (scipy cKDTree).
-
-    Args:
-      points: [n_node, D] float coordinates.
-      radius: neighbourhood radius (Euclidean, inclusive).
-      max_neighbours: neighbours kept per point (the nearest).
-
-    Returns:
-      ``(i, j)``: [k] int64 each, i != j, every unordered pair once (i < j), sorted.
-    """
-    from scipy.spatial import cKDTree
-
-    points = np.asarray(points, np.float64)
-    n = len(points)
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    tree = cKDTree(points)
-    k = min(max_neighbours + 1, n)
-    dist, idx = tree.query(points, k=k, distance_upper_bound=np.nextafter(radius, np.inf))
-    src = np.repeat(np.arange(n), k).reshape(n, k)
-    ok = (idx < n) & (idx != src)
-    i, j = src[ok], idx[ok]
-    a, b = np.minimum(i, j), np.maximum(i, j)
-    keys = np.unique(a.astype(np.int64) * n + b)
-    return keys // n, keys % n
-
-
-class EmbeddingBuilder(EdgeBuilder):
-    """Candidate edges from a radius graph in a learned embedding space.
-
-    Args:
-      model: the trained embedding model (whatever ``graph_fn`` accepts).
-      radius: neighbourhood radius in the embedding space.
-      max_neighbours: at most this many neighbours per hit.
-      graph_fn: ``f(model, nodes_np, radius, max_neighbours) -> (i, j)``; None uses
-        ``trkx_tf.models.embedding.embedding_radius_graph`` (imported when first needed).
-    """
-
-    name = "embedding"
-
-    def __init__(
-        self,
-        model,
-        radius: float,
-        max_neighbours: int,
-        graph_fn: Optional[Callable[..., Sequence[np.ndarray]]] = None,
-    ):
-        if radius <= 0 or max_neighbours < 1:
-            raise ConfigError(f"embedding builder: need radius > 0 and max_neighbours >= 1 "
-                              f"(got {radius}, {max_neighbours})")
-        self.model = model
-        self.radius = float(radius)
-        self.max_neighbours = int(max_neighbours)
-        self._graph_fn = graph_fn
-
-    def _fn(self):
-        if self._graph_fn is None:
-            try:
-                from trkx_tf.models.embedding import embedding_radius_graph
-            except ImportError as exc:
-                raise ConfigError(f"graph.builder=embedding needs trkx_tf.models.embedding ({exc})") from None
-            self._graph_fn = embedding_radius_graph
-        return self._graph_fn
-
-    def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n_node = len(hits)
-        out = self._fn()(self.model, np.asarray(nodes, np.float32), self.radius, self.max_neighbours)
-        out = np.asarray(out[0] if len(out) == 1 else out)
-        if out.ndim != 2 or out.shape[0] != 2:
-            raise DataError(f"embedding graph: expected (senders, receivers), got an array of shape {out.shape}")
-        i, j = out[0].astype(np.int64), out[1].astype(np.int64)
-        if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n_node):
-            raise DataError(f"embedding graph: edge index outside [0, {n_node})")
-        r, _, z = cylindrical(hits)
-        dist = np.hypot(r, z)
-        flip = (dist[i] > dist[j]) | ((dist[i] == dist[j]) & (i > j))
-        return _unique_edges(np.where(flip, j, i), np.where(flip, i, j), n_node)
-
-
-def make_builder(graph_cfg, module_map: Optional[ModuleMap] = None, embedding_model=None) -> EdgeBuilder:
-    """The builder named by ``graph_cfg.builder`` (the one place that reads the builder's config).
-
-    Args:
-      graph_cfg: the ``graph`` section (:class:`trkx_tf.config.GraphConfig`).
-      module_map: the learned map (``module_map`` builder).
-      embedding_model: the trained embedding model (``embedding`` builder).
-
-    Returns:
-      An :class:`EdgeBuilder`.
-
-    Raises:
-      ConfigError: the builder's input is missing.
-    """
-    if graph_cfg.builder == "module_map":
-        if module_map is None:
-            raise ConfigError("graph.builder=module_map needs a module map (learned or graph.module_map.path)")
-        c = graph_cfg.module_map
-        return ModuleMapBuilder(module_map, c.margin, c.rare_margin, c.min_count, c.neighbours)
-    if graph_cfg.builder == "embedding":
-        if embedding_model is None:
-            raise ConfigError("graph.builder=embedding needs a trained model (graph.embedding.model)")
-        return EmbeddingBuilder(embedding_model, graph_cfg.embedding.radius, graph_cfg.embedding.max_neighbours)
-    raise ConfigError(f"graph.builder: unknown builder {graph_cfg.builder!r}")

@@ -1,0 +1,249 @@
+"""Candidate-edge builders behind one interface, chosen by ``graph.builder``.
+
+Shape vocabulary as in :mod:`trkx_tf.graphs.batch`; nodes are the hit rows of one event (0 … n_node-1), and a
+builder returns ``n_edge`` directed candidate edges as two int64 arrays ``(senders, receivers)``, each of shape
+[n_edge], without self-loops and without the same hit pair twice (in either direction), sorted by
+(sender, receiver).
+
+* :class:`ModuleMapBuilder` (``module_map``, the default): a :class:`~trkx_tf.graphs.module_map.ModuleMap`
+  learned from the truth graphs of training events says which module pairs are connected and, for each, a window
+  on the two doublet variables ``dphi`` and ``z0`` (:mod:`trkx_tf.graphs.doublets`). On a new event the hits are
+  grouped by module, every pair of hits on a connected module pair is formed (vectorised numpy, in chunks) and
+  kept when both variables are inside the pair's window.
+* :class:`EmbeddingBuilder` (``embedding``): a radius graph (:func:`radius_graph`), at most ``max_neighbours`` per
+  hit, in the space of a learned embedding. The builder receives the embedding as a plain ``embed`` function
+  (``[n_node, F] -> [n_node, D]``); :mod:`trkx_tf.reco.build` makes it from a trained model, so ``graphs/`` never
+  imports the models. Edges point from the hit nearer the origin to the farther one.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from trkx_tf.errors import ConfigError, DataError
+from trkx_tf.graphs.doublets import doublet_variables, find_rows, group_by_module, module_uid, unique_edges, wrap_angle
+from trkx_tf.graphs.features import cylindrical
+from trkx_tf.graphs.module_map import ModuleMap
+
+_CHUNK = 1 << 22  # hit pairs formed at once by the module-map builder
+
+
+class EdgeBuilder(abc.ABC):
+    """Makes the candidate edges of one event."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate edges of one event.
+
+        Args:
+          hits: the event's TrackML hits, ``n_node`` rows (node i is row i).
+          nodes: [n_node, F] float32 node features of the same hits.
+
+        Returns:
+          ``(senders, receivers)``: [n_edge] int64 hit rows each, no self-loops, no repeated hit pair, sorted.
+        """
+
+
+class ModuleMapBuilder(EdgeBuilder):
+    """Candidate edges from a learned :class:`ModuleMap`.
+
+    Args:
+      module_map: the learned map.
+      margin, rare_margin, min_count: how windows are made from the map's ranges (:meth:`ModuleMap.windows`).
+      neighbours: module pairs never seen in training borrow the windows of the pairs of the ``neighbours``
+        nearest modules of the same layer (:meth:`ModuleMap.borrowed_windows`); 0: unseen pairs stay unconnected.
+
+    Attributes:
+      pair_a, pair_b: [K'] int64 module uids of the pairs in use (seen and borrowed), sorted.
+      lo, hi: [K', 2] float64 their windows over (dphi, z0).
+      n_borrowed: how many of them borrowed their window.
+
+    Raises:
+      ConfigError: a negative margin or neighbours, or min_count < 1.
+    """
+
+    name = "module_map"
+
+    def __init__(self, module_map: ModuleMap, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1,
+                 neighbours: int = 0):
+        if margin < 0 or rare_margin < 0 or min_count < 1 or neighbours < 0:
+            raise ConfigError(f"module map builder: need margin, rare_margin, neighbours >= 0 and min_count >= 1 "
+                              f"(got {margin}, {rare_margin}, {neighbours}, {min_count})")
+        self.module_map = module_map
+        lo, hi, use = module_map.windows(margin, rare_margin, min_count)
+        ba, bb, blo, bhi = module_map.borrowed_windows(lo, hi, use, neighbours)
+        a = np.concatenate([module_map.module_a[use], ba])
+        b = np.concatenate([module_map.module_b[use], bb])
+        order = np.lexsort((b, a))
+        self.pair_a, self.pair_b = a[order], b[order]
+        self.lo = np.concatenate([lo[use], blo])[order]
+        self.hi = np.concatenate([hi[use], bhi])[order]
+        self.n_borrowed = int(len(ba))
+
+    def build(self, hits: pd.DataFrame, nodes: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        n_node = len(hits)
+        uid = module_uid(hits)
+        r, phi, z = cylindrical(hits)
+        order, modules, start, count = group_by_module(uid)
+        r_s, phi_s, z_s = r[order], phi[order], z[order]
+        if len(modules) == 0 or len(self.pair_a) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pa = np.minimum(np.searchsorted(modules, self.pair_a), len(modules) - 1)
+        pb = np.minimum(np.searchsorted(modules, self.pair_b), len(modules) - 1)
+        live = np.flatnonzero((modules[pa] == self.pair_a) & (modules[pb] == self.pair_b))
+        pa, pb = pa[live], pb[live]
+        na, nb = count[pa], count[pb]
+        combos = na * nb
+        out_s, out_r = [], []
+        csum = np.cumsum(combos)
+        first = 0
+        while first < len(live):  # chunks of module pairs with at most ~_CHUNK hit pairs (at least one pair)
+            base = csum[first - 1] if first else 0
+            last = max(int(np.searchsorted(csum, base + _CHUNK, side="right")), first + 1)
+            sl = slice(first, last)
+            first = last
+            c = combos[sl]
+            total = int(c.sum())
+            if total == 0:
+                continue
+            pair = np.repeat(np.arange(len(c)), c)
+            offset = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
+            nb_p = nb[sl][pair]
+            qa = start[pa[sl]][pair] + offset // nb_p  # positions in module order
+            qb = start[pb[sl]][pair] + offset % nb_p
+            w = live[sl][pair]
+            dphi = wrap_angle(phi_s[qb] - phi_s[qa])
+            keep = np.flatnonzero((dphi >= self.lo[w, 0]) & (dphi <= self.hi[w, 0]))  # cheap cut first
+            qa, qb, w = qa[keep], qb[keep], w[keep]
+            _, z0 = doublet_variables(r_s, phi_s, z_s, qa, qb)
+            keep = (z0 >= self.lo[w, 1]) & (z0 <= self.hi[w, 1])
+            out_s.append(order[qa[keep]])
+            out_r.append(order[qb[keep]])
+        if not out_s:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return unique_edges(np.concatenate(out_s), np.concatenate(out_r), n_node)
+
+
+    def explain(self, hits: pd.DataFrame, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+        """Why the builder keeps or drops given hit pairs (e.g. the true edges it misses).
+
+        Args:
+          hits: the event's hits, ``n_node`` rows.
+          senders, receivers: [k] int64 hit rows of the pairs (inner hit first, as in a truth graph).
+
+        Returns:
+          [k] int8: 0 kept, 1 module pair not connected, 2 outside the dphi window, 3 outside the z0 window.
+        """
+        uid = module_uid(hits)
+        r, phi, z = cylindrical(hits)
+        pos = find_rows(np.stack([uid[senders], uid[receivers]], 1), np.stack([self.pair_a, self.pair_b], 1))
+        dphi, z0 = doublet_variables(r, phi, z, senders, receivers)
+        w = np.maximum(pos, 0)
+        out = np.zeros(len(pos), np.int8)
+        if len(self.pair_a):
+            out[(dphi < self.lo[w, 0]) | (dphi > self.hi[w, 0])] = 2
+            out[(out == 0) & ((z0 < self.lo[w, 1]) | (z0 > self.hi[w, 1]))] = 3
+        out[pos < 0] = 1
+        return out
+
+
+def radius_graph(points: np.ndarray, radius: float, max_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of points closer than ``radius``, at most ``max_neighbours`` nearest per point (scipy cKDTree).
+
+    Args:
+      points: [n_node, D] float coordinates.
+      radius: neighbourhood radius (Euclidean, inclusive).
+      max_neighbours: neighbours kept per point (the nearest).
+
+    Returns:
+      ``(i, j)``: [k] int64 each, i != j, every unordered pair once (i < j), sorted.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, np.float64)
+    n = len(points)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    tree = cKDTree(points)
+    k = min(max_neighbours + 1, n)
+    dist, idx = tree.query(points, k=k, distance_upper_bound=np.nextafter(radius, np.inf))
+    src = np.repeat(np.arange(n), k).reshape(n, k)
+    ok = (idx < n) & (idx != src)
+    i, j = src[ok], idx[ok]
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    keys = np.unique(a.astype(np.int64) * n + b)
+    return keys // n, keys % n
+
+
+class EmbeddingBuilder(EdgeBuilder):
+    """Candidate edges from a radius graph in a learned embedding space.
+
+    Args:
+      embed: ``embed(nodes [n_node, F] float32) -> [n_node, D]`` the hits' coordinates in the embedding space
+        (e.g. a trained :class:`~trkx_tf.models.embedding.EmbeddingMLP`, see :mod:`trkx_tf.reco.build`).
+      radius: neighbourhood radius in the embedding space (> 0).
+      max_neighbours: at most this many neighbours per hit (>= 1).
+
+    Raises:
+      ConfigError: ``radius <= 0`` or ``max_neighbours < 1``.
+    """
+
+    name = "embedding"
+
+    def __init__(self, embed: Callable[[np.ndarray], np.ndarray], radius: float, max_neighbours: int):
+        if radius <= 0 or max_neighbours < 1:
+            raise ConfigError(f"embedding builder: need radius > 0 and max_neighbours >= 1 "
+                              f"(got {radius}, {max_neighbours})")
+        self.embed = embed
+        self.radius = float(radius)
+        self.max_neighbours = int(max_neighbours)
+
+    def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`EdgeBuilder.build`.
+
+        Raises:
+          DataError: ``embed`` did not return one row per hit.
+        """
+        n_node = len(hits)
+        points = np.asarray(self.embed(np.asarray(nodes, np.float32)))
+        if points.ndim != 2 or points.shape[0] != n_node:
+            raise DataError(f"embedding graph: embed returned shape {points.shape}, expected [{n_node}, D]")
+        i, j = radius_graph(points, self.radius, self.max_neighbours)
+        r, _, z = cylindrical(hits)
+        dist = np.hypot(r, z)
+        flip = (dist[i] > dist[j]) | ((dist[i] == dist[j]) & (i > j))
+        return unique_edges(np.where(flip, j, i), np.where(flip, i, j), n_node)
+
+
+def make_builder(graph_cfg, module_map: Optional[ModuleMap] = None,
+                 embed: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> EdgeBuilder:
+    """The builder named by ``graph_cfg.builder`` (the one place that reads the builder's config).
+
+    Args:
+      graph_cfg: the ``graph`` section (:class:`trkx_tf.config.GraphConfig`).
+      module_map: the learned map (``module_map`` builder).
+      embed: the trained embedding as a function of node features (``embedding`` builder, see
+        :class:`EmbeddingBuilder`).
+
+    Returns:
+      An :class:`EdgeBuilder`.
+
+    Raises:
+      ConfigError: the builder's input is missing.
+    """
+    if graph_cfg.builder == "module_map":
+        if module_map is None:
+            raise ConfigError("graph.builder=module_map needs a module map (learned or graph.module_map.path)")
+        c = graph_cfg.module_map
+        return ModuleMapBuilder(module_map, c.margin, c.rare_margin, c.min_count, c.neighbours)
+    if graph_cfg.builder == "embedding":
+        if embed is None:
+            raise ConfigError("graph.builder=embedding needs a trained model (graph.embedding.model)")
+        return EmbeddingBuilder(embed, graph_cfg.embedding.radius, graph_cfg.embedding.max_neighbours)
+    raise ConfigError(f"graph.builder: unknown builder {graph_cfg.builder!r}")

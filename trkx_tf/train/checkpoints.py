@@ -1,0 +1,193 @@
+"""Checkpoints of trained models: the one place that resolves, restores and loads them.
+
+A checkpoint is a ``tf.train.Checkpoint`` written by the training loop (:mod:`trkx_tf.train.loop`): it tracks the
+model as ``model`` next to the optimizer and the loop's counters. Training resumes from it (every object must
+match), inference and the graph stage load only the model from it (the other objects are ignored).
+
+==========================================  ==================================================================
+:func:`resolve_checkpoint`                  a folder (its latest checkpoint) or a prefix -> the prefix
+:func:`restore`                             restore a ``tf.train.Checkpoint``; a misfit is a CheckpointError
+:func:`restore_model`                       restore a built model's variables, ignoring the rest
+:func:`build_edge_model`                    a built filter/GNN of the configured shape, ready for a restore
+:func:`load_edge_model`                     build + restore an edge classifier (inference, trkx-build)
+:func:`load_embedding_model`                build + restore the embedding, F read from the checkpoint
+==========================================  ==================================================================
+
+This module lives in ``train/`` because the training loop writes what it reads, and it builds models through
+:func:`trkx_tf.models.registry.build_model`, so it sits above ``models/`` (``models/`` never imports it).
+
+Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``F``).
+"""
+
+from __future__ import annotations
+
+import os
+from trkx_tf.errors import CheckpointError, ConfigError
+
+#: The first layer's weight of the embedding MLP in a training checkpoint: its shape is [F, hidden].
+_EMBEDDING_FIRST_WEIGHT = "model/mlp/linears/0/weights/0/"
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    return (str(exc).splitlines() or [""])[0][:limit]
+
+
+def resolve_checkpoint(path: os.PathLike | str) -> str:
+    """The checkpoint prefix named by ``path``: the latest checkpoint of a folder, or a prefix itself.
+
+    Args:
+      path: a folder holding TensorFlow checkpoints (e.g. a run's ``checkpoints/``) or a checkpoint prefix.
+
+    Returns:
+      The prefix (``<prefix>.index`` exists).
+
+    Raises:
+      CheckpointError: nothing checkpoint-like is there.
+    """
+    import tensorflow as tf
+
+    path = str(path)
+    if os.path.isdir(path):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            raise CheckpointError(f"{path}: folder holds no TensorFlow checkpoint (no 'checkpoint' index file)")
+        return prefix
+    if os.path.exists(path + ".index"):
+        return path
+    raise CheckpointError(f"{path}: checkpoint not found (expected a folder or a prefix with a .index file)")
+
+
+def restore(checkpoint, prefix: str, what: str, *, partial: bool) -> None:
+    """Restores ``checkpoint`` (a ``tf.train.Checkpoint`` of built objects) from ``prefix``.
+
+    Args:
+      checkpoint: the objects to restore, every variable already created.
+      prefix: a checkpoint prefix (see :func:`resolve_checkpoint`).
+      what: how the error names the objects, e.g. ``"this model"``.
+      partial: ignore objects of the checkpoint that ``checkpoint`` does not track (a model out of a training
+        checkpoint); every object of ``checkpoint`` must still be found, with the right shapes.
+
+    Raises:
+      CheckpointError: the checkpoint does not fit (missing variables, other shapes, unreadable).
+    """
+    import tensorflow as tf
+
+    try:
+        status = checkpoint.restore(prefix)
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        raise CheckpointError(f"{prefix}: does not fit {what} ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def restore_model(model, path: os.PathLike | str) -> str:
+    """Restores a built model's variables from a checkpoint that tracks it as ``model``.
+
+    Extra objects of the checkpoint (optimizer, step counters) are ignored; every variable of the model must
+    be found with the right shape.
+
+    Args:
+      model: a built Sonnet module (see :func:`build_edge_model`).
+      path: a checkpoint prefix or a folder (its latest checkpoint).
+
+    Returns:
+      The prefix restored.
+
+    Raises:
+      CheckpointError: no checkpoint, or it does not fit the model (missing variables, other shapes).
+    """
+    import tensorflow as tf
+
+    prefix = resolve_checkpoint(path)
+    restore(tf.train.Checkpoint(model=model), prefix,
+            f"the configured {type(model).__name__} (check the model section of the config)", partial=True)
+    return prefix
+
+
+def build_edge_model(kind: str, model_cfg, n_features: int, compute_dtype: str = "float32"):
+    """A built (variables created) edge classifier of the configured shape, ready for a checkpoint restore.
+
+    Args:
+      kind: ``"filter"`` (:class:`~trkx_tf.models.filter.EdgeFilter`) or ``"gnn"``
+        (:class:`~trkx_tf.models.interaction.InteractionNetwork`).
+      model_cfg: the ``model`` config section (read by :func:`trkx_tf.models.registry.build_model` only).
+      n_features: F.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (``infer.compute_dtype``; variables stay float32, so a
+        checkpoint trained in float32 restores either way).
+
+    Returns:
+      The Sonnet module, built with one warm-up call on a 2-node, 1-edge graph (Sonnet creates variables lazily;
+      a checkpoint restore needs them to exist).
+
+    Raises:
+      ConfigError: a kind other than filter or gnn.
+    """
+    import tensorflow as tf
+
+    from trkx_tf.graphs.features import EDGE_FEATURES
+    from trkx_tf.models.registry import build_model
+
+    if kind not in ("filter", "gnn"):
+        raise ConfigError(f"unknown edge model {kind!r} (expected 'filter' or 'gnn')")
+    model = build_model(model_cfg, kind, compute_dtype=compute_dtype)
+    warm = {"nodes": tf.zeros([2, n_features]), "senders": tf.constant([0], tf.int32),
+            "receivers": tf.constant([1], tf.int32), "n_node": tf.constant([2], tf.int32),
+            "n_edge": tf.constant([1], tf.int32), "edge_mask": tf.ones([1]),
+            "edges": tf.zeros([1, len(EDGE_FEATURES)])}
+    model(warm)
+    return model
+
+
+def load_edge_model(kind: str, model_cfg, path: os.PathLike | str, n_features: int,
+                    compute_dtype: str = "float32"):
+    """A trained edge classifier: built as ``model_cfg`` says (:func:`build_edge_model`), restored from ``path``.
+
+    Args:
+      kind: ``"filter"`` or ``"gnn"``.
+      model_cfg: the ``model`` config section.
+      path: a checkpoint prefix or folder.
+      n_features: F.
+      compute_dtype: see :func:`build_edge_model`.
+
+    Returns:
+      ``(model, prefix)``: the restored module and the checkpoint prefix it came from.
+
+    Raises:
+      ConfigError: an unknown kind.
+      CheckpointError: no checkpoint, or it does not fit the configured model.
+    """
+    model = build_edge_model(kind, model_cfg, n_features, compute_dtype)
+    return model, restore_model(model, path)
+
+
+def load_embedding_model(path: os.PathLike | str, cfg):
+    """A trained embedding model: built from ``model_cfg.embedding``, weights restored from a checkpoint.
+
+    The number of node features F is read from the checkpoint (the shape of the first layer's weight), so the
+    caller does not need to know it.
+
+    Args:
+      path: a checkpoint prefix, or a folder (its latest checkpoint, e.g. a run's ``checkpoints/``), written by
+        the training loop (the model tracked as ``model``).
+      cfg: the config (:class:`~trkx_tf.config.Config`); only ``cfg.model.embedding`` is read, by the registry.
+
+    Returns:
+      The restored :class:`~trkx_tf.models.embedding.EmbeddingMLP`.
+
+    Raises:
+      CheckpointError: no checkpoint there, it holds no embedding model, or it does not fit ``model.embedding``.
+    """
+    import tensorflow as tf
+
+    from trkx_tf.models.registry import build_model
+
+    prefix = resolve_checkpoint(path)
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    first = [k for k in shapes if k.startswith(_EMBEDDING_FIRST_WEIGHT)]
+    if not first:
+        raise CheckpointError(f"{prefix}: holds no embedding model (no model/mlp/linears/0 weight)")
+    model = build_model(cfg.model, "embedding")
+    model.embed(tf.zeros([1, int(shapes[first[0]][0])]))
+    restore(tf.train.Checkpoint(model=model), prefix, "model.embedding of the config", partial=True)
+    return model
