@@ -321,7 +321,7 @@ def _signal_points(event) -> pd.DataFrame:
 
 def test_efficiency_one_draws_nothing_and_changes_nothing(toy_geometry, monkeypatch):
     """Efficiency 1 (the default) is the fully efficient simulator: no random numbers, not even a child stream."""
-    from trkx_tf.trackml import simulate
+    from trkx_tf.trackml.simulate import response
 
     assert PhysicsModel().hit_efficiency == 1.0
     a = simulate_event(toy_geometry, 4, event_rng(8, 4), pileup=10)
@@ -329,20 +329,20 @@ def test_efficiency_one_draws_nothing_and_changes_nothing(toy_geometry, monkeypa
     def boom(rng):
         raise AssertionError("efficiency 1 must not draw")
 
-    monkeypatch.setattr(simulate, "_efficiency_rng", boom)
+    monkeypatch.setattr(response, "efficiency_rng", boom)
     b = simulate_event(toy_geometry, 4, event_rng(8, 4), pileup=10, model=PhysicsModel(hit_efficiency=1.0))
     assert_events_equal(a, b)
 
 
 def test_efficiency_stream_is_a_separate_child():
-    from trkx_tf.trackml.simulate import _efficiency_rng
+    from trkx_tf.trackml.simulate.response import efficiency_rng
 
     rng = event_rng(3, 5)
     state = rng.bit_generator.state
-    x = _efficiency_rng(rng).random(4)
+    x = efficiency_rng(rng).random(4)
     assert rng.bit_generator.state == state  # the event's own stream did not move
-    np.testing.assert_array_equal(x, _efficiency_rng(event_rng(3, 5)).random(4))  # deterministic per (seed, id)
-    assert not np.array_equal(x, _efficiency_rng(event_rng(3, 6)).random(4))
+    np.testing.assert_array_equal(x, efficiency_rng(event_rng(3, 5)).random(4))  # deterministic per (seed, id)
+    assert not np.array_equal(x, efficiency_rng(event_rng(3, 6)).random(4))
     assert not np.array_equal(x, event_rng(3, 5).random(4))  # not the event's own numbers
 
 
