@@ -115,3 +115,21 @@ def test_counted_ignores_waiting_and_interrupted():
     study.ask()  # running (the enqueued one)
     study.enqueue_trial({})  # waiting
     assert counted(study.trials) == 4
+
+
+def test_fail_stale_fails_trials_of_lost_workers():
+    import optuna
+
+    from trkx_tf.hpo.study import fail_stale
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    lost, alive = study.ask(), study.ask()
+    lost.set_user_attr("heartbeat", time.time() - 700)
+    alive.set_user_attr("heartbeat", time.time() - 5)
+    assert fail_stale(study, stale_after_s=600) == [lost.number]
+    t_lost, t_alive = study.trials
+    assert t_lost.state.name == "FAIL" and t_lost.user_attrs["interrupted"]
+    assert "worker lost" in t_lost.user_attrs["error"]
+    assert t_alive.state.name == "RUNNING"
+    assert counted(study.trials) == 1  # the interrupted trial does not use the budget

@@ -7,9 +7,10 @@ number of hosts that see the same path share the study.
 
 The budget: ``trials`` is the size of the whole study. A worker asks Optuna for a new trial only while fewer than
 ``trials`` trials have started (complete, pruned, failed or running; trials interrupted by a signal or a lost
-worker do not count), and it counts and asks under an exclusive lock on ``<storage>.lock`` (``fcntl.flock``), so two
-workers never start one trial too many and every trial is recorded once. Running the same command again resumes the
-study: its trials are kept and it goes on up to ``trials``.
+worker do not count), and it counts and asks under an exclusive lock on ``<storage>.trkx-hpo.lock``
+(``fcntl.flock``; Optuna's journal keeps its own ``<storage>.lock``), so two workers never start one trial too many
+and every trial is recorded once. Running the same command again resumes the study: its trials are kept and it
+goes on up to ``trials``.
 
 A lost worker (killed with SIGKILL, node failure) leaves its trial RUNNING; every worker writes a heartbeat into its
 running trial (user attribute ``heartbeat``) and a trial without one for :data:`STALE_AFTER_S` is marked failed and
@@ -116,8 +117,8 @@ def open_storage(path: os.PathLike | str):
 
 @contextlib.contextmanager
 def study_lock(storage: os.PathLike | str):
-    """Holds the exclusive lock ``<storage>.lock`` (fcntl) of a study's storage while the block runs."""
-    lock_path = Path(str(Path(storage).resolve()) + ".lock")
+    """Holds the exclusive lock ``<storage>.trkx-hpo.lock`` (fcntl) of a study's storage while the block runs."""
+    lock_path = Path(str(Path(storage).resolve()) + ".trkx-hpo.lock")  # not Optuna's own <storage>.lock
     with open(lock_path, "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
@@ -411,7 +412,7 @@ def _worker_process(args: StudyArgs, stale_after_s: float) -> None:
     """Body of a spawned worker process: exit 0, 2 (user error, one line on stderr) or 99 (interrupted)."""
     from trkx_tf.logs import setup_logging
 
-    setup_logging(0, "INFO")
+    setup_logging(args.worker, "INFO")
     try:
         summary = run_worker(args, stale_after_s)
     except TrkxError as exc:
