@@ -79,6 +79,25 @@ def load_average() -> list[float]:
         return []
 
 
+def code_commit() -> str:
+    """The git commit of the trkx_tf package's checkout (``+dirty`` when it has uncommitted changes), or
+    ``unknown`` (an installed copy, or no git)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent  # git finds the checkout above it
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if rev.returncode != 0:
+        return "unknown"
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def collect_environment(placement: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """The environment record of a study.
 
@@ -101,6 +120,7 @@ def collect_environment(placement: Optional[Mapping[str, Any]] = None) -> dict[s
         "placement": {**dict(placement or {}),
                       "env": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}},
         "load_average": load_average(),
+        "commit": code_commit(),
         "slurm": {k: os.environ[k] for k in _SLURM_VARIABLES if k in os.environ},
         "stack": _clean(collect()),
     }

@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any, Optional, Sequence
 
+from trkx_tf.scaling.checks import check_study
 from trkx_tf.scaling.projection import PAPER_EFFICIENCY, PAPER_EPOCH_MIN, project_from_config, target_step_compute_s
 from trkx_tf.scaling.records import load_study
 
@@ -361,6 +362,7 @@ def write_report(folder: os.PathLike | str, projection=None) -> Path:
         "",
         f"Measured on `{env.get('hostname', '?')}`: {env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs; "
         f"interconnect: {env.get('interconnect', '?')}; devices: {', '.join(stack.get('devices', [])) or '?'}.",
+        f"Code: commit `{env.get('commit', '?')}`.",
         f"TensorFlow {stack.get('tensorflow', '?')} ({stack.get('tensorflow_build', '?')}), Horovod "
         f"{hvd.get('version', '?')}, {stack.get('mpi_library', '?')}.",
         f"Placement: {place}." + (f" Host load average (1, 5, 15 min) when the last sweep started: "
@@ -376,6 +378,11 @@ def write_report(folder: os.PathLike | str, projection=None) -> Path:
     ]
     if not summary:
         lines += ["No runs recorded yet.", ""]
+    warnings = check_study(summary, env.get("cpu_count"))
+    if warnings:
+        lines += ["## Warnings: implausible measurements", "",
+                  "These rows fail a plausibility check (`trkx_tf/scaling/checks.py`); read their numbers with the "
+                  "stated causes in mind.", ""] + warnings + [""]
     for (mode, backend), rows in _groups(summary).items():
         launchers = sorted({r["launcher"] for r in records["runs"] if r["mode"] == mode and r["backend"] == backend})
         lines += [f"## Measured: {mode} scaling, {backend} ({', '.join(launchers)})", ""]
