@@ -277,6 +277,46 @@ class EvalConfig(Section):
     pt_cuts: tuple[float, ...] = (0.5, 1.0)  # GeV; metrics for "all" and for particles with pT above each
 
 
+class EventSetConfig(Section):
+    """A set of events of the pipeline (``pipeline.validation``, ``pipeline.test``, ``pipeline.map_events``)."""
+
+    name: str = Field("val", pattern=r"^[A-Za-z0-9_]+$")  # its stages: simulate_<name>, infer_<name>, eval_<name>
+    dir: str = ""  # the events folder
+    simulate: int = Field(0, ge=0)  # > 0: the pipeline simulates this many events into dir (stage simulate_<name>)
+    first_event: int = Field(0, ge=0)  # id of the first simulated event
+    seed: Optional[int] = Field(None, ge=0)  # of the simulated events; None: simulate.seed
+    pileup: Optional[float] = Field(None, ge=0.0, le=1800.0)  # of the simulated events; None: simulate.pileup
+    ids: tuple[int, ...] = ()  # only these events of dir (e.g. [1000]); empty: every event of dir
+
+
+class ThresholdsConfig(Section):
+    """How the pipeline's thresholds stage chooses the inference settings on the validation events."""
+
+    filter_target: Optional[float] = Field(0.99, gt=0.0, le=1.0)  # largest filter cut keeping this fraction of the
+    #   selection's true edges the graph has; None: keep infer.filter_threshold
+    filter_grid: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5)
+    gnn_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    labelling: tuple[Literal["cc", "walk"], ...] = ("cc", "walk")
+    selection: str = "pt>0.5"  # the eval selection of the filter target and of the metric (eval.pt_cuts)
+    metric: Literal["technical_efficiency", "score"] = "technical_efficiency"  # maximised over gnn_grid x labelling
+
+
+class PipelineConfig(Section):
+    """``trkx-pipeline run``: the stages from simulation to evaluation (trkx_tf/pipeline/__init__.py)."""
+
+    dir: Optional[str] = None  # pipeline.json, logs, module map, thresholds, infer/ and eval/; None: <out_dir>/<name>
+    launcher: Literal["one", "horovodrun", "mpirun", "srun"] = "one"  # how the training stages start
+    np: int = Field(1, ge=1)  # training ranks (horovodrun, mpirun, srun)
+    simulate: bool = True  # simulate the training events into data.events_dir; false: they exist (real events)
+    map_events: Optional[EventSetConfig] = None  # learn the module map from these; None: the training split
+    gnn_events: int = Field(0, ge=0)  # the GNN's shards from the first N training events; 0: all of them
+    filtered_shards_dir: Optional[str] = None  # the GNN's shards (filter-kept edges); None: <data.shards_dir>-filtered
+    validation: Optional[EventSetConfig] = None  # the thresholds stage chooses on these; None: no such stage
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+    test: tuple[EventSetConfig, ...] = ()  # inferred and evaluated (stages infer_<name>, eval_<name>)
+    set: dict[str, tuple[str, ...]] = {}  # stage name -> extra KEY=VALUE overrides of that stage's command
+
+
 class Config(Section):
     """The whole toolkit's configuration."""
 
@@ -290,6 +330,7 @@ class Config(Section):
     scaling: ScalingConfig = ScalingConfig()
     infer: InferConfig = InferConfig()
     eval: EvalConfig = EvalConfig()
+    pipeline: PipelineConfig = PipelineConfig()
 
 
 # ------------------------------------------------------------------------------------------------- loading

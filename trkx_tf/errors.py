@@ -28,3 +28,7 @@ class CheckpointError(TrkxError):
 
 class BackendError(TrkxError):
     """A distributed backend is unknown or cannot be initialised."""
+
+
+class PipelineError(TrkxError):
+    """A ``trkx-pipeline`` stage failed, lacks an input, or its outputs are in the way of a rerun."""
