@@ -125,12 +125,15 @@ def main(argv=None) -> int:
     for name, edges in edge_sets.items():
         e = C.compare(ev, partial, recos["truth"], cfg, edges)["edges"]
         out["edges"][name] = e
-        print(f"\n== 3. edges ({name}, {edges.n_edge} candidate edges): efficiency / purity %, full vs partial")
-        print(f"{'stage':<8} {'class':<11} {'eff full':>9} {'partial':>8} {'pur full':>9} {'partial':>8}")
+        print(f"\n== 3. edges ({name}, {edges.n_edge} candidate edges): efficiency / purity %, full (all hits; "
+              f"labelled hits only) vs partial")
+        print(f"{'stage':<8} {'class':<11} {'eff full':>9} {'full lab':>9} {'partial':>8} {'pur full':>9} "
+              f"{'full lab':>9} {'partial':>8}")
         for stage, by in e.items():
             for c, v in by.items():
-                print(f"{stage:<8} {c:<11} {pct(v['full_eff']):>9} {pct(v['partial_eff']):>8} "
-                      f"{pct(v['full_purity']):>9} {pct(v['partial_purity']):>8}")
+                print(f"{stage:<8} {c:<11} {pct(v['full_eff']):>9} {pct(v['full_eff_labelled_hits']):>9} "
+                      f"{pct(v['partial_eff']):>8} {pct(v['full_purity']):>9} "
+                      f"{pct(v['full_purity_labelled_hits']):>9} {pct(v['partial_purity']):>8}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=lambda x: x.item()
                                               if isinstance(x, np.generic) else str(x)) + "\n")

@@ -74,6 +74,7 @@ def test_partial_edge_efficiency_follows_the_full_one_through_trkx_eval(event100
     for stage, by in cmp["edges"].items():
         for c, v in by.items():
             assert abs(v["partial_eff"] - v["full_eff"]) < 0.005, (stage, c)
+            assert abs(v["partial_eff"] - v["full_eff_labelled_hits"]) < 0.001, (stage, c)  # the same hits
     # the same through trkx-eval's library call, on an events folder that has hits + partial truth only
     events, subs = tmp_path / "events", tmp_path / "subs"
     write_event(events, Event(1000, ev.hits, partial_truth=partial))

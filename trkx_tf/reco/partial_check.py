@@ -139,9 +139,10 @@ def compare(event, partial: pd.DataFrame, hit_track: np.ndarray, eval_cfg, edges
     Returns:
       ``{"tracks": class -> {"full": technical efficiency of the particles in the class's pT range,
       "partial": partial efficiency, "full_particles", "partial_groups"}, "edges": stage -> class -> {"full_eff",
-      "partial_eff", "full_purity", "partial_purity"}`` (``edges`` only with edges). Full edge purity for a class:
-      true edges of the class / (kept edges − true edges of other particles), as in
-      :func:`trkx_tf.reco.metrics.edge_ratios`.
+      "partial_eff", "full_purity", "partial_purity", "full_eff_labelled_hits", "full_purity_labelled_hits"}``
+      (``edges`` only with edges). Full edge purity for a class: true edges of the class / (kept edges − true
+      edges of other particles), as in :func:`trkx_tf.reco.metrics.edge_ratios`; ``*_labelled_hits``: the same
+      full-truth ratios counting only (truth-graph and kept) edges whose two hits are labelled.
     """
     from trkx_tf.reco import metrics as M
 
@@ -170,18 +171,28 @@ def compare(event, partial: pd.DataFrame, hit_track: np.ndarray, eval_cfg, edges
         idx = match_truth(s, r, tg)
         e_pt = np.where(idx >= 0, tg.pt[np.maximum(idx, 0)], np.nan)
         pe = P.stage_metrics(P.edge_counts(lab, s, r, edges.keep))
+        both = lab.labelled[s] & lab.labelled[r]
+        t_both = lab.labelled[tg.senders] & lab.labelled[tg.receivers]
         out["edges"] = {}
         for stage, keep in edges.keep.items():
             out["edges"][stage] = {}
             for cname in P.CLASSES:
                 in_c = (idx >= 0) & _class_mask(np.nan_to_num(e_pt), cname)
                 other = (idx >= 0) & ~in_c
-                n_truth = int(_class_mask(tg.pt, cname).sum())
-                true = int((keep & in_c).sum())
-                den = int(keep.sum() - (keep & other).sum())
+                t_c = _class_mask(tg.pt, cname)
                 p = pe[stage][cname]["all"]
-                out["edges"][stage][cname] = {"full_eff": true / n_truth if n_truth else None,
-                                              "partial_eff": p["efficiency"],
-                                              "full_purity": true / den if den else None,
-                                              "partial_purity": p["purity"]}
+                out["edges"][stage][cname] = {
+                    "full_eff": _frac((keep & in_c).sum(), t_c.sum()),
+                    "partial_eff": p["efficiency"],
+                    "full_purity": _frac((keep & in_c).sum(), keep.sum() - (keep & other).sum()),
+                    "partial_purity": p["purity"],
+                    # the full metrics on the same hits: truth-graph edges and kept edges between labelled hits
+                    "full_eff_labelled_hits": _frac((keep & in_c & both).sum(), (t_c & t_both).sum()),
+                    "full_purity_labelled_hits": _frac((keep & in_c & both).sum(),
+                                                       (keep & both).sum() - (keep & other & both).sum()),
+                }
     return out
+
+
+def _frac(num, den) -> Optional[float]:
+    return float(num) / float(den) if den else None
