@@ -47,7 +47,7 @@ class RunConfig(Section):
 class DataConfig(Section):
     """Where the TrackML events and the detector geometry are."""
 
-    detector: str = "../shared/trackml/detectors.csv.gz"
+    detector: Optional[str] = None  # TrackML detectors.csv[.gz] (trkx-simulate): the configs name it
     events_dir: str = "data/events"  # TrackML CSV events (trkx-simulate output or real events)
     shards_dir: str = "data/shards"  # padded HDF5 graph shards (trkx-build output)
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -158,12 +158,21 @@ class EmbeddingConfig(Section):
     knn_pairs: int = Field(8, ge=0)  # nearest neighbours per hit in embedding space (hard negatives)
 
 
+class TripletConfig(Section):
+    """Triplet classifier for seeding: the edge-filter MLP on the triplet graph (trkx_tf/graphs/triplets.py)."""
+
+    hidden: int = Field(64, ge=1)
+    layers: int = Field(3, ge=1)  # hidden layers, then Linear(1)
+    layernorm: bool = True
+
+
 class ModelConfig(Section):
     """All models; each sub-section feeds one model constructor."""
 
     filter: FilterConfig = FilterConfig()
     gnn: GNNConfig = GNNConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
+    triplet: TripletConfig = TripletConfig()
 
 
 class TrainConfig(Section):
@@ -267,6 +276,9 @@ class InferConfig(Section):
     save_edges: bool = True  # also write event<ID>-edges.npz (scored edges of every stage, for trkx-eval)
     threads: int = Field(0, ge=0)  # TensorFlow intra-op threads; 0: TensorFlow's default (all cores)
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # model arithmetic (variables stay float32)
+    seed_ckpt: Optional[str] = None  # triplet classifier checkpoint; trkx-infer --seeds needs it
+    seed_doublet_threshold: float = Field(0.1, ge=0.0, le=1.0)  # GNN-scored edges at least this become doublets
+    seed_threshold: float = Field(0.5, ge=0.0, le=1.0)  # triplets scoring at least this are seeds
 
 
 class EvalConfig(Section):

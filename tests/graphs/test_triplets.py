@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trkx_tf.errors import DataError
-from trkx_tf.graphs.features import EDGE_CLIP
+from trkx_tf.graphs.features import EDGE_CLIP, edge_features
 from trkx_tf.graphs.triplets import (DOUBLET_FEATURES, TRIPLET_FEATURES, TripletGraph, doublet_features,
                                      doublets_to_triplets, orient_outwards, triplet_batch, triplet_features,
                                      triplet_labels)
@@ -80,6 +80,17 @@ def test_features_of_a_straight_track_and_of_a_circle():
     x2, y2 = x, y - 5.0
     f = triplet_features(nodes_of(np.hypot(x2, y2), np.arctan2(y2, x2), [0.0] * 3), t, R_SCALE, Z_SCALE)[0]
     np.testing.assert_allclose(f[1], 0.5, atol=5e-3)
+
+
+def test_dphi_dr_difference_is_that_of_the_doublet_features():
+    rng = np.random.default_rng(3)
+    nodes = nodes_of(rng.uniform(30, 1000, 40), rng.uniform(-np.pi, np.pi, 40), rng.uniform(-1000, 1000, 40))
+    t = doublets_to_triplets(rng.integers(0, 40, 120), rng.integers(0, 40, 120), 40)
+    a, b, c = t.hits.T
+    per_doublet = [edge_features(nodes, s, r, R_SCALE, Z_SCALE)[:, 5] for s, r in ((a, b), (b, c))]
+    expected = np.clip(per_doublet[1] - per_doublet[0], -EDGE_CLIP, EDGE_CLIP)  # every feature is clipped
+    assert 0 < np.count_nonzero(np.abs(expected) < EDGE_CLIP) < len(expected)
+    np.testing.assert_allclose(triplet_features(nodes, t, R_SCALE, Z_SCALE)[:, 5], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_features_stay_finite_and_clipped():

@@ -3,8 +3,9 @@
 For every event of the input folder: features → candidate edges (``graph.builder``) → edge filter (over edge
 chunks) → Interaction Network → track labelling (``infer.labelling``). Writes ``event<ID>-submission.csv`` (every
 hit exactly once), ``event<ID>-edges.npz`` (``infer.save_edges``) and ``timings.json`` (wall time per stage) to the
-output folder and prints the per-event table. Checkpoints and the module map come from the ``infer`` section or
-the flags. Details: trkx_tf/reco/README.md.
+output folder and prints the per-event table; with ``--seeds`` also ``event<ID>-seeds.csv`` (track seeds,
+trkx_tf/reco/seeds.py). Checkpoints and the module map come from the ``infer`` section or the flags. Details:
+trkx_tf/reco/README.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder (submissions, edges, timings.json)")
     parser.add_argument("--events", type=int, nargs="+", metavar="ID", help="only these events (default: all)")
     add_model_args(parser)
+    parser.add_argument("--seeds", action="store_true",
+                        help="also write track seeds, event<ID>-seeds.csv (three hit ids and a score per seed): "
+                             "triplets of the GNN-scored edges scored by the triplet classifier (infer.seed_*)")
+    parser.add_argument("--seed-ckpt", dest="seed_ckpt", metavar="PATH",
+                        help="triplet classifier checkpoint for --seeds (= --set infer.seed_ckpt=PATH)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
@@ -32,10 +38,22 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)
+    finder = None
+    if args.seeds:  # fail on a bad seed setting before the tracks are made
+        from trkx_tf.reco.seeds import check_seed_config, load_seed_finder
+
+        finder = load_seed_finder(cfg, check_seed_config(cfg, args.seed_ckpt))
     summary = infer(cfg, args.input, args.out, events=args.events, filter_ckpt=args.filter_ckpt,
                     gnn_ckpt=args.gnn_ckpt, module_map=args.module_map, progress=args.progress)
     print(summary.format())
     print(f"timings: {args.out}/timings.json")
+    if finder is not None:
+        from trkx_tf.reco.seeds import infer_seeds
+
+        for rec in infer_seeds(cfg, args.input, args.out, [e["event_id"] for e in summary.events], finder=finder):
+            print(f"seeds: event {rec['event_id']}: {rec['seeds']} seeds from {rec['triplets']} triplets of "
+                  f"{rec['doublets']} doublets ({rec['seconds']['triplets']:.2f} s triplets, "
+                  f"{rec['seconds']['scoring']:.2f} s scoring) -> {args.out}/event{rec['event_id']:09d}-seeds.csv")
     return 0
 
 

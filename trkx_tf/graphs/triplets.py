@@ -47,6 +47,7 @@ from trkx_tf.graphs.features import BASE_FEATURES, EDGE_CLIP, EDGE_FEATURES, edg
 DOUBLET_FEATURES = ("score",) + EDGE_FEATURES + ("r_in", "phi_in", "z_in", "r_out", "phi_out", "z_out")
 TRIPLET_FEATURES = ("curvature", "d0", "angle", "dtheta", "z0", "dphi_dr")
 _EPS = 1e-9
+_MIN_DR = 1e-3  # mm: as in features.edge_features, |dr| below this counts as this (sign kept)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,12 +213,19 @@ def triplet_features(nodes: np.ndarray, triplets: TripletGraph, r_scale: float, 
     dr_ac = r[c] - r[a]
     dr_ac = np.where(dr_ac < 0, np.minimum(dr_ac, -1e-3), np.maximum(dr_ac, 1e-3))
     z0 = z[a] - r[a] * (z[c] - z[a]) / dr_ac
-    doublet_curv = edge_features(nodes, np.concatenate([a, b]), np.concatenate([b, c]), r_scale, z_scale)[:, 5]
     out = np.stack([curvature * 1000.0, d0 / 10.0, angle / 0.1, (theta_w - theta_u) / 0.01, z0 / 100.0,
-                    doublet_curv[len(a):] - doublet_curv[:len(a)]], 1)
+                    _dphi_dr(phi, r, b, c) - _dphi_dr(phi, r, a, b)], 1)
     out = np.nan_to_num(out, nan=0.0, posinf=EDGE_CLIP, neginf=-EDGE_CLIP)
     np.clip(out, -EDGE_CLIP, EDGE_CLIP, out=out)
     return out.astype(np.float32)
+
+
+def _dphi_dr(phi: np.ndarray, r: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """The ``dphi_dr`` doublet variable of :func:`~trkx_tf.graphs.features.edge_features` (clipped the same way)."""
+    dr = r[outer] - r[inner]
+    dr = np.where(dr < 0, np.minimum(dr, -_MIN_DR), np.maximum(dr, _MIN_DR))
+    dphi = np.mod(phi[outer] - phi[inner] + np.pi, 2.0 * np.pi) - np.pi
+    return np.clip(dphi / dr * 1000.0, -EDGE_CLIP, EDGE_CLIP)
 
 
 def _circle_d0(pa: np.ndarray, pb: np.ndarray, pc: np.ndarray, cross: np.ndarray) -> np.ndarray:

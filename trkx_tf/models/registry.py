@@ -10,7 +10,7 @@ from typing import Literal
 from trkx_tf.config import ModelConfig
 from trkx_tf.errors import ConfigError
 
-ModelKind = Literal["filter", "gnn", "embedding"]
+ModelKind = Literal["filter", "gnn", "embedding", "triplet"]
 
 
 def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "float32", recompute: bool = False):
@@ -18,7 +18,8 @@ def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "floa
 
     Args:
       cfg: the ``model`` section (:class:`~trkx_tf.config.ModelConfig`).
-      kind: ``"filter"``, ``"gnn"`` or ``"embedding"``.
+      kind: ``"filter"``, ``"gnn"``, ``"embedding"`` or ``"triplet"`` (the seeding triplet classifier: an
+        :class:`~trkx_tf.models.filter.EdgeFilter` with edge features, on the triplet graph).
       compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (from ``train.mixed_precision``).
       recompute: gradient checkpointing of the message-passing steps (``train.checkpoint_steps``; GNNs only).
 
@@ -61,7 +62,14 @@ def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "floa
         c = cfg.embedding
         return EmbeddingMLP(dim=c.dim, hidden=c.hidden, layers=c.layers, layernorm=c.layernorm,
                             normalize=c.normalize, compute_dtype=compute_dtype)
-    raise ConfigError(f"model kind must be 'filter', 'gnn' or 'embedding' (got {kind!r})")
+    if kind == "triplet":
+        from trkx_tf.models.filter import EdgeFilter
+
+        _no_recompute(kind, recompute)
+        c = cfg.triplet
+        return EdgeFilter(hidden=c.hidden, layers=c.layers, layernorm=c.layernorm, use_edge_features=True,
+                          compute_dtype=compute_dtype, name="triplet_filter")
+    raise ConfigError(f"model kind must be 'filter', 'gnn', 'embedding' or 'triplet' (got {kind!r})")
 
 
 def _no_recompute(kind: str, recompute: bool) -> None:
