@@ -1,5 +1,5 @@
-"""CPU placement: local rank from the launchers' variables, thread counts and core pinning (in a child process,
-so that the test process keeps its cores and TensorFlow settings)."""
+"""CPU placement: rank, size and local rank from the launchers' variables, thread counts and core pinning (in a
+child process, so that the test process keeps its cores and TensorFlow settings), the XLA:CPU runtime choice."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from trkx_tf.placement import local_rank_from_env, prefer_legacy_xla_cpu_runtime
+from trkx_tf.placement import LaunchEnv, launch_env, prefer_legacy_xla_cpu_runtime
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -20,7 +20,18 @@ from trkx_tf.placement import local_rank_from_env, prefer_legacy_xla_cpu_runtime
     ({"TF_CONFIG": "not json"}, 0),
 ])
 def test_local_rank_from_env(environ, expected):
-    assert local_rank_from_env(environ) == expected
+    assert launch_env(environ).local_rank == expected
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, LaunchEnv(0, 1, 0)),
+    ({"HOROVOD_RANK": "3", "HOROVOD_SIZE": "4", "HOROVOD_LOCAL_RANK": "1", "SLURM_PROCID": "0"}, LaunchEnv(3, 4, 1)),
+    ({"OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_RANK": "1"}, LaunchEnv(5, 8, 1)),
+    ({"PMI_RANK": " 2 ", "PMI_SIZE": "x", "SLURM_STEP_NUM_TASKS": "3"}, LaunchEnv(2, 3, 0)),
+    ({"HOROVOD_SIZE": "1", "SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2", "SLURM_LOCALID": "2"}, LaunchEnv(2, 4, 2)),
+])
+def test_launch_env_reads_rank_size_and_local_rank(environ, expected):
+    assert launch_env(environ) == expected
 
 
 CHILD = """

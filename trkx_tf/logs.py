@@ -7,24 +7,9 @@ The rank is whatever the launcher says (Horovod, Open MPI, PMI, SLURM) until a b
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
-_RANK_VARIABLES = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
-
-
-def _first_int(names: tuple[str, ...], default: int) -> int:
-    for name in names:
-        value = os.environ.get(name)
-        if value is not None and value.strip().isdigit():
-            return int(value)
-    return default
-
-
-def rank_from_env() -> int:
-    """The global rank the launcher gave this process (0 when launched alone)."""
-    return _first_int(_RANK_VARIABLES, 0)
-
+from trkx_tf.placement import launch_env
 
 
 def setup_logging(rank: int | None = None, level: str = "INFO") -> logging.Logger:
@@ -37,7 +22,7 @@ def setup_logging(rank: int | None = None, level: str = "INFO") -> logging.Logge
     Returns:
       The ``trkx_tf`` logger.
     """
-    rank = rank_from_env() if rank is None else rank
+    rank = launch_env().rank if rank is None else rank
     logger = logging.getLogger("trkx_tf")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)

@@ -1,5 +1,6 @@
 """CPU placement of one process: XLA:CPU's runtime, TensorFlow's thread pools and, optionally, the cores it may run on.
 
+The launcher's variables (rank, size, local rank) are read here, by :func:`launch_env`, and nowhere else.
 Used by the command entry (:func:`prefer_legacy_xla_cpu_runtime`, called by every console script before
 TensorFlow starts), by training (``backend.threads``, ``backend.pin_cores``: one rank per core for clean scaling
 measurements) and by inference (``infer.threads``). Must run before TensorFlow executes its first op; afterwards
@@ -9,6 +10,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,16 +18,63 @@ from typing import Mapping, MutableMapping, Optional
 
 log = logging.getLogger("trkx_tf")
 
-#: Variables in which launchers give a process its rank on the node, most specific first.
-LOCAL_RANK_VARIABLES = ("HOROVOD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
-                        "PMI_LOCAL_RANK")
-
-
 #: The XLA flag that picks XLA:CPU's runtime. The fused kernels of the models (trkx_tf.models.kernels) run faster on
 #: the legacy runtime than on the thunk runtime TensorFlow 2.18 uses by default (the legacy one can split a large
 #: element-wise kernel over the cores): the IN trains ~5 % (float32) and ~12 % (bfloat16) faster relative to
 #: graph_nets (benchmarks/in_throughput.py --xla-cpu-runtime thunk|legacy). It only affects XLA on CPUs.
 XLA_CPU_RUNTIME_FLAG = "--xla_cpu_use_thunk_runtime"
+
+#: Variables in which launchers (Horovod, Open MPI, PMI/PMIx, SLURM) give a process its global rank, most specific
+#: first; the number of processes; and its rank on the node.
+RANK_VARIABLES = ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
+SIZE_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
+LOCAL_RANK_VARIABLES = ("HOROVOD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
+                        "PMI_LOCAL_RANK")
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchEnv:
+    """What the launcher told this process.
+
+    Attributes:
+      rank: its global rank (0 when launched alone).
+      size: the number of processes (1 when launched alone).
+      local_rank: its rank on its node (0 when launched alone).
+    """
+
+    rank: int
+    size: int
+    local_rank: int
+
+
+def launch_env(environ: Optional[Mapping[str, str]] = None) -> LaunchEnv:
+    """The one reader of the launchers' variables (:data:`RANK_VARIABLES`, :data:`SIZE_VARIABLES`,
+    :data:`LOCAL_RANK_VARIABLES`).
+
+    The rank and the local rank are the first of their variables that holds a number; the size is the largest
+    of the sizes set (a SLURM step of several tasks counts even where Horovod says 1). Without a local-rank
+    variable, ``TF_CONFIG``'s task index is the local rank (tf.distribute workers started on one machine).
+
+    Args:
+      environ: the environment; ``os.environ`` when None.
+
+    Returns:
+      The :class:`LaunchEnv`.
+    """
+    environ = os.environ if environ is None else environ
+
+    def numbers(names):
+        return [int(v) for v in (environ.get(n, "").strip() for n in names) if v.isdigit()]
+
+    ranks, sizes, local = numbers(RANK_VARIABLES), numbers(SIZE_VARIABLES), numbers(LOCAL_RANK_VARIABLES)
+    if local:
+        local_rank = local[0]
+    else:
+        try:
+            local_rank = int(json.loads(environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
+        except (ValueError, TypeError, AttributeError):
+            local_rank = 0
+    return LaunchEnv(ranks[0] if ranks else 0, max(sizes) if sizes else 1, local_rank)
 
 
 def prefer_legacy_xla_cpu_runtime(environ: Optional[MutableMapping[str, str]] = None) -> str:
@@ -43,20 +92,6 @@ def prefer_legacy_xla_cpu_runtime(environ: Optional[MutableMapping[str, str]] = 
     if XLA_CPU_RUNTIME_FLAG not in flags:
         environ["XLA_FLAGS"] = f"{flags} {XLA_CPU_RUNTIME_FLAG}=false".strip()
     return environ["XLA_FLAGS"]
-
-
-def local_rank_from_env(environ: Optional[Mapping[str, str]] = None) -> int:
-    """This process's rank on its node, from the launcher's variables (``TF_CONFIG``'s task index when only that
-    is set, i.e. tf.distribute workers started on one machine); 0 when none is set."""
-    environ = os.environ if environ is None else environ
-    for name in LOCAL_RANK_VARIABLES:
-        value = environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    try:
-        return int(json.loads(environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0))
-    except (ValueError, TypeError, AttributeError):
-        return 0
 
 
 def set_threads(threads: int, inter_op: Optional[int] = None) -> None:
@@ -88,6 +123,6 @@ def place_process(threads: int, pin: bool, environ: Optional[Mapping[str, str]] 
     set_threads(threads)
     where = f"{threads or 'default'} TF thread(s)"
     if pin:
-        cores = pin_cores(local_rank_from_env(environ), threads or 1)
+        cores = pin_cores(launch_env(environ).local_rank, threads or 1)
         where += f", pinned to core(s) {','.join(map(str, cores))}"
     return where

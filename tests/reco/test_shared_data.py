@@ -60,7 +60,7 @@ def test_pipeline_on_events_simulated_on_the_real_geometry(shared_trackml, tmp_p
     def oracle(nodes, s, r):  # a test double behind the EdgeScorer interface
         return np.where((pid[s] == pid[r]) & (pid[s] != 0), 0.9, 0.1).astype(np.float32)
 
-    pipe = Pipeline(builder, gnn=oracle, filter=oracle)
+    pipe = Pipeline(builder, gnn=oracle, filter=oracle, filter_threshold=0.5, gnn_threshold=0.5, labelling="cc")
     infer(Config(), tmp_path / "events", tmp_path / "out", pipeline=pipe, progress=False)
     m = evaluate(tmp_path / "events", tmp_path / "out", tmp_path / "eval", EvalConfig(), progress=False)
     # a map from 8 tiny events misses many module pairs (edge efficiency ~0.45; ~0.72 from 40 events), but the

@@ -288,16 +288,20 @@ def test_cli_writes_readable_events(shared_trackml, tmp_path, capsys):
     assert abs((ev.truth["particle_id"] == 0).mean() - 0.25) < 0.01  # --set reached the simulator
 
 
+NOWHERE = ["--detector", "/nonexistent/detectors.csv"]
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--events", "many"], "argument --events: invalid int value: 'many'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
-    (["--events", "0", "--detector", "/nonexistent/detectors.csv"], "the number of events must be >= 1, got 0"),
+    (["--events", "0", *NOWHERE], "simulate.events: Input should be greater than or equal to 1 (got 0)"),
     (["--events", "1", "--detector", "/nonexistent/detectors.csv"],
      "/nonexistent/detectors.csv: detector file not found"),
     (["--set", "simulate.pileup=-4"], "simulate.pileup"),
-    (["--noise-fraction", "1.5", "--detector", "/nonexistent/detectors.csv"], "noise_fraction must be in [0, 1)"),
-    (["--pileup", "5000", "--detector", "/nonexistent/detectors.csv"], "pileup must be in [0, 1800], got 5000"),
-    (["--workers", "-1", "--detector", "/nonexistent/detectors.csv"], "workers must be >= 0, got -1"),
+    (["--noise-fraction", "1.5", *NOWHERE], "simulate.noise_fraction: Input should be less than 1"),
+    (["--pileup", "5000", *NOWHERE], "simulate.pileup: Input should be less than or equal to 1800"),
+    (["--workers", "-1", *NOWHERE], "simulate.workers: Input should be greater than or equal to 0"),
+    (["--events", "1"], "data.detector is not set"),  # no default detector: the configs name it
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
     from trkx_tf.cli.simulate import main

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from trkx_tf.cli.common import add_config_args, command, config_from_args
+from trkx_tf.cli.common import add_config_args, command, config_from_args, overrides_from_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,10 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from trkx_tf.logs import setup_logging
     from trkx_tf.reco.build import build_graphs
 
-    if args.module_map:
-        args.overrides = list(args.overrides) + [f"graph.module_map.path={args.module_map}"]
-    if args.filter_ckpt:
-        args.overrides = list(args.overrides) + [f"graph.filter_ckpt={args.filter_ckpt}"]
+    args.overrides = list(args.overrides) + overrides_from_flags(
+        args, {"module_map": "graph.module_map.path", "filter_ckpt": "graph.filter_ckpt"})
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)
     summary = build_graphs(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,

@@ -13,7 +13,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from trkx_tf.config import Config, load_config
 from trkx_tf.errors import TrkxError
@@ -40,6 +40,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         help="Interaction Network checkpoint, a prefix or a folder (= --set infer.gnn_ckpt=PATH)")
     parser.add_argument("--module-map", dest="module_map", metavar="NPZ",
                         help="module map of the candidate-edge builder (= --set infer.module_map=NPZ)")
+
+
+def overrides_from_flags(args: argparse.Namespace, keys: Mapping[str, str]) -> list[str]:
+    """The ``--set`` overrides that a command's own flags stand for.
+
+    Args:
+      args: the parsed arguments.
+      keys: flag destination -> config key (``{"events": "simulate.events"}``); flags left unset (None) are skipped.
+
+    Returns:
+      ``["simulate.events=8", ...]``, in the order of ``keys``; booleans as ``true`` / ``false``.
+    """
+    out = []
+    for dest, key in keys.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            out.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return out
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -1,9 +1,11 @@
 """``trkx-simulate``: writes TrackML-format events simulated on the real TrackML geometry.
 
-Flags win over the config (``--config`` / ``--set simulate.…``); unset flags take ``simulate.*`` and
-``data.detector`` / ``data.events_dir`` from it. Example::
+Every flag is a ``--set`` override (``--events 8`` is ``--set simulate.events=8``) applied after the config and its
+``--set`` overrides, so flags win; unset keys keep the config's ``simulate.*``, ``data.detector`` and
+``data.events_dir``. The detector has no default: the configs name it (``data.detector``), or give ``--detector``.
+Example::
 
-    trkx-simulate --events 8 --pileup 200 --seed 1 --out data/events --workers 2
+    trkx-simulate --detector ../shared/trackml/detectors.csv.gz --events 8 --pileup 200 --seed 1 --out data/events
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import argparse
 import sys
 from typing import NoReturn
 
-from trkx_tf.cli.common import EXIT_USER_ERROR, add_config_args, command, config_from_args
+from trkx_tf.cli.common import EXIT_USER_ERROR, add_config_args, command, config_from_args, overrides_from_flags
+
+#: flag destination -> the config key it sets
+FLAG_KEYS = {
+    "events": "simulate.events", "pileup": "simulate.pileup", "seed": "simulate.seed", "out": "data.events_dir",
+    "noise_fraction": "simulate.noise_fraction", "workers": "simulate.workers", "detector": "data.detector",
+    "first_event": "simulate.first_event", "compress": "simulate.compress", "cells": "simulate.cells",
+}
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -24,48 +33,37 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="trkx-simulate", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, metavar="N", help="number of events (simulate.events)")
-    parser.add_argument("--pileup", type=float, metavar="MU", help="mean pile-up vertices (simulate.pileup)")
-    parser.add_argument("--seed", type=int, metavar="S", help="run seed (simulate.seed)")
-    parser.add_argument("--out", metavar="DIR", help="output folder (data.events_dir)")
-    parser.add_argument("--noise-fraction", type=float, metavar="F", help="noise hits / all hits")
-    parser.add_argument("--workers", type=int, metavar="W", help="processes; 0: one per CPU core")
-    parser.add_argument("--detector", metavar="PATH", help="detectors.csv[.gz] (data.detector)")
-    parser.add_argument("--first-event", type=int, metavar="ID", help="id of the first event")
-    parser.add_argument("--compress", action="store_true", default=None, help="write .csv.gz files")
-    parser.add_argument("--no-cells", dest="cells", action="store_false", default=None, help="skip the cells files")
+    parser.add_argument("--events", type=int, metavar="N", help="number of events (= --set simulate.events=N)")
+    parser.add_argument("--pileup", type=float, metavar="MU", help="mean pile-up vertices (= --set simulate.pileup)")
+    parser.add_argument("--seed", type=int, metavar="S", help="run seed (= --set simulate.seed)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (= --set data.events_dir)")
+    parser.add_argument("--noise-fraction", type=float, metavar="F",
+                        help="noise hits / all hits (= --set simulate.noise_fraction)")
+    parser.add_argument("--workers", type=int, metavar="W",
+                        help="processes; 0: one per CPU core (= --set simulate.workers)")
+    parser.add_argument("--detector", metavar="PATH", help="detectors.csv[.gz] (= --set data.detector)")
+    parser.add_argument("--first-event", type=int, metavar="ID",
+                        help="id of the first event (= --set simulate.first_event)")
+    parser.add_argument("--compress", action="store_true", default=None,
+                        help="write .csv.gz files (= --set simulate.compress=true)")
+    parser.add_argument("--no-cells", dest="cells", action="store_false", default=None,
+                        help="skip the cells files (= --set simulate.cells=false)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_args(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from trkx_tf.trackml.simulate import simulate_events
+    from trkx_tf.trackml.simulate import simulate_from_config
 
+    args.overrides = list(args.overrides) + overrides_from_flags(args, FLAG_KEYS)
     cfg = config_from_args(args)
-    sim = cfg.simulate
-
-    def pick(flag, default):
-        return default if flag is None else flag
-
-    out = pick(args.out, cfg.data.events_dir)
-    summaries = simulate_events(
-        out_dir=out,
-        detector=pick(args.detector, cfg.data.detector),
-        n_events=pick(args.events, sim.events),
-        pileup=pick(args.pileup, sim.pileup),
-        seed=pick(args.seed, sim.seed),
-        noise_fraction=pick(args.noise_fraction, sim.noise_fraction),
-        workers=pick(args.workers, sim.workers),
-        first_event=pick(args.first_event, sim.first_event),
-        cells=pick(args.cells, sim.cells),
-        compress=pick(args.compress, sim.compress),
-        progress=not args.quiet,
-    )
+    summaries = simulate_from_config(cfg, progress=not args.quiet)
     hits = sum(s.n_hits for s in summaries) / len(summaries)
     parts = sum(s.n_particles for s in summaries) / len(summaries)
-    print(f"wrote {len(summaries)} events (ids {summaries[0].event_id}..{summaries[-1].event_id}) to {out}: "
-          f"{hits:,.0f} hits and {parts:,.0f} particles with hits per event on average", file=sys.stdout)
+    print(f"wrote {len(summaries)} events (ids {summaries[0].event_id}..{summaries[-1].event_id}) to "
+          f"{cfg.data.events_dir}: {hits:,.0f} hits and {parts:,.0f} particles with hits per event on average",
+          file=sys.stdout)
     return 0
 
 

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from trkx_tf.config import GraphConfig
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.files import write_text_atomic
 from trkx_tf.graphs.candidates import EdgeBuilder, make_builder
@@ -45,6 +46,7 @@ from trkx_tf.trackml.score import write_submission
 log = logging.getLogger("trkx_tf.reco.pipeline")
 
 STAGES = ("loading", "graph_construction", "filter", "gnn", "labelling")
+_GRAPH_DEFAULTS = GraphConfig()  # the feature scales' defaults live in the config schema
 
 
 @dataclasses.dataclass
@@ -77,16 +79,16 @@ class Pipeline:
       builder: the candidate-edge builder.
       gnn: the GNN's :class:`EdgeScorer`.
       filter: the filter's :class:`EdgeScorer`, or None (every candidate edge reaches the GNN).
-      filter_threshold: filter scores at least this keep an edge.
-      gnn_threshold: GNN scores at least this join two hits.
-      labelling: ``"cc"`` or ``"walk"`` (:mod:`trkx_tf.reco.labelling`).
+      filter_threshold: filter scores at least this keep an edge (``infer.filter_threshold``).
+      gnn_threshold: GNN scores at least this join two hits (``infer.gnn_threshold``).
+      labelling: ``"cc"`` or ``"walk"`` (``infer.labelling``, :mod:`trkx_tf.reco.labelling`).
       with_cells: add the cell-shape features (the events must have cells files).
-      r_scale, z_scale: feature scales (``graph.r_scale``, ``graph.z_scale``).
+      r_scale, z_scale: feature scales (``graph.r_scale``, ``graph.z_scale``; their defaults are the schema's).
     """
 
-    def __init__(self, builder: EdgeBuilder, gnn: EdgeScorer, filter: Optional[EdgeScorer] = None,
-                 filter_threshold: float = 0.5, gnn_threshold: float = 0.5, labelling: str = "cc",
-                 with_cells: bool = False, r_scale: float = 1000.0, z_scale: float = 1000.0):
+    def __init__(self, builder: EdgeBuilder, gnn: EdgeScorer, filter: Optional[EdgeScorer] = None, *,
+                 filter_threshold: float, gnn_threshold: float, labelling: str, with_cells: bool = False,
+                 r_scale: float = _GRAPH_DEFAULTS.r_scale, z_scale: float = _GRAPH_DEFAULTS.z_scale):
         if labelling not in ("cc", "walk"):
             raise ConfigError(f"infer.labelling must be 'cc' or 'walk', got {labelling!r}")
         self.builder, self.gnn, self.filter = builder, gnn, filter
@@ -195,8 +197,9 @@ def make_pipeline(cfg, n_features: Optional[int] = None, with_cells: bool = Fals
     f = n_features if n_features is not None else len(feature_names(with_cells))
     gnn = load_scorer(cfg, "gnn", gnn_ckpt, f)
     filt = load_scorer(cfg, "filter", filter_ckpt, f) if filter_ckpt else None
-    return Pipeline(builder, gnn, filt, icfg.filter_threshold, icfg.gnn_threshold, icfg.labelling, with_cells,
-                    cfg.graph.r_scale, cfg.graph.z_scale)
+    return Pipeline(builder, gnn, filt, filter_threshold=icfg.filter_threshold, gnn_threshold=icfg.gnn_threshold,
+                    labelling=icfg.labelling, with_cells=with_cells, r_scale=cfg.graph.r_scale,
+                    z_scale=cfg.graph.z_scale)
 
 
 def warm_up(pipeline: Pipeline, n_features: int) -> None:

@@ -17,19 +17,17 @@ from __future__ import annotations
 import os
 
 from trkx_tf.errors import BackendError
+from trkx_tf.placement import launch_env
 from trkx_tf.train.backend import Backend, SingleBackend
 
 BACKENDS = ("single", "horovod", "tfdist")
-_MULTI_PROCESS_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
 
 
 def detect_backend(environ=None, local_replicas: int = 0) -> str:
     """The backend ``auto`` stands for in this process's environment (see the module docstring)."""
     environ = os.environ if environ is None else environ
-    for name in _MULTI_PROCESS_VARIABLES:
-        value = environ.get(name, "")
-        if value.isdigit() and int(value) > 1:
-            return "horovod"
+    if launch_env(environ).size > 1:
+        return "horovod"
     if environ.get("TF_CONFIG") or local_replicas > 1:
         return "tfdist"
     return "single"

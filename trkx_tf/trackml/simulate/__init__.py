@@ -50,9 +50,10 @@ The steps live in modules of this package, each importable on its own:
 ==========================  ===========================================================================
 """
 
-from trkx_tf.trackml.simulate.events import EventSummary, event_rng, simulate_event, simulate_events
+from trkx_tf.trackml.simulate.events import (EventSummary, event_rng, simulate_event, simulate_events,
+                                             simulate_from_config)
 from trkx_tf.trackml.simulate.physics import PhysicsModel
 from trkx_tf.trackml.simulate.scattering import large_angle_kicks, moliere_b
 
 __all__ = ["PhysicsModel", "EventSummary", "event_rng", "large_angle_kicks", "moliere_b", "simulate_event",
-           "simulate_events"]
+           "simulate_events", "simulate_from_config"]

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from trkx_tf.errors import DataError
+from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.processes import map_in_processes
 from trkx_tf.trackml.geometry import Geometry
 from trkx_tf.trackml.io import Event, write_event
@@ -219,3 +219,26 @@ def simulate_events(
     tasks = [(out_dir, i, seed, pileup, noise_fraction, cells, compress, model) for i in ids]
     return map_in_processes(_simulate_and_write, tasks, workers or os.cpu_count() or 1, initializer=_init_worker,
                             initargs=(geometry,), progress=progress, desc="simulate", unit="event")
+
+
+def simulate_from_config(cfg, progress: bool = True) -> list[EventSummary]:
+    """``trkx-simulate`` as a library: the events the config describes, written to ``data.events_dir``.
+
+    Args:
+      cfg: the config (:class:`~trkx_tf.config.Config`): ``simulate.*``, ``data.detector`` and ``data.events_dir``.
+      progress: show a progress bar.
+
+    Returns:
+      One :class:`EventSummary` per event, in event order.
+
+    Raises:
+      ConfigError: ``data.detector`` is not set.
+      DataError: see :func:`simulate_events`.
+    """
+    if not cfg.data.detector:
+        raise ConfigError("data.detector is not set: name the TrackML detectors.csv[.gz] in the config, with "
+                          "--set data.detector=PATH or with --detector PATH")
+    sim = cfg.simulate
+    return simulate_events(cfg.data.events_dir, cfg.data.detector, sim.events, pileup=sim.pileup, seed=sim.seed,
+                           noise_fraction=sim.noise_fraction, workers=sim.workers, first_event=sim.first_event,
+                           cells=sim.cells, compress=sim.compress, progress=progress)
