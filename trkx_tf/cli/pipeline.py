@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print("thresholds: " + ", ".join(f"{k}={v}" for k, v in chosen.items()) + f" ({args.out}/thresholds.yaml)")
         return 0
 
-    from trkx_tf.pipeline.runner import Pipeline, format_plan
+    from trkx_tf.pipeline.runner import Pipeline, eval_summaries, format_plan
 
     pipe = Pipeline(cfg)
     if args.dry_run:
@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     decisions = pipe.run(args.first, args.last, args.only, args.force,
                          progress=args.progress and sys.stderr.isatty())
     ran = [d.stage.name for d in decisions if d.action in ("run", "resume")]
+    for line in eval_summaries(pipe):
+        print(line)
     print(f"pipeline {pipe.dir}: {len(ran)} stage(s) ran, "
           f"{sum(d.action == 'skip' for d in decisions)} up to date; record: {pipe.records.path}")
     return 0

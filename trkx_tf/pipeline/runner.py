@@ -334,7 +334,9 @@ class Pipeline:
         if d.action != "resume":
             self._clean(stage)
         log_path = self.logs / f"{stage.name}.log"
-        rec = {"status": "running", "hash": d.hash, "command": {"argv": d.argv, "shell": shlex.join(d.argv)},
+        exe = shutil.which(d.argv[0], path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+        rec = {"status": "running", "hash": d.hash,
+               "command": {"argv": d.argv, "shell": shlex.join(d.argv), "executable": exe},
                "env": dict(stage.env), "config": d.slice, "inputs": d.inputs,
                "owns": sorted(set(rec_old.get("owns", [])) | set(stage.owns)), "started": _now(),
                "log": str(log_path)}
@@ -370,6 +372,26 @@ class Pipeline:
         rec.update(status="done", finished=_now())
         self.records.save()
         say(f"{stage.name}: done in {rec['wall_s']:,.1f} s")
+
+
+def eval_summaries(pipe: "Pipeline") -> list[str]:
+    """One line per evaluated test set with a ``metrics.json``: technical efficiency, purity and TrackML score of
+    the first pT selection (``pt>0.5`` by default)."""
+    lines = []
+    for stage in pipe.stages:
+        if not stage.name.startswith("eval_"):
+            continue
+        path = Path(stage.outputs[0].path) / "metrics.json"
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        sel = next((k for k in m.get("tracks", {}) if k != "all"), "all")
+        t = m["tracks"][sel]
+        lines.append(f"{stage.name[5:]}: technical efficiency ({sel}) {100 * t['technical_efficiency']:.1f} %, "
+                     f"purity {100 * t['purity']:.1f} %, TrackML score {m['score']['all']:.3f} "
+                     f"({m['score'].get(sel, float('nan')):.3f} {sel}) on events {m.get('events')}: {path}")
+    return lines
 
 
 def _last_line(path: Path) -> str:

@@ -179,7 +179,13 @@ def _train_argv(cfg: Config, config_path: str, overrides: Sequence[str]) -> tupl
         return train, {}
     from trkx_tf.scaling.launchers import launch_commands
 
-    launch = launch_commands(p.launcher, p.np, config_path, overrides, backend="horovod", tasks_per_node=p.np,
+    per_node = p.np
+    if p.launcher == "srun":  # inside an allocation: its ranks per node (sbatch --ntasks-per-node), else one node
+        try:
+            per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", p.np))
+        except ValueError:
+            pass
+    launch = launch_commands(p.launcher, p.np, config_path, overrides, backend="horovod", tasks_per_node=per_node,
                              trainer="trkx-train", horovodrun="horovodrun")[0]
     return launch.argv, dict(launch.env)
 
