@@ -44,6 +44,18 @@ class RunConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class RealDataConfig(Section):
+    """Real labelled events (partial truth) beside the simulated ones: masked-label shards mixed into training, and
+    the validation events that training monitors (docs/real_data.md)."""
+
+    events_dir: str  # the labelled events (event<ID>-hits / -partial-truth files)
+    shards_dir: str  # their masked-label shards (trkx-build --real); the GNN's: the filter-kept ones
+    train_events: int = Field(40, ge=0)  # the first N event ids (sorted) are training events
+    val_events: int = Field(8, ge=0)  # the next M are validation events (selection); the rest are left out
+    fraction: float = Field(0.25, ge=0.0, le=1.0)  # share of real graphs in each training epoch (0: none, 1: only)
+    validation: Literal["real", "sim"] = "real"  # what trkx-train validates on (early stopping, metrics.jsonl)
+
+
 class DataConfig(Section):
     """Where the TrackML events and the detector geometry are."""
 
@@ -51,6 +63,7 @@ class DataConfig(Section):
     events_dir: str = "data/events"  # TrackML CSV events (trkx-simulate output or real events)
     shards_dir: str = "data/shards"  # padded HDF5 graph shards (trkx-build output)
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    real: Optional[RealDataConfig] = None  # real labelled events mixed in; None: simulated events only
 
 
 class SimulateConfig(Section):
@@ -105,6 +118,9 @@ class GraphConfig(Section):
     z_scale: float = Field(1000.0, gt=0.0)  # mm; feature z / z_scale
     edge_weight: Literal["uniform", "pt", "hit"] = "uniform"  # weight of true edges (fake edges weigh 1)
     pt_cut: float = Field(0.0, ge=0.0)  # GeV; true edges of particles below it get weight 0 (neutral)
+    # auto: an event's full truth, else its partial truth as masked labels (unknown edges weigh 0), else none;
+    # masked: masked labels for every event (a full truth is first cut to a partial one by the labelled rules)
+    labels: Literal["auto", "masked"] = "auto"
     module_map: ModuleMapConfig = ModuleMapConfig()
     embedding: EmbeddingGraphConfig = EmbeddingGraphConfig()
     sectors: SectorConfig = SectorConfig()

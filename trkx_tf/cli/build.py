@@ -7,6 +7,10 @@ With ``--filter-ckpt CKPT`` (= ``--set graph.filter_ckpt=CKPT``) the trained edg
 candidate edges as trkx-infer does, and only the edges scoring at least ``graph.filter_threshold`` (default:
 ``infer.filter_threshold``) are written:
 the shards the GNN trains on. Give it the module map the filter was trained with (``--module-map``).
+
+Events may carry a full truth or a partial truth (the real labelled events): with a partial truth only, the labels
+are masked (``graph.labels``; an edge touching an unlabelled hit weighs 0, in no loss and no metric). ``--real``
+builds the real labelled events of ``data.real`` with its train/val split (docs/real_data.md).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep only the edges this trained edge filter scores >= graph.filter_threshold (default: "
                              "infer.filter_threshold) "
                              "(= --set graph.filter_ckpt=CKPT)")
+    parser.add_argument("--real", action="store_true",
+                        help="build the real labelled events of data.real (masked labels, its train/val split; "
+                             "--input/--out default to data.real.events_dir/shards_dir)")
     parser.add_argument("--workers", type=int, help="processes (default: graph.workers; 0: one per core)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return parser
@@ -35,14 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from trkx_tf.logs import setup_logging
-    from trkx_tf.reco.build import build_graphs
+    from trkx_tf.reco.build import build_graphs, build_real_graphs
 
     args.overrides = list(args.overrides) + overrides_from_flags(
         args, {"module_map": "graph.module_map.path", "filter_ckpt": "graph.filter_ckpt"})
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)
-    summary = build_graphs(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,
-                           workers=args.workers, progress=args.progress)
+    if args.real:
+        summary = build_real_graphs(cfg, input_dir=args.input, out_dir=args.out, workers=args.workers,
+                                    progress=args.progress)
+    else:
+        summary = build_graphs(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,
+                               workers=args.workers, progress=args.progress)
     print(summary.format())
     return 0
 

@@ -114,6 +114,36 @@ def split_events(event_ids: Sequence[int], val_fraction: float) -> dict[str, lis
     return {"train": ids[: len(ids) - n_val], "val": ids[len(ids) - n_val:]}
 
 
+#: The real TrackML event kept for testing: never in a training or validation split of real events.
+TEST_EVENT = 1000
+
+
+def split_real_events(event_ids: Sequence[int], train_events: int, val_events: int) -> dict[str, list[int]]:
+    """The split of real labelled events (``data.real``): the first ``train_events`` sorted ids train, the next
+    ``val_events`` validate, any others are left out.
+
+    Args:
+      event_ids: the events of the folder.
+      train_events: N training events.
+      val_events: M validation events.
+
+    Returns:
+      ``{"train": [N ids], "val": [M ids]}``.
+
+    Raises:
+      DataError: fewer than N + M events, or the test event among them.
+    """
+    ids = sorted(int(e) for e in event_ids)
+    if len(ids) < train_events + val_events:
+        raise DataError(f"data.real: {len(ids)} events, fewer than train_events + val_events = "
+                        f"{train_events} + {val_events}")
+    ids = ids[: train_events + val_events]
+    if TEST_EVENT in ids:
+        raise DataError(f"data.real: event {TEST_EVENT} is the test event; it may not be trained or selected on "
+                        f"(remove it from the real events folder)")
+    return {"train": ids[:train_events], "val": ids[train_events:]}
+
+
 def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cfg, workers: int = 1,
                      progress: bool = False) -> ModuleMap:
     """Learns a module map from the truth of some events of a folder.
@@ -180,6 +210,7 @@ def build_shards(
     progress: bool = True,
     embed: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     edge_filter: Optional[Callable[[int], Callable]] = None,
+    splits: Optional[dict[str, list[int]]] = None,
 ) -> BuildSummary:
     """Builds padded HDF5 graph shards from a folder of TrackML events.
 
@@ -196,6 +227,8 @@ def build_shards(
       embed: for ``graph.builder: embedding``, the trained embedding as a function
         ``embed(nodes [n_node, F]) -> [n_node, D]`` (:class:`~trkx_tf.graphs.candidates.EmbeddingBuilder`; that
         builder runs in this process: the function is not shipped to workers).
+      splits: ``{"train": ids, "val": ids}``, the events to build (e.g. :func:`split_real_events`); None: every
+        event of input_dir, split by ``data.val_fraction`` (:func:`split_events`).
 
     Returns:
       The :class:`BuildSummary`.
@@ -214,6 +247,10 @@ def build_shards(
     ids = list_events(input_dir)
     if not ids:
         raise DataError(f"{input_dir}: no events (event<id>-hits.csv[.gz]) found")
+    if splits is not None:
+        missing = sorted(set(e for v in splits.values() for e in v) - set(ids))
+        if missing:
+            raise DataError(f"{input_dir}: event {missing[0]} of the split is not in the folder")
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +263,7 @@ def build_shards(
         stale = _remove_stale(out_dir)
         if stale:
             log.info("removed %d temporary file(s) of an interrupted build: %s", len(stale), ", ".join(stale[:5]))
-        summary = _build(cfg, input_dir, out_dir, ids, workers, progress, embed, edge_filter)
+        summary = _build(cfg, input_dir, out_dir, ids, workers, progress, embed, edge_filter, splits)
         done = True
     finally:
         lock.release()
@@ -241,11 +278,13 @@ def build_shards(
 
 
 def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers: Optional[int], progress: bool,
-           embed, edge_filter) -> BuildSummary:
+           embed, edge_filter, splits: Optional[dict] = None) -> BuildSummary:
     """The body of :func:`build_shards`, with the output folder locked and free of stale temporary files."""
     t_start = time.perf_counter()
     gcfg = cfg.graph
-    splits = split_events(ids, cfg.data.val_fraction)
+    splits = split_events(ids, cfg.data.val_fraction) if splits is None else \
+        {k: sorted(int(e) for e in splits.get(k, ())) for k in ("train", "val")}
+    ids = splits["train"] + splits["val"]
     n_workers = resolve_workers(gcfg.workers if workers is None else workers)
     with_cells = uses_cells(input_dir, ids, gcfg.use_cells)
     names = feature_names(with_cells)
@@ -289,8 +328,14 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
         if kept:
             log.info("%d shard(s) already complete (checksums verified) kept, not rewritten", kept)
 
-        with_truth = [s for s in stats if s.n_true > 0]
-        metrics = builder_metrics(with_truth) if with_truth else builder_metrics(stats)
+        # the builder's efficiency: over the events with a full truth, else (restricted to the labelled edges, no
+        # purity: the truth of most edges is unknown) over those with masked labels
+        full = [s for s in stats if s.labels == "full" and s.n_true > 0]
+        masked = [s for s in stats if s.labels == "masked" and s.n_true > 0]
+        metrics = builder_metrics(full or masked or stats)
+        metrics["labels"] = "full" if full else "masked" if masked else "none"
+        if not full and masked:
+            metrics["purity"] = None
         oversize = [{"event_id": int(entries[i][1]), "sector": int(entries[i][2]), "n_node": int(sizes[i, 0]),
                      "n_edge": int(sizes[i, 1])} for i in assignment.oversize]
         bucket_graphs = np.bincount(assignment.bucket, minlength=len(assignment.buckets)).tolist()

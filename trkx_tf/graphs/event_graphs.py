@@ -25,7 +25,8 @@ from trkx_tf.graphs.features import cylindrical, hit_features
 from trkx_tf.graphs.graph import EventGraph
 from trkx_tf.graphs.module_map import EdgeSample, ModuleMap
 from trkx_tf.graphs.sectors import split_sectors
-from trkx_tf.graphs.truth import TruthGraph, label_edges, truth_graph
+from trkx_tf.graphs.truth import (TruthGraph, event_partial_truth, label_edges, label_edges_partial,
+                                  partial_truth_graph, truth_graph)
 
 PT_REPORT = 0.5  # GeV: the efficiency target is quoted for true edges of particles above it
 
@@ -46,6 +47,9 @@ class EventStats:
       n_true_pt: true edges of particles with pT > 0.5 GeV.
       n_true_pt_found: of them, among the candidates.
       seconds: time to build the candidate edges.
+      labels: where the labels came from: ``full`` (the truth), ``masked`` (a partial truth; the true-edge
+        counts are then those of the labelled truth graph, :func:`~trkx_tf.graphs.truth.partial_truth_graph`) or
+        ``none`` (every weight 0).
     """
 
     event_id: int
@@ -56,6 +60,7 @@ class EventStats:
     n_true_pt: int
     n_true_pt_found: int
     seconds: float
+    labels: str = "full"
 
 
 def event_graph(
@@ -75,27 +80,42 @@ def event_graph(
       truth: the event's truth graph if already computed (else computed here when truth and particles exist).
 
     Returns:
-      ``(graph, stats)``; without truth every label and weight is 0.
+      ``(graph, stats)``. The labels (``graph.labels``): with ``auto`` from the full truth, else masked labels from
+      the partial truth (:func:`~trkx_tf.graphs.truth.label_edges_partial`: edges touching an unlabelled hit weigh
+      0), else every label and weight 0; with ``masked`` masked labels from the partial truth, or from the full
+      truth cut to a partial one by the labelled events' rules.
 
     Raises:
       DataError: the event is malformed.
     """
     hits = event.hits
     nodes = hit_features(hits, event.cells, with_cells, graph_cfg.r_scale, graph_cfg.z_scale)
-    if truth is None and event.truth is not None and event.particles is not None:
+    partial = None
+    if graph_cfg.labels == "masked" or (truth is None and event.truth is None):
+        partial = event_partial_truth(event)
+        truth = None
+    if partial is not None:
+        truth = partial_truth_graph(hits, partial)
+    elif truth is None and event.truth is not None and event.particles is not None:
         truth = truth_graph(hits, event.particles, event.truth)
     t0 = time.perf_counter()
     senders, receivers = builder.build(hits, nodes)
     seconds = time.perf_counter() - t0
-    labels, weights, pt = label_edges(senders, receivers, truth, graph_cfg.edge_weight, graph_cfg.pt_cut)
+    if partial is not None:
+        labels, weights, pt = label_edges_partial(senders, receivers, truth, graph_cfg.edge_weight, graph_cfg.pt_cut)
+    else:
+        labels, weights, pt = label_edges(senders, receivers, truth, graph_cfg.edge_weight, graph_cfg.pt_cut)
     graph = EventGraph(
         nodes, senders.astype(np.int32), receivers.astype(np.int32), labels, weights, pt,
         hits["hit_id"].to_numpy(np.int64), int(event.event_id),
     ).validate()
-    hi = truth.pt > PT_REPORT if truth is not None else np.zeros(0, bool)
+    # a masked label's pt is its group's pt_min, a strict lower bound: pt_min 0.5 is above PT_REPORT
+    above = np.greater_equal if partial is not None else np.greater
+    hi = above(truth.pt, PT_REPORT) if truth is not None else np.zeros(0, bool)
     stats = EventStats(
         int(event.event_id), graph.n_node, graph.n_edge, truth.n_true if truth is not None else 0,
-        int(labels.sum()), int(hi.sum()), int(np.sum((labels == 1) & (pt > PT_REPORT))), seconds,
+        int(labels.sum()), int(hi.sum()), int(np.sum((labels == 1) & above(pt, PT_REPORT))), seconds,
+        "none" if truth is None else "masked" if partial is not None else "full",
     )
     return graph, stats
 
@@ -148,7 +168,7 @@ def graph_task(args: tuple[str, int, str, str]) -> tuple[list[tuple[str, int, in
     ``([(file, sector, n_node, n_edge)], stats)``; training events are cut into ``graph.sectors``."""
     folder, event_id, tmp_dir, split = args
     cfg, builder, with_cells = _WORKER["cfg"], _WORKER["builder"], _WORKER["with_cells"]
-    parts = ("hits", "particles", "truth") + (("cells",) if with_cells else ())
+    parts = ("hits", "particles", "truth", "partial-truth") + (("cells",) if with_cells else ())
     event = _read_event(folder, event_id, parts)
     graph, stats = event_graph(event, builder, cfg.graph, with_cells)
     graphs = [graph]
@@ -168,7 +188,7 @@ def stats_task(args: tuple[str, int]) -> EventStats:
     """``(events folder, event id)`` -> the builder's :class:`EventStats` on that event (nothing is saved)."""
     folder, event_id = args
     cfg, builder = _WORKER["cfg"], _WORKER["builder"]
-    event = _read_event(folder, event_id, ("hits", "particles", "truth"))
+    event = _read_event(folder, event_id, ("hits", "particles", "truth", "partial-truth"))
     return event_graph(event, builder, cfg.graph, with_cells=False)[1]
 
 
@@ -198,18 +218,20 @@ def filter_graph_files(entries: list, edge_filter, threshold: float, progress: b
 
     Returns:
       The filter's metrics over the graphs: ``{"threshold", "edges_per_graph", "kept_per_graph", "efficiency",
-      "efficiency_pt", "purity"}`` (efficiencies over the true edges of the candidates; None without any).
+      "efficiency_pt", "purity"}`` (efficiencies over the true edges of the candidates; None without any; the
+      purity over the kept edges of known truth: true, or of positive weight, so masked edges count in neither).
     """
     from tqdm import tqdm
 
-    n = kept = true = true_kept = hi = hi_kept = 0
+    n = kept = known_kept = true = true_kept = hi = hi_kept = 0
     for k, entry in enumerate(tqdm(entries, desc="filter: graphs", disable=not progress, leave=False)):
         g = load_graph(entry[3])
         scores = np.asarray(edge_filter(g.nodes, g.senders, g.receivers))
         keep = np.flatnonzero(scores >= threshold)
         is_true = g.edge_labels == 1
+        known = is_true | (g.edge_weights > 0)  # masked edges (unknown truth) are neither true nor false
         is_hi = is_true & (g.edge_pt > PT_REPORT)
-        n, kept = n + g.n_edge, kept + len(keep)
+        n, kept, known_kept = n + g.n_edge, kept + len(keep), known_kept + int(known[keep].sum())
         true, true_kept = true + int(is_true.sum()), true_kept + int(is_true[keep].sum())
         hi, hi_kept = hi + int(is_hi.sum()), hi_kept + int(is_hi[keep].sum())
         save_graph(entry[3], g.subgraph(np.arange(g.n_node), keep, g.edge_weights[keep], g.sector))
@@ -217,4 +239,4 @@ def filter_graph_files(entries: list, edge_filter, threshold: float, progress: b
     graphs = max(len(entries), 1)
     return {"threshold": float(threshold), "edges_per_graph": n / graphs, "kept_per_graph": kept / graphs,
             "efficiency": true_kept / true if true else None, "efficiency_pt": hi_kept / hi if hi else None,
-            "purity": true_kept / kept if kept and true else None}
+            "purity": true_kept / known_kept if known_kept and true else None}

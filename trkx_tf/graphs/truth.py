@@ -20,6 +20,20 @@ Edge weights (``graph.edge_weight``) of true edges; fake edges always weigh 1:
 
 With ``graph.pt_cut > 0`` the true edges of particles below the cut keep label 1 but get weight 0 (neutral:
 neither rewarded nor punished).
+
+Masked labels (events with a partial truth, :mod:`trkx_tf.trackml.partial`): only some pixel hits are labelled, so
+only an edge between two labelled hits has a known truth. :func:`partial_truth_graph` joins consecutive labelled
+hits of each group, ordered by distance from the origin (the vertex is not known), as
+:func:`trkx_tf.reco.partial.labelled_truth_graph` does for the partial metrics; :func:`label_edges_partial` then
+labels a candidate edge
+
+* 1 (weight as above) when it is an edge of that graph;
+* 0 (weight 1) when its two hits are labelled in different groups, or in one group but not consecutive (it skips a
+  labelled layer of the particle: the full truth graph calls such an edge false too);
+* 0 with **weight 0** (masked: in no loss and no metric, never counted false) when it touches an unlabelled hit.
+
+An edge's pT is unknown there: ``edge_pt`` of a true edge is its group's ``pt_min`` (a lower bound), ``pt``
+weights use it, a ``pt_cut`` above ``pt_min`` makes the edge neutral, and ``hit`` weights are refused.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import pandas as pd
 
 from trkx_tf.errors import DataError
 from trkx_tf.graphs.features import hit_rows
+from trkx_tf.trackml.partial import partial_truth_from_full
 
 WEIGHT_MODES = ("uniform", "pt", "hit")
 
@@ -265,3 +280,128 @@ def label_edges(
     pt = np.zeros(n, np.float32)
     pt[true] = graph.pt[idx[true]]
     return true.astype(np.uint8), weights, pt
+
+
+@dataclasses.dataclass(frozen=True)
+class PartialTruthGraph:
+    """The labelled truth of one event with a partial truth (module docstring: masked labels).
+
+    Attributes:
+      group: [n_node] int64 group of each hit (0: unlabelled).
+      pt_min: [n_node] float64 ``pt_min`` of each hit's group (0 where unlabelled).
+      senders: [n_true] int64 hit row of the inner hit of each labelled true edge.
+      receivers: [n_true] int64 hit row of the outer hit.
+    """
+
+    group: np.ndarray
+    pt_min: np.ndarray
+    senders: np.ndarray
+    receivers: np.ndarray
+
+    @property
+    def n_node(self) -> int:
+        return int(len(self.group))
+
+    @property
+    def n_true(self) -> int:
+        return int(len(self.senders))
+
+    @property
+    def pt(self) -> np.ndarray:
+        """[n_true] float64 ``pt_min`` of each true edge's group (a lower bound of its pT)."""
+        return self.pt_min[self.senders]
+
+
+def partial_truth_graph(hits: pd.DataFrame, partial_truth: pd.DataFrame) -> PartialTruthGraph:
+    """The labelled truth graph of an event with a partial truth.
+
+    Args:
+      hits: TrackML hits (``hit_id, x, y, z``), ``n_node`` rows.
+      partial_truth: ``[n_labelled]`` rows ``hit_id, group, pt_min`` (as :func:`~trkx_tf.trackml.io.read_event`
+        reads it).
+
+    Returns:
+      The :class:`PartialTruthGraph`; edges ordered by group, then by distance from the origin.
+
+    Raises:
+      DataError: a column is missing, or a partial-truth hit_id is not a hit of the event or appears twice.
+    """
+    _require(hits, ("hit_id", "x", "y", "z"), "hits")
+    _require(partial_truth, ("hit_id", "group", "pt_min"), "partial truth")
+    rows = hit_rows(hits["hit_id"].to_numpy(np.int64), partial_truth["hit_id"].to_numpy(np.int64), "partial truth")
+    if len(np.unique(rows)) != len(rows):
+        raise DataError("partial truth: a hit_id appears more than once")
+    n = len(hits)
+    group = np.zeros(n, np.int64)
+    group[rows] = partial_truth["group"].to_numpy(np.int64)
+    pt_min = np.zeros(n, np.float64)
+    pt_min[rows] = partial_truth["pt_min"].to_numpy(np.float64)
+    dist = np.linalg.norm(hits[["x", "y", "z"]].to_numpy(np.float64), axis=1)
+    lab = rows[np.lexsort((rows, dist[rows], group[rows]))]  # by group, then distance (ties: hit row)
+    same = group[lab[1:]] == group[lab[:-1]]
+    return PartialTruthGraph(group, pt_min, lab[:-1][same].astype(np.int64), lab[1:][same].astype(np.int64))
+
+
+def event_partial_truth(event) -> Optional[pd.DataFrame]:
+    """The partial truth masked labels are made from: the event's own, else the labelled events' rules applied to
+    its full truth (:func:`~trkx_tf.trackml.partial.partial_truth_from_full`), else None.
+
+    Args:
+      event: a :class:`trkx_tf.trackml.io.Event` (``hits, particles, truth, partial_truth``).
+
+    Raises:
+      DataError: see :func:`~trkx_tf.trackml.partial.partial_truth_from_full`.
+    """
+    if event.partial_truth is not None:
+        return event.partial_truth
+    if event.truth is not None and event.particles is not None:
+        return partial_truth_from_full(event.hits, event.particles, event.truth)
+    return None
+
+
+def label_edges_partial(
+    senders: np.ndarray,
+    receivers: np.ndarray,
+    graph: PartialTruthGraph,
+    mode: str = "uniform",
+    pt_cut: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masked labels, loss weights and ``pt_min`` of candidate edges (module docstring: masked labels).
+
+    Args:
+      senders: [n_edge] hit rows.
+      receivers: [n_edge] hit rows.
+      graph: the event's :class:`PartialTruthGraph`.
+      mode: weight of true edges: ``uniform`` (1) or ``pt`` (the pT weight of the group's ``pt_min``).
+      pt_cut: GeV; true edges whose ``pt_min`` is below it get weight 0 (their pT may be below the cut).
+
+    Returns:
+      ``(edge_labels [n_edge] uint8, edge_weights [n_edge] float32, edge_pt [n_edge] float32)``: an edge touching
+      an unlabelled hit has label 0 and weight 0; ``edge_pt`` is ``pt_min`` for true edges and 0 otherwise.
+
+    Raises:
+      DataError: ``mode`` is ``hit`` (a partial truth has no TrackML hit weights).
+      ValueError: ``mode`` is unknown (the config schema prevents it).
+    """
+    if mode == "hit":
+        raise DataError("graph.edge_weight=hit needs the TrackML 'weight' column of a full truth; an event with a "
+                        "partial truth has none (use uniform or pt)")
+    if mode not in WEIGHT_MODES:
+        raise ValueError(f"edge weight mode {mode!r}: expected one of {WEIGHT_MODES}")
+    s = np.asarray(senders, np.int64)
+    r = np.asarray(receivers, np.int64)
+    n = graph.n_node
+    known = (graph.group[s] > 0) & (graph.group[r] > 0)
+    true = np.zeros(len(s), bool)
+    if graph.n_true:
+        tkeys = np.sort(pair_keys(graph.senders, graph.receivers, n))
+        ckeys = pair_keys(s, r, n)
+        pos = np.minimum(np.searchsorted(tkeys, ckeys), len(tkeys) - 1)
+        true = known & (tkeys[pos] == ckeys)
+    pt = np.where(true, graph.pt_min[s], 0.0)
+    weights = known.astype(np.float32)
+    tw = pt_weight(pt[true]) if mode == "pt" else np.ones(int(true.sum()))
+    if pt_cut > 0:
+        tw = np.where(pt[true] < pt_cut, 0.0, tw)
+    weights[true] = tw
+    return true.astype(np.uint8), weights.astype(np.float32), pt.astype(np.float32)

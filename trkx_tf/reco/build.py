@@ -4,6 +4,10 @@
 the embedding of ``graph.builder: embedding`` (``graph.embedding.model``) as an ``embed`` function, and with
 ``graph.filter_ckpt`` the trained edge filter as the scorer :mod:`trkx_tf.reco.scorers` makes for inference, so
 the GNN trains on the edges that the filter keeps at inference time.
+
+Real labelled events (``data.real``, :func:`build_real_graphs`) are built into their own folder with the split the
+config states (``train_events`` / ``val_events``) and masked labels from their partial truth; their graph stage
+must be the simulated shards' (a module map cannot be learned without a full truth).
 """
 
 from __future__ import annotations
@@ -79,3 +83,39 @@ def build_graphs(cfg, input_dir: os.PathLike | str, out_dir: os.PathLike | str, 
     embed = embedding_function(cfg) if cfg.graph.builder == "embedding" else None
     return build_shards(cfg, input_dir, out_dir, workers=workers, progress=progress, embed=embed,
                         edge_filter=filter_factory(cfg))
+
+
+def build_real_graphs(cfg, *, input_dir: Optional[os.PathLike | str] = None,
+                      out_dir: Optional[os.PathLike | str] = None, workers: Optional[int] = None,
+                      progress: bool = True):
+    """Builds the masked-label shards of the real labelled events of ``data.real``.
+
+    Args:
+      cfg: the whole config; ``data.real`` names the events, the shards folder and the train/val split.
+      input_dir: the events (None: ``data.real.events_dir``).
+      out_dir: the shards folder (None: ``data.real.shards_dir``).
+      workers: processes (None: ``graph.workers``; 0: one per core).
+      progress: progress bars on stderr.
+
+    Returns:
+      The :class:`~trkx_tf.graphs.build.BuildSummary` (builder metrics restricted to the labelled edges).
+
+    Raises:
+      ConfigError: no ``data.real`` section, or a module-map build without ``graph.module_map.path``.
+      DataError: too few events for the split, the test event in it, or see :func:`build_graphs`.
+    """
+    from trkx_tf.graphs.build import build_shards, split_real_events
+    from trkx_tf.trackml.io import list_events
+
+    real = cfg.data.real
+    if real is None:
+        raise ConfigError("trkx-build --real needs a data.real section (events_dir, shards_dir, train_events, "
+                          "val_events)")
+    if cfg.graph.builder == "module_map" and not cfg.graph.module_map.path:
+        raise ConfigError("trkx-build --real: the real events have no full truth to learn a module map from; give "
+                          "the simulated shards' map (--module-map <shards>/module_map.npz)")
+    input_dir = real.events_dir if input_dir is None else input_dir
+    splits = split_real_events(list_events(input_dir), real.train_events, real.val_events)
+    embed = embedding_function(cfg) if cfg.graph.builder == "embedding" else None
+    return build_shards(cfg, input_dir, real.shards_dir if out_dir is None else out_dir, workers=workers,
+                        progress=progress, embed=embed, edge_filter=filter_factory(cfg), splits=splits)
