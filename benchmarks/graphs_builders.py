@@ -6,8 +6,10 @@ the real TrackML event 1000 (a test event: nothing is tuned on it). Efficiencies
 losses are split by cause (``ModuleMapBuilder.explain``): module pair not connected, outside the dphi window,
 outside the z0 window.
 
-    trkx-simulate --events 300 --pileup 200 --seed 7 --no-cells --out /work/data/simt/train
-    trkx-simulate --events 20 --pileup 200 --seed 7 --first-event 5000 --no-cells --out /work/data/simt/eval
+    trkx-simulate --detector ../shared/trackml/detectors.csv.gz \\
+        --events 300 --pileup 200 --seed 7 --no-cells --out /work/data/simt/train
+    trkx-simulate --detector ../shared/trackml/detectors.csv.gz \\
+        --events 20 --pileup 200 --seed 7 --first-event 5000 --no-cells --out /work/data/simt/eval
     python benchmarks/graphs_builders.py --train /work/data/simt/train --eval /work/data/simt/eval \\
         --real ../shared/trackml --curve 100,200 --variant "neighbours 8=neighbours=8" --variant "margin 0.1=margin=0.1"
 
@@ -30,7 +32,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import multiprocessing
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 WINDOW_KEYS = ("margin", "rare_margin", "min_count", "neighbours")
 PT_REPORT = 0.5

@@ -9,7 +9,8 @@ In one run, on simulated mu=200 events:
    TensorFlow device; the ratio reader time / step time must stay below 1 (with prefetch the reading then hides
    behind the step entirely).
 
-    trkx-simulate --events 50 --pileup 200 --seed 7 --first-event 6000 --out data/sim/pad50
+    trkx-simulate --detector ../shared/trackml/detectors.csv.gz \\
+        --events 50 --pileup 200 --seed 7 --first-event 6000 --out data/sim/pad50
     python benchmarks/graphs_shards.py --events data/sim/pad50 --module-map <map.npz> --out /tmp/shards50
 
 The IN here is a stand-in written for this benchmark (edge and node MLPs, ``--in-steps`` message passing steps of
@@ -20,12 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def in_step_seconds(batch: dict, hidden: int, steps: int, repeats: int = 3) -> float:

@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from trkx_tf.cli.common import add_config_args, add_model_args  # noqa: E402
+from trkx_tf.cli.common import add_config_args, add_model_args
 
 TARGET_S = 15.0
 PAPER = {"one Xeon core": 202.0, "V100": 2.2}

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from trkx_tf.cli.common import add_config_args, add_model_args  # noqa: E402
+from trkx_tf.cli.common import add_config_args, add_model_args
 
 
 def main(argv=None) -> int:

@@ -40,11 +40,10 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from trkx_tf.trackml.geometry import Geometry  # noqa: E402
-from trkx_tf.trackml.io import list_events, read_event  # noqa: E402
-from trkx_tf.trackml.simulate import PhysicsModel, event_rng, simulate_event  # noqa: E402
+from trkx_tf.trackml.geometry import Geometry
+from trkx_tf.trackml.io import list_events, read_event
+from trkx_tf.trackml.simulate import PhysicsModel, event_rng, simulate_event
 
 VOLUMES = (7, 8, 9, 12, 13, 14, 16, 17, 18)
 # truth-free proxy of the duplicate rate: hit pairs closer than this (mm) in different modules of one layer

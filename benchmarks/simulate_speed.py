@@ -18,13 +18,12 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")  # one core
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from trkx_tf.trackml.geometry import Geometry  # noqa: E402
-from trkx_tf.trackml.io import write_event  # noqa: E402
-from trkx_tf.trackml.simulate import event_rng, simulate_event  # noqa: E402
+from trkx_tf.trackml.geometry import Geometry
+from trkx_tf.trackml.io import write_event
+from trkx_tf.trackml.simulate import event_rng, simulate_event
 
 
 def main(argv=None) -> int:

@@ -30,19 +30,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from trkx_tf.graphs.doublets import doublet_variables, wrap_angle  # noqa: E402
-from trkx_tf.graphs.features import cylindrical  # noqa: E402
-from trkx_tf.graphs.truth import truth_graph  # noqa: E402
-from trkx_tf.trackml.io import list_events, read_event  # noqa: E402
+from trkx_tf.graphs.doublets import doublet_variables, wrap_angle
+from trkx_tf.graphs.features import cylindrical
+from trkx_tf.graphs.truth import truth_graph
+from trkx_tf.trackml.io import list_events, read_event
 
 GROUPS = {"pixel endcap 7,9": (7, 9), "pixel barrel 8": (8,), "short-strip endcap 12,14": (12, 14),
           "short-strip barrel 13": (13,), "long strip 16,17,18": (16, 17, 18)}

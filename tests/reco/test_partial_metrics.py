@@ -232,7 +232,7 @@ def test_infer_takes_events_without_truth_and_eval_scores_them_on_partial_truth(
     """trkx-infer on events with hits + partial truth only (toy barrel events, a truth oracle as the models),
     then trkx-eval: the partial metrics of the oracle's perfect edges, and the full metrics of the same
     submission agree."""
-    from toy import make_event as make_toy
+    from toy_events import make_event as make_toy
 
     from trkx_tf.config import Config
     from trkx_tf.graphs.candidates import ModuleMapBuilder

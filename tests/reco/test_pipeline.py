@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toy import make_event
+from toy_events import make_event
 from trkx_tf.config import Config, EvalConfig, load_config
 from trkx_tf.errors import CheckpointError, ConfigError, DataError
 from trkx_tf.graphs.candidates import ModuleMapBuilder

@@ -3,7 +3,7 @@
 Evaluates every ``event<ID>-submission.csv`` of the submissions folder against the truth of the same event in the
 input folder (the edge metrics need the ``event<ID>-edges.npz`` that ``trkx-infer`` writes beside it). Writes
 ``metrics.json`` and ``plots/efficiency_vs_pt.png``, ``plots/efficiency_vs_eta.png`` under the output folder and
-prints the headline numbers. Definitions: trkx_tf/reco/README.md.
+prints the headline numbers. Definitions: docs/reco.md.
 
 An event with a partial truth (``event<ID>-partial-truth.csv[.gz]``, the real labelled events) and no truth gets
 the restricted partial-truth metrics instead (labelled edge efficiency and purity per stage, labelled track

@@ -1,9 +1,27 @@
 """The padded graph batch: the one in-memory contract between the shard reader and the models.
 
-Shape vocabulary (used in every docstring of the toolkit):
-  ``n_node``  real nodes of one graph;   ``N`` padded nodes of a batch (its bucket's node budget × graphs)
-  ``n_edge``  real edges of one graph;   ``E`` padded edges of a batch (its bucket's edge budget × graphs)
-  ``F``       node features;             ``G`` graphs in the batch
+Shape vocabulary, used in every docstring of the toolkit; each letter means one thing:
+
+=============  ===========================================================================================
+``n_node``     real nodes (hits) of one graph or event
+``n_edge``     real edges of one graph or event
+``N``          padded nodes of a batch (its bucket's node budget × graphs)
+``E``          padded edges of a batch (its bucket's edge budget × graphs)
+``Nb``, ``Eb`` one graph's node and edge budget in its bucket (the shards' per-graph rows)
+``G``          graphs in a batch (or in a shard)
+``F``          node features (:func:`trkx_tf.graphs.features.feature_names`)
+``A``          edge features (``A`` = 6, :data:`trkx_tf.graphs.features.EDGE_FEATURES`)
+``H``          hidden width of a model's layers
+``T``          message-passing steps of the Interaction Network
+``B``          rows of a dense layer's input (``N`` or ``E``: whatever a layer is applied to)
+``D``          the embedding's dimension (:mod:`trkx_tf.models.embedding`)
+``P``          training pairs of the embedding (:mod:`trkx_tf.train.pairs`)
+``R``          replicas per process (a stacked batch is ``[R] + shape``)
+``K``, ``L``   connected module pairs and layer pairs of a module map (:mod:`trkx_tf.graphs.module_map`)
+``U``          detector modules with hits (:mod:`trkx_tf.graphs.module_map`)
+=============  ===========================================================================================
+
+Counts that are not dimensions of tensors keep their names (``n_buckets``, ``n_true``).
 
 A batch is a dict of tensors (or numpy arrays) with static shapes fixed by its bucket:
 
@@ -20,6 +38,8 @@ key                shape / dtype   meaning
 ``edge_weights``   [E] float32     per-edge loss weight (0 for padding and for neutral edges)
 ``n_node``         [G] int32       real node count of each graph
 ``n_edge``         [G] int32       real edge count of each graph
+``edges``          [E, A] float32  edge features (the shards' ``edges``; 0 for padding); added by the reader
+                                   and the scorers for models that use them, not in :data:`BATCH_KEYS`
 =================  ==============  =========================================================================
 
 Graphs of one bucket are concatenated along the node and edge axes; a graph's edges index the batch's nodes.

@@ -1,8 +1,9 @@
 """Padded HDF5 graph shards: the schema, an atomic writer, and a verifying reader of single shards.
 
 One shard holds up to ``graph.graphs_per_shard`` graphs of ONE bucket, each padded to the bucket's budget
-(``node_budget`` = Nb nodes, ``edge_budget`` = Eb edges). ``G`` is the number of graphs in the shard, ``D`` the
-number of edge features. The full schema is in docs/shards.md; in short (schema version 2):
+(``node_budget`` = Nb nodes, ``edge_budget`` = Eb edges). ``G`` is the number of graphs in the shard, ``A`` the
+number of edge features (the vocabulary of :mod:`trkx_tf.graphs.batch`). The full schema is in docs/shards.md;
+in short (schema version 2):
 
 =================  =================  ======================================================================
 dataset            shape / dtype      meaning
@@ -15,7 +16,7 @@ dataset            shape / dtype      meaning
 ``edge_labels``    [G, Eb] u1         1 true, 0 fake or padding
 ``edge_weights``   [G, Eb] f4         loss weight (0 for padding and neutral edges)
 ``edge_pt``        [G, Eb] f4         pT of a true edge's particle (GeV), else 0
-``edges``          [G, Eb, D] f4      edge features (:func:`trkx_tf.graphs.features.edge_features`, padded 0)
+``edges``          [G, Eb, A] f4      edge features (:func:`trkx_tf.graphs.features.edge_features`, padded 0)
 ``n_node``         [G] i4             real nodes of each graph
 ``n_edge``         [G] i4             real edges of each graph
 ``event_id``       [G] i8             event of each graph
@@ -61,7 +62,7 @@ _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
 
-#: dataset -> (dtype, axis kind): "node" [G, Nb(, F)], "edge" [G, Eb(, D)], "graph" [G]
+#: dataset -> (dtype, axis kind): "node" [G, Nb(, F)], "edge" [G, Eb(, A)], "graph" [G]
 DATASETS: dict[str, tuple[str, str]] = {
     "nodes": ("float32", "node"),
     "hit_id": ("int64", "node"),

@@ -42,7 +42,7 @@ class BuildSummary:
       out_dir: the output folder.
       splits: split -> event ids.
       n_graphs: split -> graphs.
-      buckets: [B, 2] budgets.
+      buckets: [n_buckets, 2] budgets (nodes, edges).
       bucket_graphs: graphs per bucket.
       oversize: graphs that fitted no configured bucket (got their own).
       padding: padded/real element ratios (see :func:`trkx_tf.graphs.buckets.padding_overhead`).
@@ -50,7 +50,8 @@ class BuildSummary:
       n_shards: shards in the output (written or kept).
       seconds: wall time.
       kept_shards: shards already complete in out_dir (an interrupted or earlier build), verified and kept.
-      filter: the edge filter's metrics (:func:`~trkx_tf.graphs.event_graphs.filter_graph_files`) when the graphs were filtered, else None.
+      filter: the edge filter's metrics (:func:`~trkx_tf.graphs.event_graphs.filter_graph_files`) when the graphs
+        were filtered, else None.
     """
 
     out_dir: str

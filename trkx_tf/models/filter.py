@@ -1,6 +1,6 @@
 """The edge-filter MLP: scores each candidate edge from the features of its two ends.
 
-Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``N``, ``E``, ``F``); ``D`` edge features.
+Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``N``, ``E``, ``F``, ``A`` edge features).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class EdgeFilter(snt.Module):
       hidden: width of the hidden layers.
       layers: number of hidden layers (each ``Linear -> [LayerNorm] -> ReLU``), followed by ``Linear(1)``.
       layernorm: LayerNorm in the hidden layers.
-      use_edge_features: also feed ``batch["edges"]`` [E, D] (the batch must then carry it).
+      use_edge_features: also feed ``batch["edges"]`` [E, A] (the batch must then carry it).
       compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (variables stay float32).
       name: module name.
 
@@ -53,7 +53,7 @@ class EdgeFilter(snt.Module):
 
         Args:
           batch: padded batch with ``nodes`` [N, F], ``senders``/``receivers`` [E], ``n_node``/``n_edge`` [G],
-            and ``edges`` [E, D] when ``use_edge_features``.
+            and ``edges`` [E, A] when ``use_edge_features``.
 
         Returns:
           [E] float32 logits.

@@ -52,16 +52,7 @@ off for deeper MLPs (``layers >= 3``), see ``benchmarks/memory_options.py``. ``c
 ``"float16"``) runs the model in reduced precision with float32 variables and float32 LayerNorm statistics;
 the per-edge tensors are then half the bytes, while the scatter-adds of gradients onto the nodes run in float32.
 
-Where a training step's time goes (``benchmarks/in_throughput.py`` setting: 150k edges, 15k nodes, 2 threads,
-TensorFlow profiler, 2026-11-23): in float32 about 55 % in the ``[E, H] x [H, H]`` products (ten forward, twenty
-backward; at this size the forward ones are bound by writing their [E, H] result), 30 % in the native kernels
-(near memory speed: a row is read and written once per pass), 7 % in the senders' segment sums and the rest in
-small node-side ops. In bfloat16 the products take half as long, so the ratio to graph_nets is higher.
-Tried and measured no faster, side by side: summing the sender-side table gradient inside the backward kernel,
-summing the steps' ``h`` once at the end instead of carrying ``acc`` (``tf.add_n`` of eight tensors),
-not writing ``xhat`` (the saving that recomputing it in the backward would bring), computing ``z + h @ m`` and
-``d_z_next @ m^T`` inside the kernels block by block with Eigen (float32 ~2 % faster, bfloat16 ~12 % slower: it
-gives up oneDNN's bfloat16 dot products), a 512-bit XLA vector width.
+Where a training step's time goes, as profiled, and what was tried and measured no faster: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -100,7 +91,7 @@ class InteractionNetwork(snt.Module):
       compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (variables stay float32).
       sort_edges: process the edges in receiver order internally (same result, faster aggregation).
       name: module name.
-      edge_features: the edge encoder also takes ``batch["edges"]`` [E, D] (the batch must then carry it).
+      edge_features: the edge encoder also takes ``batch["edges"]`` [E, A] (the batch must then carry it).
 
     Raises:
       ConfigError: a size is out of range or ``skip`` / ``aggregation`` is unknown.
