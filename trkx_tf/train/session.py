@@ -81,8 +81,12 @@ def stop_on_signals(signals=STOP_SIGNALS):
 def open_sources(cfg: Config, rank: int, size: int, replicas: int = 1):
     """This process's training and validation shard readers (validation None when the build made no val split).
 
+    With ``data.real`` the training graphs are the simulated shards' and the real ones' (``data.real.shards_dir``)
+    mixed at ``data.real.fraction`` (:class:`~trkx_tf.graphs.mixed.MixedReader`), and the validation graphs are the
+    real validation events' (``data.real.validation: real``) or the simulated ones'.
+
     Args:
-      cfg: the config (``data.shards_dir``, ``train.graphs_per_step``, ``run.seed``).
+      cfg: the config (``data.shards_dir``, ``data.real``, ``train.graphs_per_step``, ``run.seed``).
       rank: this process's rank.
       size: the number of processes.
       replicas: R, replicas in this process. R > 1: one reader per replica, for data rank ``rank·R + i`` of
@@ -91,13 +95,23 @@ def open_sources(cfg: Config, rank: int, size: int, replicas: int = 1):
     Raises:
       ShardError: the shards folder has no valid manifest.
     """
+    from trkx_tf.graphs.mixed import MixedReader
     from trkx_tf.graphs.reader import ShardReader
     from trkx_tf.train.replicas import ReplicaSource
 
+    real = cfg.data.real
+
+    def reader(split: str, shuffle: bool, data_rank: int):
+        kw = dict(shuffle=shuffle, rank=data_rank, size=size * replicas, graphs_per_step=cfg.train.graphs_per_step,
+                  seed=cfg.run.seed)
+        if real is None or (split == "train" and real.fraction == 0.0) or (split == "val" and real.validation == "sim"):
+            return ShardReader(cfg.data.shards_dir, split, **kw)
+        if split == "val" or real.fraction == 1.0:
+            return ShardReader(real.shards_dir, split, **kw)
+        return MixedReader(cfg.data.shards_dir, real.shards_dir, split, fraction=real.fraction, **kw)
+
     def readers(split: str, shuffle: bool):
-        out = [ShardReader(cfg.data.shards_dir, split, shuffle=shuffle, rank=rank * replicas + i,
-                           size=size * replicas, graphs_per_step=cfg.train.graphs_per_step, seed=cfg.run.seed)
-               for i in range(replicas)]
+        out = [reader(split, shuffle, rank * replicas + i) for i in range(replicas)]
         return out[0] if replicas == 1 else ReplicaSource(out)
 
     train_source = readers("train", True)
