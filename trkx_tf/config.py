@@ -66,6 +66,15 @@ class DataConfig(Section):
     real: Optional[RealDataConfig] = None  # real labelled events mixed in; None: simulated events only
 
 
+class LayerShiftConfig(Section):
+    """A misaligned layer (trkx_tf/trackml/simulate/systematics.py): built ``dx`` mm along global x from its
+    nominal place; its hits are simulated there and reported in the nominal geometry (reconstruction's)."""
+
+    volume: int
+    layer: int
+    dx: float  # mm
+
+
 class SimulateConfig(Section):
     """The event simulator (``trkx-simulate``); the geometry is ``data.detector``, the output ``data.events_dir``."""
 
@@ -77,6 +86,8 @@ class SimulateConfig(Section):
     workers: int = Field(0, ge=0)  # 0: one per CPU core
     cells: bool = True  # also write the cells files
     compress: bool = False  # write .csv.gz instead of .csv
+    field_error: float = Field(0.0, gt=-0.5, lt=0.5)  # simulated field = nominal 2 T x (1 + this); reco assumes 2 T
+    misalignment: tuple[LayerShiftConfig, ...] = ()  # layers built away from their nominal place (reco: nominal)
 
 
 class ModuleMapConfig(Section):

@@ -35,6 +35,12 @@ Truth carries the true (scattered) crossing point, the momentum at the hit and t
 particles carry ``nhits`` (the hits they left, after the inefficiency). Particle ids follow the TrackML bit layout:
 the vertex number in bits 52+, the particle number in bits 36-51, and a secondary's number in the low bits.
 
+A robustness study varies the detector away from what reconstruction assumes (:mod:`.systematics`,
+``simulate.misalignment`` and ``simulate.field_error`` in the config): layers built ``dx`` mm away from their nominal
+place along x (the hits are simulated on the displaced modules and reported in the nominal geometry) and a solenoid
+field ``bz · (1 + field_error)``; :func:`~.systematics.inject_noise` adds noise hits to any event (real ones too) up
+to a requested fraction.
+
 Every event is deterministic given (seed, event_id): its random stream is ``SeedSequence([seed, event_id])``, so the
 events do not depend on the number of workers. Calibration against the real events is in ``docs/trackml.md`` and in
 ``benchmarks/simulate_calibration.py``.
@@ -47,6 +53,7 @@ The steps live in modules of this package, each importable on its own:
 :mod:`.scattering`          the large-angle tails of multiple scattering (step 4)
 :mod:`.response`            hit efficiency, digitisation, noise (steps 6-7)
 :mod:`.events`              one event (:func:`simulate_event`) and many, written to a folder
+:mod:`.systematics`         robustness studies: misaligned layers, a field error, extra noise hits
 ==========================  ===========================================================================
 """
 

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from trkx_tf.trackml.score import hit_weights
 from trkx_tf.trackml.simulate.physics import MAX_PILEUP, Particles, PhysicsModel, generate_primaries, tsallis_sampler
 from trkx_tf.trackml.simulate.propagation import propagate, secondaries
 from trkx_tf.trackml.simulate.response import check_model, detected_rows, digitise, noise
+from trkx_tf.trackml.simulate.systematics import LayerShift, field_model, misaligned
 
 
 def event_rng(seed: int, event_id: int) -> np.random.Generator:
@@ -38,6 +39,7 @@ def simulate_event(
     noise_fraction: float = 0.146,
     cells: bool = True,
     model: PhysicsModel = PhysicsModel(),
+    built: Optional[Geometry] = None,
 ) -> Event:
     """Simulates one event.
 
@@ -49,6 +51,10 @@ def simulate_event(
       noise_fraction: noise hits as a fraction of all hits, in [0, 1).
       cells: also make the cells part.
       model: the physics parameters.
+      built: the detector as built, when it differs from ``geometry`` (misaligned layers,
+        :func:`~trkx_tf.trackml.simulate.systematics.misaligned`): the particles cross its modules, and the hits are
+        reported in ``geometry``, the nominal detector that reconstruction assumes; the truth keeps the true
+        crossing points. None: ``geometry`` itself.
 
     Returns:
       An :class:`~trkx_tf.trackml.io.Event` with hits, particles, truth and (with ``cells``) cells; hits are sorted
@@ -62,15 +68,19 @@ def simulate_event(
     if pileup < 0:
         raise DataError(f"simulate: pileup must be >= 0, got {pileup}")
     check_model(model)
+    actual = geometry if built is None else built
+    if actual.n_modules != geometry.n_modules:
+        raise DataError(f"simulate: the detector as built has {actual.n_modules} modules, the nominal one "
+                        f"{geometry.n_modules}")
     samplers = {
         "prompt": tsallis_sampler(model.pt_temperature, model.pt_power, model.pt_min),
         "decay": tsallis_sampler(model.decay_pt_temperature, model.decay_pt_power, model.pt_min),
         "secondary": tsallis_sampler(model.secondary_pt_temperature, np.inf, model.pt_min),
     }
     prim = generate_primaries(rng, pileup, model, samplers)
-    hits1 = propagate(geometry, prim, 0.0, rng, model, model.interaction_probability)
-    sec = secondaries(geometry, prim, hits1, rng, model, samplers["secondary"])
-    hits2 = propagate(geometry, sec, 1e-3, rng, model, model.secondary_stop_probability)
+    hits1 = propagate(actual, prim, 0.0, rng, model, model.interaction_probability)
+    sec = secondaries(actual, prim, hits1, rng, model, samplers["secondary"])
+    hits2 = propagate(actual, sec, 1e-3, rng, model, model.secondary_stop_probability)
     parts = Particles.concat([prim, sec])
     particle = np.concatenate([hits1.particle, hits2.particle + len(prim.pid)])
     module = np.concatenate([hits1.module, hits2.module])
@@ -89,7 +99,7 @@ def simulate_event(
     n_module, n_local, n_c0, n_c1, n_val = noise(geometry, n_noise, rng, model)
     all_module = np.concatenate([module, n_module])
     all_local = np.concatenate([measured, n_local])
-    xyz = geometry.to_global(all_module, all_local)
+    xyz = geometry.to_global(all_module, all_local)  # the nominal detector: where reconstruction puts the hits
     n_hits = n_sig + n_noise
     if n_hits == 0:
         raise DataError(f"simulate: event {event_id} has no hits (pileup {pileup})")
@@ -149,18 +159,19 @@ class EventSummary:
 
 
 _WORKER_GEOMETRY: Optional[Geometry] = None
+_WORKER_BUILT: Optional[Geometry] = None
 
 
-def _init_worker(geometry: Geometry) -> None:
-    global _WORKER_GEOMETRY
-    _WORKER_GEOMETRY = geometry
+def _init_worker(geometry: Geometry, built: Optional[Geometry] = None) -> None:
+    global _WORKER_GEOMETRY, _WORKER_BUILT
+    _WORKER_GEOMETRY, _WORKER_BUILT = geometry, built
 
 
 def _simulate_and_write(args) -> EventSummary:
     out_dir, event_id, seed, pileup, noise_fraction, cells, compress, model = args
     start = time.perf_counter()
     event = simulate_event(_WORKER_GEOMETRY, event_id, event_rng(seed, event_id), pileup, noise_fraction, cells,
-                           model)
+                           model, built=_WORKER_BUILT)
     write_event(out_dir, event, compress=compress)
     return EventSummary(event_id, len(event.hits), int((event.particles["nhits"] > 0).sum()),
                         time.perf_counter() - start)
@@ -179,6 +190,8 @@ def simulate_events(
     compress: bool = False,
     progress: bool = True,
     model: PhysicsModel = PhysicsModel(),
+    misalignment: Sequence[LayerShift] = (),
+    field_error: float = 0.0,
 ) -> list[EventSummary]:
     """Simulates events ``first_event .. first_event + n_events - 1`` and writes them to ``out_dir``.
 
@@ -192,6 +205,10 @@ def simulate_events(
       first_event: id of the first event.
       compress: write ``.csv.gz``.
       progress: show a tqdm progress bar.
+      misalignment: ``(volume_id, layer_id, dx)`` layer shifts of the detector as built (mm along global x), see
+        :mod:`~trkx_tf.trackml.simulate.systematics`; the hits are reported in the nominal detector.
+      field_error: the field the events are simulated in is ``model.bz * (1 + field_error)``; reconstruction's
+        models and module map assume the nominal ``model.bz``.
 
     Returns:
       One :class:`EventSummary` per event, in event order.
@@ -212,20 +229,23 @@ def simulate_events(
     if not 0 <= pileup <= MAX_PILEUP:
         raise DataError(f"simulate: pileup must be in [0, {MAX_PILEUP:g}], got {pileup}")
     check_model(model)
+    model = field_model(model, field_error)
     geometry = detector if isinstance(detector, Geometry) else Geometry.load(detector)
+    built = misaligned(geometry, misalignment) if misalignment else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = list(range(first_event, first_event + n_events))
     tasks = [(out_dir, i, seed, pileup, noise_fraction, cells, compress, model) for i in ids]
     return map_in_processes(_simulate_and_write, tasks, workers or os.cpu_count() or 1, initializer=_init_worker,
-                            initargs=(geometry,), progress=progress, desc="simulate", unit="event")
+                            initargs=(geometry, built), progress=progress, desc="simulate", unit="event")
 
 
 def simulate_from_config(cfg, progress: bool = True) -> list[EventSummary]:
     """``trkx-simulate`` as a library: the events the config describes, written to ``data.events_dir``.
 
     Args:
-      cfg: the config (:class:`~trkx_tf.config.Config`): ``simulate.*``, ``data.detector`` and ``data.events_dir``.
+      cfg: the config (:class:`~trkx_tf.config.Config`): ``simulate.*`` (with its ``misalignment`` and
+        ``field_error``), ``data.detector`` and ``data.events_dir``.
       progress: show a progress bar.
 
     Returns:
@@ -241,4 +261,6 @@ def simulate_from_config(cfg, progress: bool = True) -> list[EventSummary]:
     sim = cfg.simulate
     return simulate_events(cfg.data.events_dir, cfg.data.detector, sim.events, pileup=sim.pileup, seed=sim.seed,
                            noise_fraction=sim.noise_fraction, workers=sim.workers, first_event=sim.first_event,
-                           cells=sim.cells, compress=sim.compress, progress=progress)
+                           cells=sim.cells, compress=sim.compress, progress=progress,
+                           misalignment=[(s.volume, s.layer, s.dx) for s in sim.misalignment],
+                           field_error=sim.field_error)

@@ -69,6 +69,16 @@ def noise(geometry: Geometry, n: int, rng: np.random.Generator, model: PhysicsMo
         module = rng.choice(geometry.n_modules, n, p=area / area.sum())
     else:
         module = rng.integers(0, geometry.n_modules, n)
+    return (module, *noise_pixels(geometry, module, rng))
+
+
+def noise_pixels(geometry: Geometry, module: np.ndarray, rng: np.random.Generator):
+    """One lit pixel per noise hit on modules ``module [n]``, uniform over each module's area.
+
+    Returns:
+      (local position of the pixel centre ``[n, 3]``, ch0 ``[n]``, ch1 ``[n]``, value ``[n]``).
+    """
+    n = len(module)
     hv, pu, pv = geometry.hv[module], geometry.pitch_u[module], geometry.pitch_v[module]
     hu_max = geometry.hu_max[module]
     v = rng.uniform(-1, 1, n) * hv
@@ -79,7 +89,7 @@ def noise(geometry: Geometry, n: int, rng: np.random.Generator, model: PhysicsMo
     half = geometry.half_width(module, cv)
     cu = np.clip((ch0 + 0.5) * pu - hu_max, -half, half)
     value = MIP_DEDX * geometry.thickness[module] * rng.lognormal(-0.5, 0.5, n)
-    return module, np.stack([cu, cv, np.zeros(n)], axis=1), ch0, ch1, value
+    return np.stack([cu, cv, np.zeros(n)], axis=1), ch0, ch1, value
 
 
 EFFICIENCY_STREAM = 0x68697465  # spawn-key word of the hit-efficiency child stream ("hite")
