@@ -13,6 +13,14 @@ choose from, chosen here by rule (``pipeline.thresholds``), so that the pipeline
    ``gnn_grid`` exactly as ``trkx-infer`` builds them, evaluated as ``trkx-eval`` does, and the pair with the
    highest ``metric`` of the ``selection`` wins (the first in grid order on a tie).
 
+Real validation events (``pipeline.validation`` naming events with a partial truth and no truth, e.g. the
+``data.real`` validation split of ``../shared/trackml/labelled``): the same rules on the partial-truth metrics
+(:mod:`trkx_tf.reco.partial`, restricted to the labelled hits). The filter's efficiency is over the labelled truth
+graph's edges the graph found (its purity over the kept edges joining two labelled hits), the selection ``pt>0.5``
+or ``all`` is every labelled group and ``pt>1.0`` the ``pt_min=1.0`` class; the track metric is the partial track
+efficiency (``technical_efficiency``; ``score`` needs a full truth and is refused). A set may not mix events with
+a full truth and events with a partial truth only.
+
 Output folder: ``thresholds.yaml`` (the ``--set`` overrides the infer stages use: ``infer.filter_threshold``,
 ``infer.gnn_threshold``, ``infer.labelling``), ``thresholds.json`` (both tables and the choice), and the two
 inference passes (``pass1/``, ``pass2/``). Event 1000, the real test event, is refused.
@@ -50,12 +58,42 @@ def _selection_cut(selection: str, pt_cuts: Sequence[float]) -> Optional[float]:
     return names[selection]
 
 
+def _partial_class(pt_cut: Optional[float], strict: bool = True) -> Optional[str]:
+    """The partial-metrics class (:data:`trkx_tf.reco.partial.CLASSES`) of a selection's pT cut (None, or with
+    ``strict`` a ConfigError, for a cut the classes cannot tell)."""
+    from trkx_tf.trackml.io import PT_MIN_CLASSES
+
+    if pt_cut is None or pt_cut <= PT_MIN_CLASSES[0]:
+        return "all"
+    if pt_cut == PT_MIN_CLASSES[1]:
+        return f"pt_min={PT_MIN_CLASSES[1]}"
+    if not strict:
+        return None
+    raise ConfigError(f"pipeline.thresholds.selection: pT > {pt_cut} GeV cannot be told on a partial truth (its "
+                      f"classes: pT > {PT_MIN_CLASSES[0]}, pT > {PT_MIN_CLASSES[1]})")
+
+
+def _read_validation_event(events_dir, event_id: int):
+    """A validation event with its truth, or (no truth) its partial truth; DataError with neither."""
+    from trkx_tf.trackml.io import read_event
+
+    ev = read_event(events_dir, event_id, parts=("hits", "particles", "truth", "partial-truth"))
+    if (ev.truth is None or ev.particles is None) and ev.partial_truth is None:
+        raise DataError(f"{events_dir}: validation event {event_id} has neither truth + particles nor a partial "
+                        f"truth")
+    return ev
+
+
+def _is_partial(ev) -> bool:
+    return ev.truth is None or ev.particles is None
+
+
 def filter_table(events_dir: os.PathLike | str, infer_dir: os.PathLike | str, event_ids: Sequence[int],
                  grid: Sequence[float], pt_cut: Optional[float]) -> list[dict]:
     """The filter's efficiency and purity at every threshold of a grid, summed over events.
 
     Args:
-      events_dir: the events (hits, particles, truth).
+      events_dir: the events (hits, particles, truth; or a partial truth: module docstring).
       infer_dir: a ``trkx-infer`` output with ``event<ID>-edges.npz`` holding every candidate edge's filter score.
       event_ids: the events.
       grid: filter thresholds.
@@ -66,17 +104,17 @@ def filter_table(events_dir: os.PathLike | str, infer_dir: os.PathLike | str, ev
       selection kept / those the graph found), ``purity`` (true edges kept / edges kept).
 
     Raises:
-      DataError: an edges file is missing or has no filter scores, or an event lacks truth.
+      DataError: an edges file is missing or has no filter scores, or an event lacks truth and partial truth.
     """
     from trkx_tf.graphs.features import hit_rows
     from trkx_tf.graphs.truth import truth_graph
+    from trkx_tf.reco import partial
     from trkx_tf.reco.metrics import edge_counts
     from trkx_tf.reco.outputs import edges_path, read_edges
-    from trkx_tf.trackml.io import read_event
 
     sums = np.zeros((len(grid) + 1, 3), np.int64)  # graph, then each threshold: (edges, true sel, true other)
     for e in event_ids:
-        ev = read_event(events_dir, e, parts=("hits", "particles", "truth"))
+        ev = _read_validation_event(events_dir, e)
         ed = read_edges(edges_path(infer_dir, e))
         if "filter" not in ed.scores:
             raise DataError(f"{edges_path(infer_dir, e)}: no filter scores (inference ran without a filter)")
@@ -84,6 +122,12 @@ def filter_table(events_dir: os.PathLike | str, infer_dir: os.PathLike | str, ev
         s, r = hit_rows(hit_id, ed.senders, "edges"), hit_rows(hit_id, ed.receivers, "edges")
         score = ed.scores["filter"]
         masks = {"graph": np.ones(ed.n_edge, bool), **{str(i): score >= t for i, t in enumerate(grid)}}
+        if _is_partial(ev):  # kept edges between labelled hits; labelled truth-graph edges; same-group skips
+            pc = partial.edge_counts(partial.labelled_hits(ev.hits, ev.partial_truth), s, r, masks)
+            for k, name in enumerate(masks):
+                c = pc[name][_partial_class(pt_cut)]["all"]
+                sums[k] += (c["labelled"], c["true"], c["same_group_skip"])
+            continue
         counts = edge_counts(truth_graph(ev.hits, ev.particles, ev.truth), s, r, masks, pt_cut)
         for k, name in enumerate(masks):
             c = counts[name]
@@ -106,7 +150,7 @@ def labelling_table(events_dir: os.PathLike | str, infer_dir: os.PathLike | str,
     """Track metrics for every (labelling, GNN threshold), rebuilt from the saved GNN scores as trkx-infer does.
 
     Args:
-      events_dir: the events (hits, particles, truth).
+      events_dir: the events (hits, particles, truth; or partial truths only: the partial track efficiency).
       infer_dir: a ``trkx-infer`` output with ``event<ID>-edges.npz`` (GNN scores, NaN where filtered out).
       event_ids: the events.
       grid: GNN thresholds.
@@ -115,20 +159,22 @@ def labelling_table(events_dir: os.PathLike | str, infer_dir: os.PathLike | str,
 
     Returns:
       One row per (method, threshold): ``labelling``, ``threshold``, ``tracks`` and ``score`` as in
-      ``trkx-eval``'s ``metrics.json`` (per selection).
+      ``trkx-eval``'s ``metrics.json`` (per selection); for partial truths ``tracks[selection]`` holds the partial
+      track efficiency as ``technical_efficiency`` (purity and score NaN: not measurable).
 
     Raises:
-      DataError: a missing or inconsistent edges file, an event without truth.
+      DataError: a missing or inconsistent edges file, an event without truth, a mix of full and partial truths.
     """
     from trkx_tf.graphs.features import cylindrical, hit_rows
+    from trkx_tf.reco import partial
     from trkx_tf.reco.evaluate import evaluate_event, summarise
     from trkx_tf.reco.labelling import label_tracks, submission_frame
+    from trkx_tf.reco.metrics import selection_names
     from trkx_tf.reco.outputs import edges_path, read_edges
-    from trkx_tf.trackml.io import read_event
 
     events = []
     for e in event_ids:
-        ev = read_event(events_dir, e, parts=("hits", "particles", "truth"))
+        ev = _read_validation_event(events_dir, e)
         ed = read_edges(edges_path(infer_dir, e))
         hit_id = ev.hits["hit_id"].to_numpy(np.int64)
         reached = ~np.isnan(ed.scores["gnn"])
@@ -136,13 +182,30 @@ def labelling_table(events_dir: os.PathLike | str, infer_dir: os.PathLike | str,
         r = hit_rows(hit_id, ed.receivers[reached], "edges")
         rr, _, z = cylindrical(ev.hits)
         events.append((ev, hit_id, s, r, ed.scores["gnn"][reached], np.hypot(rr, z)))
+    kinds = {_is_partial(ev) for ev, *_ in events}
+    if len(kinds) > 1:
+        raise DataError(f"{events_dir}: the validation events mix full and partial truths; choose on one kind")
     rows = []
     for method in methods:
         for t in grid:
             evals = []
             for ev, hit_id, s, r, scores, key in events:
                 labels = label_tracks(method, len(hit_id), s, r, scores, float(t), key if method == "walk" else None)
-                evals.append(evaluate_event(ev, submission_frame(ev.event_id, hit_id, labels), eval_cfg))
+                if _is_partial(ev):
+                    evals.append(partial.evaluate_partial_event(ev, labels))
+                else:
+                    evals.append(evaluate_event(ev, submission_frame(ev.event_id, hit_id, labels), eval_cfg))
+            if kinds == {True}:
+                tracks = partial._sum_nested([v.tracks for v in evals], partial.TRACK_COUNT_KEYS)
+                classes = {name: _partial_class(cut, strict=False)
+                           for name, cut in selection_names(eval_cfg.pt_cuts).items()}
+                eff = {name: None if c is None else partial.track_ratios(tracks[c]["all"])["efficiency"]
+                       for name, c in classes.items()}
+                rows.append({"labelling": method, "threshold": float(t), "partial": True,
+                             "tracks": {name: {"technical_efficiency": np.nan if v is None else v, "purity": np.nan}
+                                        for name, v in eff.items()},
+                             "score": {name: np.nan for name in eff}})
+                continue
             m = summarise(evals, eval_cfg)
             rows.append({"labelling": method, "threshold": float(t), "tracks": m["tracks"], "score": m["score"]})
     return rows
@@ -188,8 +251,8 @@ def tune_thresholds(cfg: Config, config_path: str, overrides: Sequence[str], eve
       The chosen overrides: ``{"infer.filter_threshold": …, "infer.gnn_threshold": …, "infer.labelling": …}``.
 
     Raises:
-      DataError: no validation events, event 1000 among them, events without truth.
-      ConfigError: an empty grid or an unknown selection.
+      DataError: no validation events, event 1000 among them, events without truth or partial truth.
+      ConfigError: an empty grid or an unknown selection; ``metric: score`` on partial truths.
       PipelineError: a trkx-infer pass failed.
     """
     from trkx_tf.trackml.io import list_events
@@ -203,6 +266,11 @@ def tune_thresholds(cfg: Config, config_path: str, overrides: Sequence[str], eve
     if not tc.gnn_grid or not tc.labelling or (tc.filter_target is not None and not tc.filter_grid):
         raise ConfigError("pipeline.thresholds: the grids and the labelling list must not be empty")
     pt_cut = _selection_cut(tc.selection, cfg.eval.pt_cuts)
+    if any(_is_partial(_read_validation_event(events_dir, e)) for e in ids):
+        _partial_class(pt_cut)
+        if tc.metric == "score":
+            raise ConfigError("pipeline.thresholds.metric=score needs a full truth; validation events with a partial "
+                              "truth give technical_efficiency (the partial track efficiency)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = ["--config", config_path, *[a for o in overrides for a in ("--set", o)], "--input", str(events_dir),
