@@ -11,6 +11,7 @@ match), inference and the graph stage load only the model from it (the other obj
 :func:`build_edge_model`                    a built filter/GNN of the configured shape, ready for a restore
 :func:`load_edge_model`                     build + restore an edge classifier (inference, trkx-build)
 :func:`load_embedding_model`                build + restore the embedding, F read from the checkpoint
+:class:`TrainingCheckpoint`                 the training loop's: resume from the latest, save on the writer rank
 ==========================================  ==================================================================
 
 This module lives in ``train/`` because the training loop writes what it reads, and it builds models through
@@ -22,6 +23,8 @@ Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``F``).
 from __future__ import annotations
 
 import os
+from typing import Optional
+
 from trkx_tf.errors import CheckpointError, ConfigError
 
 #: The first layer's weight of the embedding MLP in a training checkpoint: its shape is [F, hidden].
@@ -191,3 +194,46 @@ def load_embedding_model(path: os.PathLike | str, cfg):
     model.embed(tf.zeros([1, int(shapes[first[0]][0])]))
     restore(tf.train.Checkpoint(model=model), prefix, "model.embedding of the config", partial=True)
     return model
+
+
+class TrainingCheckpoint:
+    """The checkpoint of a training run: model, optimizer, the loop's counters (and a loss scale), kept in the
+    run's ``checkpoints/`` folder by a ``tf.train.CheckpointManager``.
+
+    Every rank restores the same latest checkpoint; only the writer rank saves, then all ranks meet at a barrier.
+
+    Args:
+      objects: name -> trackable (``model``, ``optimizer``, ``state``, optionally ``loss_scale``), all built.
+      folder: the run's ``checkpoints/`` folder, or None (nothing is saved or restored).
+      keep: checkpoints kept by the manager.
+      backend: the distributed hooks (``is_writer``, ``barrier``).
+    """
+
+    def __init__(self, objects: dict, folder: Optional[os.PathLike | str], keep: int, backend):
+        import tensorflow as tf
+
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.backend = backend
+        self.folder = None if folder is None else str(folder)
+        self.manager = None if folder is None else tf.train.CheckpointManager(self.checkpoint, self.folder,
+                                                                               max_to_keep=keep)
+
+    def restore_latest(self) -> Optional[str]:
+        """Restores the folder's latest checkpoint, if there is one; returns its prefix or None.
+
+        Raises:
+          CheckpointError: the latest checkpoint's index is missing, its data is damaged or truncated, or it does
+            not fit the objects (every object must match).
+        """
+        if self.folder is None:
+            return None
+        latest = _latest(self.folder)
+        if latest:
+            restore(self.checkpoint, latest, "this model", partial=False)
+        return latest
+
+    def save(self, step: int) -> None:
+        """The writer rank saves checkpoint number ``step``; every rank then waits at a barrier."""
+        if self.manager is not None and self.backend.is_writer:
+            self.manager.save(checkpoint_number=int(step))
+        self.backend.barrier()

@@ -4,7 +4,9 @@ Two entry points:
 
 * :func:`train` reads the config (the only place in ``train/`` that does), builds model, task and optimizer, and
   calls :func:`fit`. ``trkx-train`` is a thin wrapper over it.
-* :func:`fit` runs the loop for given objects; tests and benchmarks call it directly.
+* :func:`fit` runs the loop for given objects and :class:`FitOptions`; tests and benchmarks call it directly.
+  Checkpoints are :class:`~trkx_tf.train.checkpoints.TrainingCheckpoint`, TensorBoard
+  :class:`~trkx_tf.train.summaries.Summaries`.
 
 Data comes from a :class:`BatchSource` (the shard reader implements it; :class:`InMemorySource` serves a list
 of batches). Its batch order must be a deterministic function of the epoch: resuming from a checkpoint skips
@@ -35,11 +37,12 @@ from trkx_tf.config import Config
 from trkx_tf.errors import ConfigError
 from trkx_tf.rundir import RunDir
 from trkx_tf.train.backend import Backend, SingleBackend
-from trkx_tf.train.checkpoints import restore
+from trkx_tf.train.checkpoints import TrainingCheckpoint
 from trkx_tf.train.metrics import Counts
 from trkx_tf.train.optim import Adam, WarmupSchedule, scaled_lr
 from trkx_tf.train.replicas import split_replicas, stack_replicas
 from trkx_tf.train.steps import DynamicLossScale, StepFunctions
+from trkx_tf.train.summaries import Summaries
 from trkx_tf.train.tasks import EdgeTask, EmbeddingTask
 
 log = logging.getLogger("trkx_tf.train")
@@ -187,51 +190,97 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
     return _epoch_sums(backend, sums, counts, None)
 
 
-def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
-        val_source: Optional[BatchSource] = None, backend: Optional[Backend] = None, epochs: int = 1,
-        run_dir: Optional[RunDir] = None, checkpoint_every: int = 1, keep_checkpoints: int = 3,
-        max_steps_per_epoch: int = 0, early_stopping_patience: int = 0, early_stopping_metric: str = "val_loss",
-        hparams: Optional[Mapping] = None, seed: int = 0, stop_after_steps: Optional[int] = None,
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit` runs. :meth:`from_config` builds it from the config (``train`` and ``run.seed``), whose
+    schema holds every default.
+
+    Attributes:
+      epochs: total epochs (a resumed run continues up to this number).
+      checkpoint_every: epochs between checkpoints (the last epoch is always saved).
+      keep_checkpoints: checkpoints kept by the manager.
+      max_steps_per_epoch: cap on the steps of an epoch (0: all batches).
+      early_stopping_patience: stop after this many epochs without improvement of the monitored metric (0: off).
+      early_stopping_metric: one of :data:`MONITORS` (``val_*`` needs a validation source).
+      log_every: steps between per-step TensorBoard scalars.
+      seed: seed of the host-side randomness (pair mining), combined with epoch and position.
+      stop_after_steps: end the call after this many steps, saving a checkpoint with the data position (for
+        time-limited jobs and resume tests); None: no limit.
+    """
+
+    epochs: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    max_steps_per_epoch: int
+    early_stopping_patience: int
+    early_stopping_metric: str
+    log_every: int
+    seed: int
+    stop_after_steps: Optional[int] = None
+
+    @classmethod
+    def from_config(cls, cfg: Optional[Config] = None, **changes) -> "FitOptions":
+        """The options of ``cfg`` (None: the schema's defaults), with ``changes`` applied.
+
+        Raises:
+          ConfigError: a change names no option.
+        """
+        cfg = Config() if cfg is None else cfg
+        tc = cfg.train
+        options = cls(epochs=tc.epochs, checkpoint_every=tc.checkpoint_every, keep_checkpoints=tc.keep_checkpoints,
+                      max_steps_per_epoch=tc.max_steps_per_epoch, early_stopping_patience=tc.early_stopping_patience,
+                      early_stopping_metric=tc.early_stopping_metric, log_every=tc.log_every, seed=cfg.run.seed)
+        return options.replace(**changes)
+
+    def replace(self, **changes) -> "FitOptions":
+        """A copy with ``changes`` applied.
+
+        Raises:
+          ConfigError: a change names no option.
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"fit: unknown option(s) {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+
+def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, options: Optional[FitOptions] = None, *,
+        val_source: Optional[BatchSource] = None, backend: Optional[Backend] = None,
+        run_dir: Optional[RunDir] = None, hparams: Optional[Mapping] = None,
         stop_requested: Optional[Callable[[], bool]] = None, on_ready: Optional[Callable[[], None]] = None,
-        loss_scale: Optional[DynamicLossScale] = None, log_every: int = 10) -> FitResult:
-    """Trains ``model`` for ``epochs`` epochs, resuming from the run's latest checkpoint when there is one.
+        loss_scale: Optional[DynamicLossScale] = None, **changes) -> FitResult:
+    """Trains ``model`` for ``options.epochs`` epochs, resuming from the run's latest checkpoint when there is one.
 
     Args:
       model: the Sonnet module.
       task: what a step computes (:mod:`trkx_tf.train.tasks`).
       optimizer: the optimizer (its schedule decides the learning rate).
       train_source: training batches of this rank.
+      options: the loop's settings (:class:`FitOptions`; None: ``FitOptions.from_config()``, the schema's defaults).
       val_source: validation batches of this rank, or None.
       backend: distributed hooks (default :class:`SingleBackend`).
-      epochs: total epochs (a resumed run continues up to this number).
       run_dir: where checkpoints, TensorBoard and ``metrics.jsonl`` go (None: nothing is written, no resume).
-      checkpoint_every: epochs between checkpoints (the last epoch is always saved).
-      keep_checkpoints: checkpoints kept by the manager.
-      max_steps_per_epoch: cap on the steps of an epoch (0: all batches).
-      early_stopping_patience: stop after this many epochs without improvement of the monitored metric (0: off).
-      early_stopping_metric: one of :data:`MONITORS` (``val_*`` needs ``val_source``).
       hparams: hyperparameters for TensorBoard's hparams plugin.
-      seed: seed of the host-side randomness (pair mining), combined with epoch and position.
       stop_requested: polled after every step (e.g. a preemption-signal flag); when it is True on any rank, all
         ranks stop after that same step and the writer saves a checkpoint with the data position.
       on_ready: called once variables are built, restored and broadcast, before the first step.
-      stop_after_steps: end this call after this many steps, saving a checkpoint with the data position (for
-        time-limited jobs and resume tests).
       loss_scale: float16 dynamic loss scale (saved in the checkpoint).
-      log_every: steps between per-step TensorBoard scalars.
+      **changes: :class:`FitOptions` fields to change (``epochs=3``), for tests and benchmarks.
 
     Returns:
       A :class:`FitResult`.
 
     Raises:
-      ConfigError: bad arguments (unknown monitor, ``val_*`` monitor without ``val_source``, empty source).
+      ConfigError: bad options (unknown option or monitor, ``val_*`` monitor without ``val_source``, empty source).
       CheckpointError: the latest checkpoint does not fit the model.
     """
+    opt = (options or FitOptions.from_config()).replace(**changes)
     backend = backend or SingleBackend()
-    if early_stopping_metric not in MONITORS:
-        raise ConfigError(f"early_stopping_metric must be one of {sorted(MONITORS)} (got {early_stopping_metric!r})")
-    if early_stopping_patience and early_stopping_metric.startswith("val_") and val_source is None:
-        raise ConfigError(f"early stopping on {early_stopping_metric} needs a validation source")
+    if opt.early_stopping_metric not in MONITORS:
+        raise ConfigError(f"early_stopping_metric must be one of {sorted(MONITORS)} "
+                          f"(got {opt.early_stopping_metric!r})")
+    if opt.early_stopping_patience and opt.early_stopping_metric.startswith("val_") and val_source is None:
+        raise ConfigError(f"early stopping on {opt.early_stopping_metric} needs a validation source")
     steps = StepFunctions(model, task, optimizer, backend, loss_scale=loss_scale)
     state = _TrainState()
 
@@ -240,43 +289,27 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
     ckpt_objects = {"model": model, "optimizer": optimizer, "state": state}
     if loss_scale is not None:
         ckpt_objects["loss_scale"] = loss_scale
-    checkpoint = tf.train.Checkpoint(**ckpt_objects)
-    manager = None
-    restored_from = None
-    if run_dir is not None:
-        manager = tf.train.CheckpointManager(checkpoint, str(run_dir.checkpoints), max_to_keep=keep_checkpoints)
-        latest = tf.train.latest_checkpoint(str(run_dir.checkpoints))
-        if latest:
-            restore(checkpoint, latest, "this model", partial=False)
-            restored_from = latest
-            log.info("resumed from %s (epoch %d, position %d, step %d)", latest, int(state.epoch),
-                     int(state.position), int(optimizer.iterations.numpy()))
+    checkpoint = TrainingCheckpoint(ckpt_objects, None if run_dir is None else run_dir.checkpoints,
+                                    opt.keep_checkpoints, backend)
+    restored_from = checkpoint.restore_latest()
+    if restored_from:
+        log.info("resumed from %s (epoch %d, position %d, step %d)", restored_from, int(state.epoch),
+                 int(state.position), int(optimizer.iterations.numpy()))
     backend.broadcast(steps.variables + list(state.variables))
     if on_ready is not None:
         on_ready()
+    summaries = Summaries(None if run_dir is None else run_dir.tensorboard, backend.is_writer, opt.log_every)
+    if restored_from is None:
+        summaries.hparams(hparams)
 
-    writer = None
-    if run_dir is not None and backend.is_writer:
-        writer = tf.summary.create_file_writer(str(run_dir.tensorboard))
-        if hparams and restored_from is None:
-            from tensorboard.plugins.hparams import api as hp
-
-            with writer.as_default():
-                hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
-
-    def save() -> None:
-        if manager is not None and backend.is_writer:
-            manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
-        backend.barrier()
-
-    higher_better = MONITORS[early_stopping_metric]
+    higher_better = MONITORS[opt.early_stopping_metric]
     result = FitResult(history=[], step_losses=[], steps=int(optimizer.iterations.numpy()), epoch=int(state.epoch),
                        restored_from=restored_from)
     done_this_call = 0
-    while int(state.epoch) < epochs:
+    while int(state.epoch) < opt.epochs:
         epoch = int(state.epoch)
         n = train_source.num_batches(epoch)
-        n = backend.agree_steps(min(n, max_steps_per_epoch) if max_steps_per_epoch else n)
+        n = backend.agree_steps(min(n, opt.max_steps_per_epoch) if opt.max_steps_per_epoch else n)
         start = int(state.position)
         sums = np.zeros(5, np.float64)  # loss_sum, weight_sum, graphs, edges, steps
         counts = Counts()
@@ -286,7 +319,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
             if i >= n:
                 break
             graphs, edges = task.throughput(batch)
-            batch = _prepare(task, batch, steps.forward, [seed, epoch, i], backend.local_replicas)
+            batch = _prepare(task, batch, steps.forward, [opt.seed, epoch, i], backend.local_replicas)
             t0 = time.perf_counter()
             out = steps.train(batch)
             step_time += time.perf_counter() - t0
@@ -296,18 +329,14 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
             state.position.assign(i + 1)
             done_this_call += 1
             step = int(optimizer.iterations.numpy())
-            if writer is not None and (step % log_every == 0):
-                with writer.as_default(step=step):
-                    tf.summary.scalar("step/loss", float(out["loss"]))
-                    tf.summary.scalar("step/learning_rate", float(out["lr"]))
-            stop_now = stop_after_steps is not None and done_this_call >= stop_after_steps
+            summaries.step(step, float(out["loss"]), float(out["lr"]))
+            stop_now = opt.stop_after_steps is not None and done_this_call >= opt.stop_after_steps
             if stop_requested is not None:  # a preemption signal on any rank stops every rank at this step
                 stop_now = bool(backend.host_max(np.array([stop_now or stop_requested()], np.int64))[0])
             if stop_now:
-                save()
+                checkpoint.save(step)
                 result.steps, result.epoch, result.interrupted = step, epoch, True
-                if writer is not None:
-                    writer.flush()
+                summaries.flush()
                 return result
         wall = time.perf_counter() - t_epoch
         record = {"epoch": epoch, "step": int(optimizer.iterations.numpy()), "learning_rate": float(optimizer.lr()),
@@ -322,39 +351,31 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, *,
 
         # early stopping on the monitored metric
         stop = False
-        value = record.get(early_stopping_metric, math.nan)
+        value = record.get(opt.early_stopping_metric, math.nan)
         best = float(state.best)
         if math.isfinite(value) and (math.isnan(best) or (value > best if higher_better else value < best)):
             state.best.assign(value)
             state.bad_epochs.assign(0)
         else:
             state.bad_epochs.assign_add(1)
-            stop = bool(early_stopping_patience) and int(state.bad_epochs) >= early_stopping_patience
-        record["best_" + early_stopping_metric] = float(state.best)
+            stop = bool(opt.early_stopping_patience) and int(state.bad_epochs) >= opt.early_stopping_patience
+        record["best_" + opt.early_stopping_metric] = float(state.best)
         result.history.append(record)
         if run_dir is not None:
             run_dir.log_metrics(record)
-        if writer is not None:
-            with writer.as_default(step=int(optimizer.iterations.numpy())):
-                for key in ("loss", "efficiency", "purity", "f1", "learning_rate", "graphs_per_s", "edges_per_s",
-                            "step_time_s", "step_time_s_max", "imbalance", "epoch_time_s", "val_loss", "val_efficiency",
-                            "val_purity", "val_f1"):
-                    if key in record and record[key] is not None and math.isfinite(record[key]):
-                        tf.summary.scalar(f"epoch/{key}", record[key])
-            writer.flush()
+        summaries.epoch(int(optimizer.iterations.numpy()), record)
         log.info("epoch %d: loss %.4f eff %.4f pur %.4f%s", epoch, record["loss"], record["efficiency"],
                  record["purity"], f" | val loss {record['val_loss']:.4f} eff {record['val_efficiency']:.4f} "
                  f"pur {record['val_purity']:.4f}" if val_source is not None else "")
         state.epoch.assign(epoch + 1)
         state.position.assign(0)
-        if stop or (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
-            save()
+        if stop or (epoch + 1) % opt.checkpoint_every == 0 or epoch + 1 == opt.epochs:
+            checkpoint.save(int(optimizer.iterations.numpy()))
         if stop:
             result.stopped_early = True
             break
     result.steps, result.epoch = int(optimizer.iterations.numpy()), int(state.epoch)
-    if writer is not None:
-        writer.flush()
+    summaries.flush()
     return result
 
 
@@ -415,9 +436,7 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
                "replicas": backend.num_replicas, "backend": backend.name,
                "mixed_precision": tc.mixed_precision, "checkpoint_steps": tc.checkpoint_steps,
                **{f"{tc.model}.{k}": v for k, v in getattr(cfg.model, tc.model).model_dump().items()}}
-    return fit(model, task, optimizer, train_source, val_source=val_source, backend=backend, epochs=tc.epochs,
-               run_dir=run_dir, checkpoint_every=tc.checkpoint_every, keep_checkpoints=tc.keep_checkpoints,
-               max_steps_per_epoch=tc.max_steps_per_epoch, early_stopping_patience=tc.early_stopping_patience,
-               early_stopping_metric=tc.early_stopping_metric, hparams=hparams, seed=cfg.run.seed,
-               stop_after_steps=stop_after_steps, stop_requested=stop_requested, loss_scale=loss_scale,
-               log_every=tc.log_every, on_ready=lambda: run_dir.save_config(cfg))
+    options = FitOptions.from_config(cfg, stop_after_steps=stop_after_steps)
+    return fit(model, task, optimizer, train_source, options, val_source=val_source, backend=backend,
+               run_dir=run_dir, hparams=hparams, stop_requested=stop_requested, loss_scale=loss_scale,
+               on_ready=lambda: run_dir.save_config(cfg))
