@@ -222,12 +222,13 @@ class TrainingCheckpoint:
         """Restores the folder's latest checkpoint, if there is one; returns its prefix or None.
 
         Raises:
-          CheckpointError: the latest checkpoint's index is missing, its data is damaged or truncated, or it does
-            not fit the objects (every object must match).
+          CheckpointError: the checkpoint does not fit the objects (every object must match).
         """
+        import tensorflow as tf
+
         if self.folder is None:
             return None
-        latest = _latest(self.folder)
+        latest = tf.train.latest_checkpoint(self.folder)
         if latest:
             restore(self.checkpoint, latest, "this model", partial=False)
         return latest
