@@ -1,8 +1,8 @@
 """One rank of a distributed-correctness run; started by horovodrun, mpirun, or as a tf.distribute worker.
 
 Usage: python worker.py SPEC_JSON, where SPEC_JSON holds ``backend``, ``shards``, ``out``, ``graphs_per_step``,
-``epochs``, ``model`` and optional ``uneven`` (every rank gets ``rank + 2`` in-memory batches instead of shards)
-and ``local_replicas`` (tf.distribute replicas in this process; on a CPU, logical devices).
+``epochs``, ``model`` and optional ``uneven`` (every rank gets ``rank + 2`` in-memory batches instead of shards),
+``overrides`` (more ``--set`` strings, e.g. ``model.gnn.kind=attention``) and ``local_replicas`` (tf.distribute replicas in this process; on a CPU, logical devices).
 Each rank writes ``<out>/rank<R>.npz`` with its trained variables, its epoch losses and the agreed step count;
 with several local replicas also every replica's copy of every variable (``replica<i>_var<j>``).
 """
@@ -27,7 +27,7 @@ spec = json.loads(sys.argv[1])
 backend = make_backend(spec["backend"], spec.get("local_replicas", 0))
 cfg = load_config(None, ["model.gnn.hidden=16", "model.gnn.steps=2", "model.filter.hidden=16",
                          f"data.shards_dir={spec['shards']}", f"train.graphs_per_step={spec['graphs_per_step']}",
-                         "run.seed=0"])
+                         "run.seed=0"] + spec.get("overrides", []))
 if spec.get("uneven"):
     source = InMemorySource([random_graph(40, 120, 3, seed=i) for i in range(backend.rank + 2)], shuffle=False)
 else:

@@ -90,7 +90,7 @@ def test_attention_aggregate_by_hand():
                          [0.0, 0.0]])                      # padding row: attention 0
     np.testing.assert_allclose(out, expected)
     # unit attention: the plain neighbour sum
-    ones = attention_aggregate(v, tf.ones([4]), senders, receivers, tf.constant(3), tf.argsort(receivers)).numpy()
+    ones = attention_aggregate(v, tf.ones([4]), senders, receivers, tf.constant(3)).numpy()
     np.testing.assert_allclose(ones[:3], [[0, 0], [4, 3], [0, 2]])
 
 
@@ -148,10 +148,10 @@ def test_training_steps_reduce_the_loss():
     steps = StepFunctions(AttentionGNN(hidden=16, layers=2, steps=3), EdgeTask(), Adam(3e-3), SingleBackend())
     steps.build(batch)
     first = steps.train(batch)
-    for _ in range(60):
+    for _ in range(30):
         out = steps.train(batch)
     assert first["loss"] > 0.3
-    assert out["loss"] < 0.5 * first["loss"]
+    assert out["loss"] < 0.6 * first["loss"]
     assert steps.trace_counts["train"] == 1
 
 

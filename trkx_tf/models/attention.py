@@ -23,10 +23,11 @@ node network are ``[H] * layers`` (the last a plain ``Linear``), with LayerNorm;
 :class:`~trkx_tf.models.layers.MLP`. With ``all_steps`` the edge logits after every step are returned: the
 logits after step ``t < T`` are exactly the attention logits of step ``t + 1``, so they cost nothing extra.
 
-Why it needs less memory than the IN: the IN keeps an ``[E, H]`` edge latent and an ``[E, H]`` message per step,
-the AGNN keeps only ``[E]`` attention weights between steps; its per-edge work is the edge network (on node
-projections gathered onto the edges, :class:`~trkx_tf.models.layers.MultiLinear`) and the weighted gather of the
-neighbours' latents. Measured against the IN in ``benchmarks/agnn_vs_in.py``.
+Between steps only ``[E]`` attention weights and ``[N, H]`` node latents are carried (the IN carries ``[E, H]``
+edge latents); the aggregation is a sparse ``[N, N] x [N, H]`` product (:func:`attention_aggregate`), which keeps
+no ``[E, H]`` tensor for the backward pass. The per-edge work and memory is the edge network (on node
+projections gathered onto the edges, :class:`~trkx_tf.models.layers.MultiLinear`), whose activations the backward
+pass keeps for every step unless ``recompute``. Measured against the IN in ``benchmarks/agnn_vs_in.py``.
 
 Padding
 -------
@@ -48,15 +49,20 @@ import sonnet as snt
 import tensorflow as tf
 
 from trkx_tf.errors import ConfigError
-from trkx_tf.models.graph import check_batch, gather_rows, masked_segment_ids, segment_sum
+from trkx_tf.models.graph import check_batch, gather_rows, masked_segment_ids
 from trkx_tf.models.layers import MLP, as_compute_dtype
 
 _AGGREGATIONS = ("receivers", "both")
 
 
 def attention_aggregate(v: tf.Tensor, attention: tf.Tensor, gather_ids: tf.Tensor, segment_ids: tf.Tensor,
-                        num_nodes: tf.Tensor, order: Optional[tf.Tensor] = None) -> tf.Tensor:
+                        num_nodes: tf.Tensor) -> tf.Tensor:
     """``m_i = sum over edges e with segment_ids[e] == i of attention[e] * v[gather_ids[e]]``.
+
+    Computed as ``A @ v`` with ``A`` the sparse [N + 1, N + 1] attention matrix (``A[segment_ids[e],
+    gather_ids[e]] = attention[e]``): neither the forward nor the backward pass keeps an [E, H] tensor between
+    steps (the gradient of the attention values is formed on the fly), which is what makes the AGNN lighter than a
+    gather-multiply-sum.
 
     Args:
       v: [N + 1, H] node latents (row N is the padding row).
@@ -64,13 +70,14 @@ def attention_aggregate(v: tf.Tensor, attention: tf.Tensor, gather_ids: tf.Tenso
       gather_ids: [E] int32, the node whose latent an edge carries (the other end), in ``[0, N]``.
       segment_ids: [E] int32 from :func:`~trkx_tf.models.graph.masked_segment_ids`, in ``[0, N]``.
       num_nodes: scalar int32, N.
-      order: optional [E] permutation sorting ``segment_ids`` (faster sums on CPUs).
 
     Returns:
       [N + 1, H] float32; row N collects the padded edges and is never read by a real edge.
     """
-    messages = gather_rows(v, gather_ids) * tf.cast(attention, tf.float32)[:, None]
-    return segment_sum(messages, segment_ids, num_nodes, order, keep_padding_row=True)
+    rows = tf.cast(num_nodes, tf.int64) + 1
+    indices = tf.stack([tf.cast(segment_ids, tf.int64), tf.cast(gather_ids, tf.int64)], 1)
+    matrix = tf.sparse.SparseTensor(indices, tf.cast(attention, tf.float32), tf.stack([rows, rows]))
+    return tf.sparse.sparse_dense_matmul(matrix, tf.cast(v, tf.float32))
 
 
 class AttentionGNN(snt.Module):
@@ -90,7 +97,8 @@ class AttentionGNN(snt.Module):
       recompute: gradient checkpointing of each message-passing step (``tf.recompute_grad``).
       compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (variables stay float32).
       edge_features: the edge network also takes ``batch["edges"]`` [E, D] (the batch must then carry it).
-      sort_edges: sum the receivers' messages in receiver order (same result, faster on CPUs).
+      sort_edges: process the edges in receiver order internally (same result; the gathers and the sparse
+        products walk memory in order).
       name: module name.
 
     Raises:
@@ -169,12 +177,16 @@ class AttentionGNN(snt.Module):
         # one extra node row, N, for the padded edges (as in the IN): node tensors keep N + 1 rows throughout
         x = tf.concat([x, tf.zeros([1, x.shape[-1]], tf.float32)], 0)
         edge_mask = batch["edge_mask"]
-        real = tf.cast(edge_mask > 0, tf.float32)
         seg_r = masked_segment_ids(batch["receivers"], edge_mask, n)
         seg_s = masked_segment_ids(batch["senders"], edge_mask, n)
         edge_x = tf.cast(batch["edges"], tf.float32) if self.edge_features else None
-        order_r = tf.argsort(seg_r, stable=True) if self.sort_edges else None
-        order_s = tf.argsort(seg_s, stable=True) if (self.sort_edges and self.aggregation == "both") else None
+        inverse = None
+        if self.sort_edges:  # only [E] vectors are permuted; the outputs are put back at the end
+            order = tf.argsort(seg_r, stable=True)
+            inverse = tf.math.invert_permutation(order)
+            seg_r, seg_s, edge_mask = tf.gather(seg_r, order), tf.gather(seg_s, order), tf.gather(edge_mask, order)
+            edge_x = tf.gather(edge_x, order) if edge_x is not None else None
+        real = tf.cast(edge_mask > 0, tf.float32)
         self._build(x.shape[-1], edge_x.shape[-1] if edge_x is not None else 0)
         net, node = self.edge_net, self.node_net
         both = self.aggregation == "both"
@@ -192,9 +204,9 @@ class AttentionGNN(snt.Module):
             """One step: attention from ``att_logits``, aggregation, residual node update; returns the next v
             and its edge logits (the next step's attention logits)."""
             att = tf.sigmoid(att_logits) * real
-            aggs = [attention_aggregate(v, att, seg_s, seg_r, n, order_r)]
+            aggs = [attention_aggregate(v, att, seg_s, seg_r, n)]
             if both:
-                aggs.append(attention_aggregate(v, att, seg_r, seg_s, n, order_s))
+                aggs.append(attention_aggregate(v, att, seg_r, seg_s, n))
             v_next = v + node([tf.cast(a, self.compute_dtype) for a in aggs] + [v])
             return v_next, edge_logits(v_next)
 
@@ -206,4 +218,7 @@ class AttentionGNN(snt.Module):
             attention.append(tf.sigmoid(out) * real)
             v, out = run_step(v, out)
             logits.append(out)
-        return tf.stack(logits, 0), tf.stack(attention, 0)
+        logits, attention = tf.stack(logits, 0), tf.stack(attention, 0)
+        if inverse is not None:
+            logits, attention = tf.gather(logits, inverse, axis=1), tf.gather(attention, inverse, axis=1)
+        return logits, attention
