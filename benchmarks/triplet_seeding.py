@@ -2,13 +2,15 @@
 
 Input: TrackML events with truth and the edges files that ``trkx-infer`` wrote for them
 (``event<ID>-edges.npz``: every candidate edge with its GNN score). Per event the doublets with GNN score
->= ``--doublet-threshold`` become the nodes of the triplet graph (:mod:`trkx_tf.graphs.triplets`), timed; the
+>= ``--doublet-threshold`` become the nodes of the triplet graph (:mod:`trkx_tf.graphs.triplets`), timed. The
 triplet classifier is ``model.triplet`` (the edge-filter MLP, :class:`~trkx_tf.models.filter.EdgeFilter` with
-edge features, built by the registry) on the triplet graph, trained with the toolkit's loop (:func:`trkx_tf.train.loop.fit`: single, ``horovodrun`` or
-tf.distribute, as ``--backend`` says; each rank takes every size-th chunk of triplets); the seed threshold is
-chosen on the validation events (the highest one whose seed efficiency is >= ``--target``), then the test events
-are scored at it (:mod:`trkx_tf.reco.seeds`). Labels: a doublet is true when its two hits belong to one particle,
-a triplet when both doublets are true (then all three hits are one particle's: the seed purity's definition).
+edge features, built by the registry) on the triplet graph, trained with the toolkit's loop
+(:func:`trkx_tf.train.loop.fit`: single, ``horovodrun`` or tf.distribute, as ``--backend`` says; each rank takes
+every size-th chunk of triplets). The seed threshold is chosen on the validation events (the highest one whose
+seed efficiency is >= ``--target``, or ``--target`` x the efficiency of every triplet with ``--relative``), then
+the test events are scored at it (:mod:`trkx_tf.reco.seeds`). Labels: a doublet is true when its two hits belong
+to one particle, a triplet when both doublets are true (then all three hits are one particle's: the seed purity's
+definition).
 
 Why the MLP and not a GNN on the triplet graph: a triplet's own features (curvature, d0, the kink between its
 doublets, z0) and its two doublets' GNN scores, which already carry the hit graph's context, decide most triplets;
@@ -17,9 +19,11 @@ and is the model the toolkit already trains and tests. The triplet batch is an o
 IN or the AGNN can train on it unchanged (``--model gnn``) where the MLP falls short. ``--run-dir`` keeps the
 checkpoints that ``trkx-infer --seeds --seed-ckpt <run-dir>/checkpoints`` uses (with the same ``--set``).
 
-    python benchmarks/triplet_seeding.py --events-dir data/seeds/mu200-train --edges-dir runs/seeds-infer/mu200-train \
-        --train 300 301 302 --val 303 --test-events-dir data/seeds/mu200-test \
-        --test-edges-dir runs/seeds-infer/mu200-test --test 310 311
+    python benchmarks/triplet_seeding.py --events-dir data/seeds/mu200-train \
+        --edges-dir runs/seeds-infer/mu200-train --train 300 301 302 --val 303 \
+        --test-events-dir data/seeds/mu200-test --test-edges-dir runs/seeds-infer/mu200-test --test 310 311 \
+        --extra ../shared/trackml runs/seeds-infer/event1000 1000 --doublet-threshold 0.1 --epochs 30 \
+        --steps-per-epoch 24 --relative --run-dir runs/seeds-triplet      # docs/agnn_and_seeding.md
 """
 
 from __future__ import annotations
@@ -189,8 +193,8 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
     for h in result.history:
         log(f"epoch {h.get('epoch')}: loss {h.get('loss'):.4f} val_loss {h.get('val_loss', float('nan')):.4f} "
-            f"val efficiency {h.get('val_efficiency', float('nan')):.4f} purity {h.get('val_purity', float('nan')):.4f}",
-            flush=True)
+            f"val efficiency {h.get('val_efficiency', float('nan')):.4f} "
+            f"purity {h.get('val_purity', float('nan')):.4f}", flush=True)
     if not backend.is_writer:
         return 0
     log(f"training: {result.steps} steps in {train_s:.0f} s ({len(train_chunks)} chunks of {args.chunk} triplets)")

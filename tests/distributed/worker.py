@@ -2,7 +2,8 @@
 
 Usage: python worker.py SPEC_JSON, where SPEC_JSON holds ``backend``, ``shards``, ``out``, ``graphs_per_step``,
 ``epochs``, ``model`` and optional ``uneven`` (every rank gets ``rank + 2`` in-memory batches instead of shards),
-``overrides`` (more ``--set`` strings, e.g. ``model.gnn.kind=attention``) and ``local_replicas`` (tf.distribute replicas in this process; on a CPU, logical devices).
+``overrides`` (more ``--set`` strings, e.g. ``model.gnn.kind=attention``) and ``local_replicas`` (tf.distribute
+replicas in this process; on a CPU, logical devices).
 Each rank writes ``<out>/rank<R>.npz`` with its trained variables, its epoch losses and the agreed step count;
 with several local replicas also every replica's copy of every variable (``replica<i>_var<j>``).
 """
