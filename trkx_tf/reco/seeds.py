@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Optional, Sequence
+
 import numpy as np
 import pandas as pd
 
