@@ -132,6 +132,7 @@ class GraphConfig(Section):
     # auto: an event's full truth, else its partial truth as masked labels (unknown edges weigh 0), else none;
     # masked: masked labels for every event (a full truth is first cut to a partial one by the labelled rules)
     labels: Literal["auto", "masked"] = "auto"
+    unlabelled: Literal["refuse", "skip"] = "refuse"  # an event with neither truth nor partial truth: exit 2, or drop it
     module_map: ModuleMapConfig = ModuleMapConfig()
     embedding: EmbeddingGraphConfig = EmbeddingGraphConfig()
     sectors: SectorConfig = SectorConfig()
@@ -356,6 +357,43 @@ class PipelineConfig(Section):
     set: dict[str, tuple[str, ...]] = {}  # stage name -> extra KEY=VALUE overrides of that stage's command
 
 
+class StudyModelConfig(Section):
+    """A trained model set of ``trkx-study systematics``: a config that names its checkpoints, module map and
+    thresholds (``infer.*``), with its graph, model and eval sections."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # in the tables and folder names
+    config: Optional[str] = None  # its config file; None: the study's own config
+    set: tuple[str, ...] = ()  # KEY=VALUE overrides of it
+    set_file: Optional[str] = None  # YAML of KEY: value overrides applied last (trkx-pipeline's thresholds.yaml)
+
+
+class SystematicsConfig(Section):
+    """``trkx-study systematics``: the Exa.TrkX paper's robustness studies (noise, pile-up, misalignment) and a field
+    error, on simulated test events and on variants of a real event (docs/systematics.md)."""
+
+    out_dir: str = "studies/systematics/run"  # study.md, results.json, plots/
+    work_dir: str = "data/systematics"  # the study's events, submissions and evaluations (large)
+    studies: tuple[Literal["noise", "pileup", "misalignment", "field", "real"], ...] = (
+        "noise", "pileup", "misalignment", "field", "real")
+    events: int = Field(2, ge=1)  # simulated test events per point
+    first_event: int = Field(100000, ge=0)  # their ids, away from the training ids; every point: the same collisions
+    seed: int = Field(22, ge=0)
+    pileup: Optional[float] = Field(None, ge=0.0, le=1800.0)  # μ of the other points; None: simulate.pileup
+    noise_fraction: Optional[float] = Field(None, ge=0.0, lt=1.0)  # of the other points; None: simulate.noise_fraction
+    noise_fractions: tuple[float, ...] = (0.0, 0.04, 0.08, 0.12, 0.16, 0.20)  # the paper's Table 1
+    pileups: tuple[float, ...] = (50.0, 100.0, 150.0, 200.0, 250.0, 300.0)  # the paper's Figure 6 range
+    shifts: tuple[float, ...] = (0.1, 0.5, 1.0)  # mm along x, of each group of shift_layers
+    shift_layers: tuple[tuple[tuple[int, int], ...], ...] = (((8, 2),), ((8, 2), (8, 4), (8, 6), (8, 8)))  # (volume,
+    #   layer) groups: the innermost barrel layer; the four innermost (pixel barrel) layers
+    field_errors: tuple[float, ...] = (-0.01, -0.001, 0.001, 0.01)  # simulated field / assumed one - 1
+    models: tuple[StudyModelConfig, ...] = ()  # the first runs every study, the others noise only; empty: this config
+    real_dir: Optional[str] = None  # the real test event's folder; None: no real-event variants
+    real_event: int = Field(1000, ge=0)  # only reconstructed and scored, never trained on
+    real_noise_fractions: tuple[float, ...] = (0.20, 0.25)  # noise hits added up to these fractions (its own: ~0.146)
+    real_shift: float = 1.0  # mm along x, of the first group of shift_layers, in the real event
+    workers: int = Field(0, ge=0)  # simulation processes; 0: one per CPU core
+
+
 class Config(Section):
     """The whole toolkit's configuration."""
 
@@ -370,6 +408,7 @@ class Config(Section):
     infer: InferConfig = InferConfig()
     eval: EvalConfig = EvalConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    systematics: SystematicsConfig = SystematicsConfig()
 
 
 # ------------------------------------------------------------------------------------------------- loading
@@ -405,6 +444,25 @@ def _format_error(exc: ValidationError, source: str) -> str:
     return f"{source}: {key}: {err['msg']} (got {got!r}){more}"
 
 
+def _refuse_duplicate_keys(node, source: str, where: str = "") -> None:
+    """Raises ConfigError for a key that appears twice in one mapping of a composed YAML document (PyYAML keeps
+    the last one silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) and key.value != "<<" else None  # "<<": a merge
+            dotted = f"{where}.{name}" if where else str(name)
+            if name is not None and name in seen:
+                raise ConfigError(f"{source}: key '{dotted}' appears twice (lines {seen[name]} and "
+                                  f"{key.start_mark.line + 1}); keep one")
+            if name is not None:
+                seen[name] = key.start_mark.line + 1
+            _refuse_duplicate_keys(value, source, dotted)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, source, where)
+
+
 def load_config(path: Optional[os.PathLike | str] = None, overrides: Sequence[str] = ()) -> Config:
     """Reads, overrides and validates a config.
 
@@ -416,7 +474,8 @@ def load_config(path: Optional[os.PathLike | str] = None, overrides: Sequence[st
       The validated, frozen :class:`Config`.
 
     Raises:
-      ConfigError: the file is missing or not YAML, a key is unknown, or a value has the wrong type or range.
+      ConfigError: the file is missing or not YAML, a key appears twice in one section, a key is unknown, or a
+        value has the wrong type or range.
         The message names the file (or ``--set``) and the dotted key.
     """
     data: dict = {}
@@ -428,6 +487,7 @@ def load_config(path: Optional[os.PathLike | str] = None, overrides: Sequence[st
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read config ({exc.strerror})") from None
         try:
+            _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)

@@ -2,12 +2,16 @@
 
 Every problem a user can cause (a bad file, a bad config key, an unknown backend, a broken checkpoint) raises a
 subclass of :class:`TrkxError`. The console scripts catch exactly this type and print its message as one line,
-then exit with status 2; anything else is a bug and keeps its traceback.
+then exit with the error's ``exit_status``: 2 (bad input) for all but :class:`TrainingError`, 3 (training
+failed); anything else is a bug and keeps its traceback.
 """
 
 
 class TrkxError(Exception):
     """Base class of every documented trkx-tf error; its message is one line that says what to do."""
+
+    #: the console scripts' exit status for this error: 2, bad input
+    exit_status = 2
 
 
 class ConfigError(TrkxError):
@@ -28,6 +32,16 @@ class CheckpointError(TrkxError):
 
 class BackendError(TrkxError):
     """A distributed backend is unknown or cannot be initialised."""
+
+
+class OutputError(TrkxError):
+    """An output cannot be written where asked (the path is a file, the disk is full)."""
+
+
+class TrainingError(TrkxError):
+    """Training failed on valid input: a non-finite loss, or an epoch with no edge of non-zero weight. Exit 3."""
+
+    exit_status = 3
 
 
 class PipelineError(TrkxError):

@@ -1,5 +1,7 @@
-"""Safe output files: atomic writes (a reader sees the old file or the whole new one, never a part) and an exclusive
-lock on an output folder (one writer at a time).
+"""Safe output files: atomic writes (a reader sees the old file or the whole new one, never a part; temporary
+files get unpredictable names, made with ``O_EXCL``, and no symlink is followed), an exclusive lock on an output
+folder (one writer at a time), the checks of an output folder path, reading ``.npz`` files with one clear error,
+and the message of a full disk.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ import errno
 import fcntl
 import logging
 import os
+import struct
+import tempfile
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from trkx_tf.errors import TrkxError
+from trkx_tf.errors import OutputError, TrkxError
 
 log = logging.getLogger("trkx_tf.files")
 
@@ -21,21 +27,158 @@ class OutputLockedError(TrkxError):
     """Another process (e.g. another ``trkx-build``) is writing into the same output folder."""
 
 
-def write_text_atomic(path: os.PathLike | str, text: str) -> None:
-    """Writes ``text`` to ``path`` under a hidden temporary name beside it, then renames it into place.
+#: errors of reading a damaged ``.npz`` (a zip of ``.npy`` files): zipfile, zlib, the ``.npy`` header parser
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, struct.error,
+               NotImplementedError, UnicodeDecodeError, RuntimeError, OverflowError, MemoryError)
+
+#: errno values of a full disk or quota
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
+    """A fresh temporary file beside ``path`` for a writer that wants a file name (h5py, pandas, numpy); renamed
+    onto ``path`` when the block ends without an error, removed otherwise.
+
+    The temporary file is made by :func:`tempfile.mkstemp` in the target folder: an unpredictable name, created
+    with ``O_EXCL`` (a file or symlink already at that name is never opened, so no symlink is followed), mode 0600
+    widened to the umask's usual 0644 before the rename. The rename replaces ``path`` itself (a symlink at
+    ``path`` is replaced, not followed).
+
+    Args:
+      path: the final file.
+
+    Yields:
+      The temporary file's path (it exists, empty).
 
     Raises:
-      OSError: the folder is missing or not writable (the temporary file is removed).
+      OSError: the folder is missing or not writable, or the disk is full (the temporary file is removed).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=path.parent)
+    os.close(fd)
     try:
-        tmp.write_text(text)
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # e.g. zipfile's writes: name the file
+            exc.filename = str(path)
         raise
+
+
+def write_bytes_atomic(path: os.PathLike | str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (see :func:`atomic_path`); a reader sees the old file or all of it.
+
+    Raises:
+      OSError: the folder is missing or not writable, or the disk is full (nothing is left behind).
+    """
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_npz_atomic(path: os.PathLike | str, **arrays) -> None:
+    """``np.savez`` of ``arrays`` to ``path`` atomically (built in memory, then :func:`write_bytes_atomic`).
+
+    Raises:
+      OSError: the folder is missing or not writable, or the disk is full (nothing is left behind).
+    """
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def write_text_atomic(path: os.PathLike | str, text: str) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`).
+
+    Raises:
+      OSError: the folder is missing or not writable, or the disk is full (nothing is left behind).
+    """
+    write_bytes_atomic(path, text.encode())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_npz(path: os.PathLike | str, what: str) -> dict:
+    """Every array of an ``.npz`` file, read in full (no pickles), or one clear error for a damaged file.
+
+    ``np.savez`` stores each array with its CRC-32, which :mod:`zipfile` checks on reading: flipped data bytes
+    are caught, as are truncation (a missing central directory) and an empty file.
+
+    Args:
+      path: the ``.npz`` file.
+      what: how the message names it (e.g. ``"edges file"``, ``"module map"``).
+
+    Returns:
+      name -> array.
+
+    Raises:
+      DataError: the file is missing, empty, truncated or damaged.
+    """
+    import numpy as np
+
+    from trkx_tf.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} {path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{what} {path}: empty file (0 bytes); write it again")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            return {name: data[name] for name in data.files}
+    except _NPZ_ERRORS as exc:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise DataError(f"{what} {path}: damaged or truncated ({type(exc).__name__}: {first}); "
+                        f"write it again") from None
+
+
+def check_output_folder(path: os.PathLike | str, what: str = "--out") -> Path:
+    """Refuses an output folder path that names something other than a folder (or lies under a file).
+
+    Args:
+      path: the output folder (it need not exist).
+      what: how the message names it (the option or config key).
+
+    Returns:
+      ``path`` as a Path.
+
+    Raises:
+      OutputError: ``path`` or one of its parents exists and is not a folder.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                kind = "a file" if p.is_file() else "not a folder"
+                raise OutputError(f"{what} {path}: {p} is {kind}; give a folder (new or existing)")
+            break
+    return path
+
+
+def disk_full_message(exc: OSError) -> Optional[str]:
+    """The one-line message of a full disk or quota (None for any other OSError)."""
+    if exc.errno not in _FULL and "No space left on device" not in str(exc):
+        return None
+    where = exc.filename or "the output"
+    return (f"{where}: no space left on device ({os.strerror(exc.errno or errno.ENOSPC)}); free space or write "
+            f"elsewhere, then re-run")
 
 
 class OutputLock:

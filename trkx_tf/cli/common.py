@@ -2,9 +2,11 @@
 
 Each console script is ``main = command(build_parser, run)``: it parses, loads the config and calls one library
 function. A :class:`~trkx_tf.errors.TrkxError` becomes one line on stderr (a message that spans lines is joined)
-and exit status 2; nothing else is caught, so a bug keeps its traceback. Before parsing, the entry quiets
-TensorFlow's start-up log and chooses XLA:CPU's runtime (:func:`~trkx_tf.placement.prefer_legacy_xla_cpu_runtime`),
-the only environment writes of a command, so that importing the package changes nothing.
+and its exit status (2, bad input; 3 for :class:`~trkx_tf.errors.TrainingError`); a full disk (an ``OSError``
+ENOSPC / EDQUOT) is one line and status 2 too; nothing else is caught, so a bug keeps its traceback. Before
+parsing, the entry quiets TensorFlow's start-up log and chooses XLA:CPU's runtime
+(:func:`~trkx_tf.placement.prefer_legacy_xla_cpu_runtime`), the only environment writes of a command, so that
+importing the package changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from trkx_tf.config import Config, load_config
 from trkx_tf.errors import TrkxError
+from trkx_tf.files import disk_full_message
 from trkx_tf.placement import prefer_legacy_xla_cpu_runtime
 
 EXIT_USER_ERROR = 2
@@ -87,6 +90,13 @@ def command(
             code = run(args)
         except TrkxError as exc:
             message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+            print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
+            _quiet_after_error()
+            return int(getattr(exc, "exit_status", EXIT_USER_ERROR))
+        except OSError as exc:  # a full disk is the one OSError that is not a bug: one line too
+            message = disk_full_message(exc)
+            if message is None:
+                raise
             print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
             _quiet_after_error()
             return EXIT_USER_ERROR

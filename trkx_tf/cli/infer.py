@@ -32,10 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum, frame):
+    """SIGTERM (a job's time limit, ``kill``): unwind like Ctrl-C, so that the event being written is removed
+    whole (no partial file, no submission without its edges) and the finished events stay (exit 130)."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    import signal
+
     from trkx_tf.logs import setup_logging
     from trkx_tf.reco.pipeline import infer
 
+    signal.signal(signal.SIGTERM, _stop)
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)
     finder = None

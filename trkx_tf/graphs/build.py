@@ -73,7 +73,7 @@ LOCK_FILE = ".trkx-build.lock"
 MODULE_MAP_FILE = "module_map.npz"
 _TMP_DIR = ".tmp-build-{pid}"
 #: what a dead build may leave behind: its work folder and temporary files of atomic writes
-_STALE = re.compile(r"^(\.tmp-build-\d+|\..+\.(h5|json|yaml|npz)\.tmp\d+)$")
+_STALE = re.compile(r"^(\.tmp-build-\d+|\..+\.(h5|json|yaml|npz)\.tmp\w+)$")
 
 
 def _remove_stale(out_dir: Path) -> list[str]:
@@ -142,6 +142,45 @@ def split_real_events(event_ids: Sequence[int], train_events: int, val_events: i
         raise DataError(f"data.real: event {TEST_EVENT} is the test event; it may not be trained or selected on "
                         f"(remove it from the real events folder)")
     return {"train": ids[:train_events], "val": ids[train_events:]}
+
+
+def unlabelled_events(folder: Path, event_ids: Sequence[int], policy: str) -> set[int]:
+    """The events without labels (neither truth + particles nor a partial truth), refused or dropped.
+
+    The shards carry edge labels: an event without them would train on nothing (every label and weight 0).
+
+    Args:
+      folder: the events folder.
+      event_ids: the events to build.
+      policy: ``graph.unlabelled``: ``"refuse"`` or ``"skip"`` (drop them with a warning naming them).
+
+    Returns:
+      The ids to drop (empty unless ``policy`` is ``"skip"``).
+
+    Raises:
+      DataError: with ``"refuse"``, the first unlabelled event, naming the file that is missing.
+    """
+    from trkx_tf.trackml.io import event_prefix, find_part
+
+    unlabelled, why = [], {}
+    for e in event_ids:
+        if find_part(folder, e, "partial-truth") is not None:
+            continue
+        lacking = [p for p in ("truth", "particles") if find_part(folder, e, p) is None]
+        if lacking:
+            unlabelled.append(int(e))
+            why[int(e)] = f"{event_prefix(e)}-{lacking[0]}.csv[.gz]"
+    if not unlabelled:
+        return set()
+    if policy != "skip":
+        e = unlabelled[0]
+        more = f" ({len(unlabelled) - 1} more such event(s))" if len(unlabelled) > 1 else ""
+        raise DataError(f"{folder}: event {e} has no labels: {why[e]} is missing and there is no partial truth"
+                        f"{more}; trkx-build writes labelled graphs: add the truth, remove the event, or set "
+                        f"graph.unlabelled: skip to drop such events")
+    log.warning("graph.unlabelled=skip: dropped %d event(s) without truth or partial truth: %s", len(unlabelled),
+                ", ".join(str(e) for e in unlabelled))
+    return set(unlabelled)
 
 
 def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cfg, workers: int = 1,
@@ -251,6 +290,13 @@ def build_shards(
         missing = sorted(set(e for v in splits.values() for e in v) - set(ids))
         if missing:
             raise DataError(f"{input_dir}: event {missing[0]} of the split is not in the folder")
+    dropped = unlabelled_events(input_dir, ids if splits is None else sorted({e for v in splits.values() for e in v}),
+                                cfg.graph.unlabelled)
+    if dropped:
+        ids = [e for e in ids if e not in dropped]
+        splits = None if splits is None else {k: [e for e in v if e not in dropped] for k, v in splits.items()}
+        if not ids:
+            raise DataError(f"{input_dir}: no event with a truth or a partial truth to build labelled graphs from")
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from trkx_tf.errors import ConfigError, DataError
+from trkx_tf.files import load_npz, write_npz_atomic
 from trkx_tf.graphs.doublets import doublet_variables, module_uid, rows_in
 from trkx_tf.graphs.features import cylindrical
 from trkx_tf.graphs.truth import TruthGraph
@@ -390,37 +391,37 @@ class ModuleMap:
         """Writes the map as ``.npz`` atomically (temporary name, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         arrays = {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)}
-        with open(tmp, "wb") as f:
-            np.savez(f, version=np.int64(MODULE_MAP_VERSION), **arrays)
-        os.replace(tmp, path)
+        write_npz_atomic(path, version=np.int64(MODULE_MAP_VERSION), **arrays)
 
     @classmethod
     def load(cls, path: os.PathLike | str) -> "ModuleMap":
         """Reads a map written by :meth:`save`.
 
         Raises:
-          DataError: the file is missing, unreadable, of another version or incomplete.
+          DataError: the file is missing, empty, truncated, damaged (a CRC-32 mismatch), of another version or
+            incomplete; the message names the file.
         """
+        data = load_npz(path, "module map")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                version = int(data["version"]) if "version" in data else -1
-                if version not in (2, MODULE_MAP_VERSION):
-                    raise DataError(f"module map {path}: version {version}, expected {MODULE_MAP_VERSION}")
-                values = {f.name: data[f.name] for f in dataclasses.fields(cls)
-                          if (version == MODULE_MAP_VERSION or f.name not in ("modules", "centre"))
-                          and (f.name != "skip_layers" or f.name in data)}  # absent: saved before skip_layers
-        except DataError:
-            raise
+            version = int(data["version"]) if "version" in data and data["version"].shape == () else -1
+        except (TypeError, ValueError):
+            version = -1
+        if version not in (2, MODULE_MAP_VERSION):
+            raise DataError(f"module map {path}: version {version}, expected {MODULE_MAP_VERSION}")
+        try:
+            values = {f.name: data[f.name] for f in dataclasses.fields(cls)
+                      if (version == MODULE_MAP_VERSION or f.name not in ("modules", "centre"))
+                      and (f.name != "skip_layers" or f.name in data)}  # absent: saved before skip_layers
         except KeyError as exc:
             raise DataError(f"module map {path}: missing array {exc}") from None
-        except (OSError, ValueError) as exc:
-            raise DataError(f"module map {path}: cannot read ({exc})") from None
-        values["pt_min"] = float(values["pt_min"])
-        values["quantile"] = float(values["quantile"])
-        values["n_events"] = int(values["n_events"])
-        values["skip_layers"] = int(values.get("skip_layers", 0))
+        try:
+            values["pt_min"] = float(values["pt_min"])
+            values["quantile"] = float(values["quantile"])
+            values["n_events"] = int(values["n_events"])
+            values["skip_layers"] = int(values.get("skip_layers", 0))
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"module map {path}: unexpected content ({exc}); write it again (trkx-build)") from None
         return cls(**values)
 
 

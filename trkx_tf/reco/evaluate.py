@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from trkx_tf.errors import DataError
-from trkx_tf.files import write_text_atomic
+from trkx_tf.files import check_output_folder, write_text_atomic
 from trkx_tf.graphs.features import hit_rows
 from trkx_tf.graphs.truth import hit_particle_ids, truth_graph
 from trkx_tf.reco import metrics as M
@@ -288,7 +288,7 @@ def evaluate(
       submissions_dir: ``event<ID>-submission.csv`` files (and ``event<ID>-edges.npz``), as ``trkx-infer`` writes.
       out_dir: where ``metrics.json`` and ``plots/`` go (created).
       eval_cfg: the ``eval`` config section.
-      events: the event ids to evaluate (None: every submission).
+      events: the event ids to evaluate (None: every submission); an id given twice counts once.
       progress: show a progress bar over events (tqdm, on stderr).
 
     Returns:
@@ -301,8 +301,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    input_dir, submissions_dir, out_dir = Path(input_dir), Path(submissions_dir), Path(out_dir)
-    ids = list_submissions(submissions_dir) if events is None else sorted(int(e) for e in events)
+    input_dir, submissions_dir, out_dir = Path(input_dir), Path(submissions_dir), check_output_folder(out_dir)
+    ids = list_submissions(submissions_dir) if events is None else sorted({int(e) for e in events})
     if not ids:
         raise DataError(f"{submissions_dir}: no submissions (event<id>-submission.csv) to evaluate")
     available = set(list_events(input_dir))

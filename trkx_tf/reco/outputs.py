@@ -30,6 +30,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from trkx_tf.errors import DataError
+from trkx_tf.files import load_npz, write_npz_atomic
 from trkx_tf.trackml.io import event_ids_with, event_prefix, find_part
 
 TIMINGS_FILE = "timings.json"
@@ -98,31 +99,29 @@ def write_edges(path: os.PathLike | str, edges: StageEdges) -> None:
         if key != "stages" and value.shape != (n,):
             raise DataError(f"{path.name}: {key} has shape {list(value.shape)}, expected [{n}]")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    write_npz_atomic(path, **arrays)
 
 
 def read_edges(path: os.PathLike | str) -> StageEdges:
     """Reads an edges file written by :func:`write_edges`.
 
     Raises:
-      DataError: the file is missing, unreadable or inconsistent.
+      DataError: the file is missing, empty, truncated, damaged (a CRC-32 mismatch) or inconsistent; the message
+        names the file.
     """
     path = Path(path)
+    data = load_npz(path, "edges file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            stages = [str(s) for s in data["stages"]]
-            senders, receivers = data["senders"].astype(np.int64), data["receivers"].astype(np.int64)
-            keep = {s: data[f"keep_{s}"].astype(bool) for s in stages}
-            scores = {s: data[f"score_{s}"] for s in stages if f"score_{s}" in data}
+        stages = [str(s) for s in data["stages"]]
+        senders, receivers = data["senders"].astype(np.int64), data["receivers"].astype(np.int64)
+        keep = {s: data[f"keep_{s}"].astype(bool) for s in stages}
+        scores = {s: data[f"score_{s}"] for s in stages if f"score_{s}" in data}
     except KeyError as exc:
-        raise DataError(f"{path}: edges file lacks array {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read edges file ({exc.__class__.__name__}: {exc})") from None
+        raise DataError(f"edges file {path}: lacks array {exc}; write it again (trkx-infer)") from None
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"edges file {path}: unexpected content ({exc}); write it again (trkx-infer)") from None
     n = len(senders)
     for name, arr in [("receivers", receivers)] + [(f"keep_{k}", v) for k, v in keep.items()]:
         if arr.shape != (n,):
-            raise DataError(f"{path.name}: {name} has shape {list(arr.shape)}, expected [{n}]")
+            raise DataError(f"edges file {path}: {name} has shape {list(arr.shape)}, expected [{n}]")
     return StageEdges(senders, receivers, keep, scores)

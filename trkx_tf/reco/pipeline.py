@@ -33,7 +33,7 @@ import numpy as np
 
 from trkx_tf.config import GraphConfig
 from trkx_tf.errors import ConfigError, DataError
-from trkx_tf.files import write_text_atomic
+from trkx_tf.files import check_output_folder, write_text_atomic
 from trkx_tf.graphs.candidates import EdgeBuilder, make_builder
 from trkx_tf.graphs.module_map import ModuleMap
 from trkx_tf.graphs.features import cylindrical, feature_names, hit_features, uses_cells
@@ -242,6 +242,40 @@ class InferSummary:
         return "\n".join(lines)
 
 
+def _infer_event(cfg, pipeline: Pipeline, input_dir: Path, out_dir: Path, event_id: int) -> dict:
+    """Reconstructs one event and writes its submission (and edges): its record for ``timings.json``.
+
+    The hits are validated as trkx-build and trkx-eval validate them (:func:`trkx_tf.trackml.io.validate_event`).
+    The output folder is created here, once an event is ready to be written.
+    """
+    from trkx_tf.trackml.io import read_event
+
+    t0 = time.perf_counter()
+    event = read_event(input_dir, event_id, parts=pipeline.parts)
+    if pipeline.with_cells and event.cells is None:
+        raise DataError(f"event {event_id}: the model uses cell features but the event has no cells file")
+    result = pipeline.run(event, load_seconds=time.perf_counter() - t0)
+    t = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    submission = submission_path(out_dir, event_id)
+    try:
+        write_submission(submission, submission_frame(event_id, result.hit_id, result.track_id))
+        if cfg.infer.save_edges:
+            write_edges(edges_path(out_dir, event_id), result.edges)
+    except BaseException:  # an event's outputs are written together or not at all (a full disk, SIGTERM)
+        submission.unlink(missing_ok=True)
+        raise
+    result.seconds["writing"] = time.perf_counter() - t
+    result.seconds["total"] = time.perf_counter() - t0
+    sizes = np.bincount(result.track_id)
+    return {
+        "event_id": event_id, "n_hits": len(result.hit_id),
+        "n_edges": {k: int(v.sum()) for k, v in result.edges.keep.items()},
+        "n_tracks": result.n_tracks, "n_tracks_5": int((sizes >= 5).sum()),
+        "seconds": {k: round(v, 6) for k, v in result.seconds.items()},
+    }
+
+
 def infer(
     cfg,
     input_dir: os.PathLike | str,
@@ -274,11 +308,11 @@ def infer(
     """
     from tqdm import tqdm
 
-    from trkx_tf.trackml.io import list_events, read_event
+    from trkx_tf.trackml.io import list_events
 
-    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    input_dir, out_dir = Path(input_dir), check_output_folder(out_dir)
     available = list_events(input_dir)
-    ids = available if events is None else sorted(int(e) for e in events)
+    ids = available if events is None else sorted({int(e) for e in events})
     if not ids:
         raise DataError(f"{input_dir}: no events (event<id>-hits.csv[.gz]) found")
     missing = sorted(set(ids) - set(available))
@@ -290,28 +324,18 @@ def infer(
         pipeline = make_pipeline(cfg, with_cells=with_cells, filter_ckpt=filter_ckpt, gnn_ckpt=gnn_ckpt,
                                  module_map=module_map)
         warm_up(pipeline, len(feature_names(with_cells)))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
     records = []
-    for event_id in tqdm(ids, desc="infer: events", unit="ev", disable=not progress, dynamic_ncols=True):
-        t0 = time.perf_counter()
-        event = read_event(input_dir, event_id, parts=pipeline.parts, validate=False)
-        if pipeline.with_cells and event.cells is None:
-            raise DataError(f"event {event_id}: the model uses cell features but the event has no cells file")
-        result = pipeline.run(event, load_seconds=time.perf_counter() - t0)
-        t = time.perf_counter()
-        write_submission(submission_path(out_dir, event_id),
-                         submission_frame(event_id, result.hit_id, result.track_id))
-        if cfg.infer.save_edges:
-            write_edges(edges_path(out_dir, event_id), result.edges)
-        result.seconds["writing"] = time.perf_counter() - t
-        result.seconds["total"] = time.perf_counter() - t0
-        sizes = np.bincount(result.track_id)
-        records.append({
-            "event_id": event_id, "n_hits": len(result.hit_id),
-            "n_edges": {k: int(v.sum()) for k, v in result.edges.keep.items()},
-            "n_tracks": result.n_tracks, "n_tracks_5": int((sizes >= 5).sum()),
-            "seconds": {k: round(v, 6) for k, v in result.seconds.items()},
-        })
+    try:
+        for event_id in tqdm(ids, desc="infer: events", unit="ev", disable=not progress, dynamic_ncols=True):
+            records.append(_infer_event(cfg, pipeline, input_dir, out_dir, event_id))
+    except BaseException:
+        for d in created:  # the folders this run made, while nothing was written into them
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
     keys = [k for k in (*STAGES, "writing", "total") if any(k in r["seconds"] for r in records)]
     total = {k: round(sum(r["seconds"].get(k, 0.0) for r in records), 6) for k in keys}
     summary = InferSummary(str(out_dir), records, total)

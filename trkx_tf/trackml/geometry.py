@@ -37,6 +37,48 @@ C_LIGHT = 0.299792458  # GeV / (T · m)
 _ROT_COLUMNS = ["rot_xu", "rot_xv", "rot_xw", "rot_yu", "rot_yv", "rot_yw", "rot_zu", "rot_zv", "rot_zw"]
 
 
+#: The TrackML detector (the challenge's detectors.csv): modules per (volume_id, layer_id), 48 layers, 18728 modules.
+TRACKML_LAYERS = {
+    **{(v, lay): 108 for v in (7, 9) for lay in range(2, 15, 2)},
+    (8, 2): 224, (8, 4): 448, (8, 6): 728, (8, 8): 1092,
+    **{(v, lay): 170 for v in (12, 14) for lay in range(2, 13, 2)},
+    (13, 2): 840, (13, 4): 1176, (13, 6): 1638, (13, 8): 2142,
+    **{(v, lay): 98 for v in (16, 18) for lay in range(2, 13, 2)},
+    (17, 2): 2520, (17, 4): 3192,
+}
+
+
+def check_trackml_layout(detectors: pd.DataFrame, name: str) -> None:
+    """Refuses a detector file whose layers are TrackML layers but which lacks modules or layers of the TrackML
+    detector: a ``detectors.csv`` cut at a line end still parses, and would simulate part of the detector.
+
+    A detector with a layer that TrackML does not have is another detector and is not compared.
+
+    Args:
+      detectors: ``[n_modules]`` rows of :func:`~trkx_tf.trackml.io.read_detectors`.
+      name: the file, for the message.
+
+    Raises:
+      DataError: layers missing or a layer with another number of modules than in TrackML.
+    """
+    counts = detectors.groupby(["volume_id", "layer_id"]).size()
+    present = {(int(v), int(lay)): int(n) for (v, lay), n in counts.items()}
+    if not set(present) <= set(TRACKML_LAYERS) or present == TRACKML_LAYERS:
+        return
+    missing = [k for k in TRACKML_LAYERS if k not in present]
+    short = [(k, n) for k, n in present.items() if n != TRACKML_LAYERS[k]]
+    what = []
+    if short:
+        (v, lay), n = short[0]
+        what.append(f"volume {v} layer {lay} has {n} of its {TRACKML_LAYERS[(v, lay)]} modules")
+    if missing:
+        what.append(f"{len(missing)} of the 48 layers are missing (first: volume {missing[0][0]} layer "
+                    f"{missing[0][1]})")
+    raise DataError(f"{name}: {len(detectors)} modules where the TrackML detector has "
+                    f"{sum(TRACKML_LAYERS.values())}: {'; '.join(what)}; the file looks truncated: restore the "
+                    f"complete detectors.csv")
+
+
 # ------------------------------------------------------------------------------------------------------- layers
 @dataclass(frozen=True)
 class Layer:
@@ -182,8 +224,14 @@ class Geometry:
 
     @classmethod
     def load(cls, path: os.PathLike | str) -> "Geometry":
-        """Reads ``detectors.csv[.gz]`` (see :func:`~trkx_tf.trackml.io.read_detectors`)."""
-        return cls(read_detectors(path), name=os.path.basename(str(path)))
+        """Reads ``detectors.csv[.gz]`` (see :func:`~trkx_tf.trackml.io.read_detectors`).
+
+        Raises:
+          DataError: see :func:`~trkx_tf.trackml.io.read_detectors`, :func:`check_trackml_layout` and the class.
+        """
+        detectors = read_detectors(path)
+        check_trackml_layout(detectors, str(path))
+        return cls(detectors, name=os.path.basename(str(path)))
 
     @staticmethod
     def _pack(volume, layer, module) -> np.ndarray:

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from trkx_tf.errors import DataError
+from trkx_tf.files import atomic_path
 
 PARTS = ("hits", "particles", "truth", "cells", "partial-truth")
 
@@ -367,14 +368,9 @@ def read_event(
 
 
 def _write_csv_atomic(df: pd.DataFrame, path: Path, compress: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        gzip = {"method": "gzip", "mtime": 0, "compresslevel": 4}
+    gzip = {"method": "gzip", "mtime": 0, "compresslevel": 4}
+    with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, compression=gzip if compress else None)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_event(folder: os.PathLike | str, event: Event, compress: bool = False) -> None:

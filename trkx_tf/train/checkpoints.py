@@ -6,6 +6,7 @@ match), inference and the graph stage load only the model from it (the other obj
 
 ==========================================  ==================================================================
 :func:`resolve_checkpoint`                  a folder (its latest checkpoint) or a prefix -> the prefix
+:func:`verify_checkpoint`                   read every tensor once (CRC-32C): truncation or damage is an error
 :func:`restore`                             restore a ``tf.train.Checkpoint``; a misfit is a CheckpointError
 :func:`restore_model`                       restore a built model's variables, ignoring the rest
 :func:`build_edge_model`                    a built filter/GNN of the configured shape, ready for a restore
@@ -35,6 +36,56 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return (str(exc).splitlines() or [""])[0][:limit]
 
 
+def _latest(folder: str) -> Optional[str]:
+    """The prefix that a folder's ``checkpoint`` state file names, or None without one.
+
+    Unlike ``tf.train.latest_checkpoint`` (which logs an error and returns None), a state file naming a
+    checkpoint whose ``.index`` is gone is an error that names that file.
+
+    Raises:
+      CheckpointError: the state file is unreadable, or the checkpoint it names has no ``.index`` file.
+    """
+    import tensorflow as tf
+
+    if not os.path.exists(os.path.join(folder, "checkpoint")):
+        return None
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except Exception as exc:  # noqa: BLE001 - a damaged text proto raises protobuf's ParseError, among others
+        raise CheckpointError(f"{os.path.join(folder, 'checkpoint')}: unreadable checkpoint state file "
+                              f"({type(exc).__name__}: {_first_line(exc)}); remove it to start afresh") from None
+    prefix = state.model_checkpoint_path if state is not None else ""
+    if not prefix:
+        return None
+    if not os.path.isabs(prefix):
+        prefix = os.path.join(folder, prefix)
+    if not os.path.exists(prefix + ".index"):
+        raise CheckpointError(f"{prefix}.index: missing (the index file of the latest checkpoint that "
+                              f"{os.path.join(folder, 'checkpoint')} names); restore it, or give an earlier "
+                              f"checkpoint's prefix")
+    return prefix
+
+
+def verify_checkpoint(prefix: str) -> None:
+    """Reads every tensor of a checkpoint once: TensorFlow checks each against the CRC-32C of its index entry.
+
+    Args:
+      prefix: a checkpoint prefix (``<prefix>.index`` exists).
+
+    Raises:
+      CheckpointError: a data file is missing, truncated or damaged, or the index is unreadable.
+    """
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError, RuntimeError, OSError) as exc:
+        raise CheckpointError(f"{prefix}: checkpoint damaged or truncated ({type(exc).__name__}: "
+                              f"{_first_line(exc)}); use an earlier checkpoint or train again") from None
+
+
 def resolve_checkpoint(path: os.PathLike | str) -> str:
     """The checkpoint prefix named by ``path``: the latest checkpoint of a folder, or a prefix itself.
 
@@ -45,15 +96,13 @@ def resolve_checkpoint(path: os.PathLike | str) -> str:
       The prefix (``<prefix>.index`` exists).
 
     Raises:
-      CheckpointError: nothing checkpoint-like is there.
+      CheckpointError: nothing checkpoint-like is there, or the folder's latest checkpoint lacks its index file.
     """
-    import tensorflow as tf
-
     path = str(path)
     if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
+        prefix = _latest(path)
         if prefix is None:
-            raise CheckpointError(f"{path}: folder holds no TensorFlow checkpoint (no 'checkpoint' index file)")
+            raise CheckpointError(f"{path}: folder holds no TensorFlow checkpoint (no 'checkpoint' state file)")
         return prefix
     if os.path.exists(path + ".index"):
         return path
@@ -71,10 +120,12 @@ def restore(checkpoint, prefix: str, what: str, *, partial: bool) -> None:
         checkpoint); every object of ``checkpoint`` must still be found, with the right shapes.
 
     Raises:
-      CheckpointError: the checkpoint does not fit (missing variables, other shapes, unreadable).
+      CheckpointError: the checkpoint is damaged or truncated (:func:`verify_checkpoint`) or does not fit
+        (missing variables, other shapes).
     """
     import tensorflow as tf
 
+    verify_checkpoint(prefix)
     try:
         status = checkpoint.restore(prefix)
         if partial:
@@ -222,13 +273,12 @@ class TrainingCheckpoint:
         """Restores the folder's latest checkpoint, if there is one; returns its prefix or None.
 
         Raises:
-          CheckpointError: the checkpoint does not fit the objects (every object must match).
+          CheckpointError: the latest checkpoint's index is missing, its data is damaged or truncated, or it does
+            not fit the objects (every object must match).
         """
-        import tensorflow as tf
-
         if self.folder is None:
             return None
-        latest = tf.train.latest_checkpoint(self.folder)
+        latest = _latest(self.folder)
         if latest:
             restore(self.checkpoint, latest, "this model", partial=False)
         return latest

@@ -20,9 +20,10 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 
 from trkx_tf.config import Config
-from trkx_tf.files import write_text_atomic
+from trkx_tf.files import OutputLock, check_output_folder, write_text_atomic
 from trkx_tf.logs import setup_logging
 from trkx_tf.placement import place_process
 from trkx_tf.train.distributed import make_backend
@@ -35,6 +36,8 @@ EXIT_REQUEUE = 99
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 #: Environment variable naming the requeue marker file (set by ``trkx_step`` in slurm/lib/launch.sh).
 REQUEUE_MARK_ENV = "TRKX_REQUEUE_MARK"
+#: The run folder's lock file: one trkx-train at a time per run folder.
+LOCK_FILE = ".trkx-train.lock"
 
 
 def mark_requeue(text: str, path: str | None = None) -> bool:
@@ -126,8 +129,11 @@ def run_training(cfg: Config) -> FitResult:
     """Trains as ``cfg`` says on this process's backend and returns the loop's result.
 
     Raises:
-      TrkxError: any documented problem (config, shards, backend, checkpoint).
+      TrkxError: any documented problem (config, shards, backend, checkpoint); OutputError when
+        ``run.out_dir/run.name`` is a file; OutputLockedError when another trkx-train holds the run folder's
+        lock (``<run>/.trkx-train.lock``, taken by the writer rank once the shards are checked).
     """
+    run_root = check_output_folder(Path(cfg.run.out_dir) / cfg.run.name, "run.out_dir/run.name")
     placement = place_process(cfg.backend.threads, cfg.backend.pin_cores)
     backend = make_backend(cfg.backend.name, cfg.backend.local_replicas, cfg.backend.gradient_groups)
     setup_logging(backend.rank, cfg.run.log_level)
@@ -135,7 +141,11 @@ def run_training(cfg: Config) -> FitResult:
     train_source, val_source = open_sources(cfg, backend.rank, backend.size, backend.local_replicas)
     log.info("%s backend, %d process(es) x %d replica(s): %d training graphs, %d steps per epoch", backend.name,
              backend.size, backend.local_replicas, train_source.n_graphs, train_source.steps_per_epoch)
+    lock = None
     try:
+        if backend.is_writer:  # one trkx-train per run folder, with the build's lock (dies with the process)
+            run_root.mkdir(parents=True, exist_ok=True)
+            lock = OutputLock(run_root, LOCK_FILE, "trkx-train").acquire()
         with stop_on_signals() as stop:
             result = train(cfg, train_source, val_source, backend=backend, stop_requested=stop.is_set)
             if result.interrupted and backend.is_writer:
@@ -145,6 +155,8 @@ def run_training(cfg: Config) -> FitResult:
                 mark_requeue(f"checkpoint at epoch {result.epoch}, step {result.steps}")
             return result
     finally:
+        if lock is not None:
+            lock.release()
         train_source.close()
         if val_source is not None:
             val_source.close()
