@@ -16,6 +16,8 @@ CONSOLE_SCRIPTS = [
     "trkx-eval = trkx_tf.cli.eval:main",
     "trkx-pipeline = trkx_tf.cli.pipeline:main",
     "trkx-hpo = trkx_tf.cli.hpo:main",
+    "trkx-export = trkx_tf.cli.export:main",
+    "trkx-study = trkx_tf.cli.study:main",
 ]
 
 setup(
