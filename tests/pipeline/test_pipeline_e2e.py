@@ -50,9 +50,12 @@ def pipeline(root: Path, *args, check=True) -> subprocess.CompletedProcess:
     return proc
 
 
-def run(root: Path, *sets) -> dict:
-    """Runs the pipeline; returns ``stage -> the line it printed`` (``skipped (…)`` or ``running (…)``)."""
+def run(root: Path, *sets, stdout=None) -> dict:
+    """Runs the pipeline; returns ``stage -> the line it printed`` (``skipped (…)`` or ``running (…)``); appends
+    the whole output to the list ``stdout`` when given."""
     out = pipeline(root, "run", "--config", "tiny.yaml", "--no-progress", *sets).stdout
+    if stdout is not None:
+        stdout.append(out)
     first = {}
     for line in out.splitlines():
         name, _, rest = line.partition(": ")
@@ -76,7 +79,8 @@ GNN3 = "pipeline.set={train_gnn: [train.epochs=3]}"
 
 
 def test_end_to_end(root):
-    lines = run(root)
+    out = []
+    lines = run(root, stdout=out)
     assert list(lines) == STAGES
     assert all(line.startswith("running (") for line in lines.values()), lines
     rec = records(root)
@@ -95,6 +99,8 @@ def test_end_to_end(root):
     assert f"infer.labelling=\"{table['chosen']['infer.labelling']}\"" in infer_argv
     metrics = json.loads((root / "runs/tiny/eval/sim/metrics.json").read_text())
     assert metrics["events"] == [100] and 0.0 <= metrics["tracks"]["pt>0.5"]["technical_efficiency"] <= 1.0
+    eff = 100 * metrics["tracks"]["pt>0.5"]["technical_efficiency"]
+    assert f"sim: technical efficiency (pt>0.5) {eff:.1f} %, purity" in out[0]  # the summary after the stages
     assert (root / "runs/tiny-gnn/checkpoints/checkpoint").exists()
 
 
