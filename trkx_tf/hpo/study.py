@@ -436,6 +436,9 @@ def run_study(args: StudyArgs, workers: int = 1, stale_after_s: float = STALE_AF
     Raises:
       SearchSpaceError, ConfigError, StudyError: checked once before any worker starts.
     """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_space(args.space, args.config, args.overrides)
     with study_lock(args.storage):
         create_or_load(args, spec)  # once, before the workers: they only load it
