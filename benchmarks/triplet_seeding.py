@@ -50,7 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--test", type=int, nargs="*", default=[])
     p.add_argument("--extra", nargs=3, action="append", default=[], metavar=("EVENTS_DIR", "EDGES_DIR", "ID"),
                    help="also report this event at the chosen threshold (e.g. the real event 1000)")
-    p.add_argument("--doublet-threshold", type=float, default=0.1)
+    p.add_argument("--doublet-threshold", type=float, default=None,
+                   help="GNN score a doublet needs (default: infer.seed_doublet_threshold)")
     p.add_argument("--pt-min", type=float, default=1.0)
     p.add_argument("--target", type=float, default=0.99, help="seed efficiency the threshold must keep")
     p.add_argument("--relative", action="store_true",
@@ -70,7 +71,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_event(events_dir, edges_dir, event_id, doublet_threshold, r_scale=1000.0, z_scale=1000.0):
+def load_event(events_dir, edges_dir, event_id, doublet_threshold, r_scale, z_scale):
     """One event's triplet batch, triplets, hit truth and timings."""
     from trkx_tf.graphs.features import hit_features, hit_rows
     from trkx_tf.graphs.triplets import doublets_to_triplets, orient_outwards, triplet_batch
@@ -162,15 +163,19 @@ def main(argv=None) -> int:
     from trkx_tf.train.tasks import EdgeTask
 
     backend = make_backend(args.backend, 0)
+    cfg = load_config(None, args.overrides + (["model.gnn.edge_features=true"] if args.model == "gnn" else []))
+    if args.doublet_threshold is None:
+        args.doublet_threshold = cfg.infer.seed_doublet_threshold
     load = os.getloadavg()
     log = print if backend.is_writer else (lambda *a, **k: None)
     log(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; doublet threshold {args.doublet_threshold}",
         flush=True)
-    ev_train = [load_event(args.events_dir, args.edges_dir, e, args.doublet_threshold) for e in args.train]
-    ev_val = [load_event(args.events_dir, args.edges_dir, e, args.doublet_threshold) for e in args.val]
+    scales = (cfg.graph.r_scale, cfg.graph.z_scale)
+    ev_train = [load_event(args.events_dir, args.edges_dir, e, args.doublet_threshold, *scales) for e in args.train]
+    ev_val = [load_event(args.events_dir, args.edges_dir, e, args.doublet_threshold, *scales) for e in args.val]
     ev_test = [load_event(args.test_events_dir or args.events_dir, args.test_edges_dir or args.edges_dir, e,
-                          args.doublet_threshold) for e in args.test]
-    ev_extra = [load_event(d, g, int(i), args.doublet_threshold) for d, g, i in args.extra]
+                          args.doublet_threshold, *scales) for e in args.test]
+    ev_extra = [load_event(d, g, int(i), args.doublet_threshold, *scales) for d, g, i in args.extra]
     for ev in ev_train + ev_val + ev_test + ev_extra:
         log(f"event {ev['id']}: {ev['n_hits']} hits, {ev['n_doublets']} doublets ({ev['true_doublets']} true) -> "
             f"{ev['n_triplets']} triplets ({ev['true_triplets']} true); conversion {ev['convert_s']:.3f} s, "
@@ -180,7 +185,6 @@ def main(argv=None) -> int:
     val_chunks = [c for ev in ev_val for c in chunks(ev["batch"], args.chunk)]
     mine = train_chunks[backend.rank::backend.size]
     tf.random.set_seed(0)
-    cfg = load_config(None, args.overrides + (["model.gnn.edge_features=true"] if args.model == "gnn" else []))
     with backend.scope():
         model = build_model(cfg.model, args.model)
         opt = Adam(WarmupSchedule(args.lr, max(1, len(mine) // 2)))
