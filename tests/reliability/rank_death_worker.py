@@ -1,4 +1,5 @@
-"""Run under horovodrun with 2 ranks: allreduce in a loop; rank 1 kills itself with SIGKILL after a few steps.
+"""Run under horovodrun with 2 ranks: allreduce in a loop; rank 1 kills itself with SIGKILL after a few steps
+(or sends itself TRKX_TEST_SIGNAL, e.g. STOP: it hangs instead of dying).
 
 Each rank prints ``rank R step S`` after every allreduce, so a test can see where the job stopped. A rank that
 survives the dead one must fail (not hang) in its next allreduce.
@@ -20,7 +21,7 @@ for step in range(STEPS):
     total = hvd.allreduce(tf.constant(float(hvd.rank() + 1)), op=hvd.Sum, name="loop")
     print(f"rank {hvd.rank()} step {step} sum {float(total)}", flush=True)
     if hvd.rank() == 1 and step + 1 == KILL_AFTER:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("TRKX_TEST_SIGNAL", "KILL")))
     time.sleep(0.05)
 print(f"rank {hvd.rank()} finished all {STEPS} steps", flush=True)
 sys.exit(0)
