@@ -1,0 +1,19 @@
+#!/bin/bash
+# Training noise of the comparison (README.md beside this file): the default config (trial 0) and the best trial's
+# config retrained with run.seed 1 and 2 (model initialisation and data order), two trainings at a time, then every
+# model scored on the held-out events by heldout.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+default=runs/hpo200-filter-trials/trial-0000/config.yaml
+best=studies/hpo/filter-mu200/report/best_config.yaml
+for seed in 1 2; do
+    for which in default best; do
+        cfg=$default; [[ $which == best ]] && cfg=$best
+        nice -n 15 .venv/bin/trkx-train --config "$cfg" --set run.seed=$seed --set run.out_dir=runs/hpo200-seeds \
+            --set run.name=$which-s$seed > /dev/null 2>&1 &
+    done
+    wait
+done
+bash studies/hpo/filter-mu200/heldout.sh runs/hpo200-filter-trials/trial-0000 default-s0 \
+    runs/hpo200-filter-trials/trial-0009 best-s0 runs/hpo200-seeds/default-s1 default-s1 \
+    runs/hpo200-seeds/best-s1 best-s1 runs/hpo200-seeds/default-s2 default-s2 runs/hpo200-seeds/best-s2 best-s2
