@@ -104,23 +104,25 @@ def load_event(events_dir, edges_dir, event_id, doublet_threshold, r_scale, z_sc
             "true_triplets": int(batch["edge_labels"].sum()), "convert_s": t_conv, "features_s": t_all}
 
 
-def chunks(batch, size):
-    """Fixed-shape training batches: the doublet table padded to a multiple of ``size``, triplets ``size`` at a
-    time (the last chunk padded), so the step functions compile once."""
+def chunks(batch, size, whole=False):
+    """Training batches of few shapes: the doublet table padded to a multiple of ``size``, triplets ``size`` at a
+    time (the last chunk padded), so the step functions compile once; ``whole``: one batch per event (a GNN must
+    see every triplet of the graph), padded to multiples of ``size``."""
     from trkx_tf.graphs.synthetic import pad_batch
 
-    n = batch["nodes"].shape[0]
+    n, e = batch["nodes"].shape[0], batch["senders"].shape[0]
     n_pad = -(-(n + 1) // size) * size
+    step = -(-max(e, 1) // size) * size if whole else size
     out = []
-    for lo in range(0, batch["senders"].shape[0], size):
-        hi = min(lo + size, batch["senders"].shape[0])
+    for lo in range(0, e, step):
+        hi = min(lo + step, e)
         part = {k: batch[k] for k in ("nodes", "node_mask", "n_node")}
         part.update({k: batch[k][lo:hi] for k in ("senders", "receivers", "edge_mask", "edge_labels",
                                                   "edge_weights")})
         part["n_edge"] = np.array([hi - lo], np.int32)
-        padded = pad_batch(part, n_pad, size)
+        padded = pad_batch(part, n_pad, step)
         padded["edges"] = np.concatenate([batch["edges"][lo:hi],
-                                          np.zeros((size - (hi - lo), batch["edges"].shape[1]), np.float32)])
+                                          np.zeros((step - (hi - lo), batch["edges"].shape[1]), np.float32)])
         out.append(padded)
     return out
 
@@ -181,8 +183,9 @@ def main(argv=None) -> int:
             f"{ev['n_triplets']} triplets ({ev['true_triplets']} true); conversion {ev['convert_s']:.3f} s, "
             f"with features {ev['features_s']:.3f} s", flush=True)
 
-    train_chunks = [c for ev in ev_train for c in chunks(ev["batch"], args.chunk)]
-    val_chunks = [c for ev in ev_val for c in chunks(ev["batch"], args.chunk)]
+    whole = args.model == "gnn"  # message passing needs the whole triplet graph of an event in one batch
+    train_chunks = [c for ev in ev_train for c in chunks(ev["batch"], args.chunk, whole)]
+    val_chunks = [c for ev in ev_val for c in chunks(ev["batch"], args.chunk, whole)]
     mine = train_chunks[backend.rank::backend.size]
     tf.random.set_seed(0)
     with backend.scope():

@@ -186,7 +186,8 @@ class SeedFinder:
       doublet_threshold: GNN scores at least this make an edge a doublet (``infer.seed_doublet_threshold``).
       threshold: triplet scores at least this make a seed (``infer.seed_threshold``).
       r_scale, z_scale: the node features' scales (``graph.r_scale``, ``graph.z_scale``).
-      chunk: triplets scored per call (bounds memory; the classifier scores each triplet alone).
+      chunk: triplets scored per call (bounds memory) when the classifier scores each triplet alone (the
+        edge-filter MLP); a message-passing classifier (IN, AGNN) sees the whole triplet graph at once.
     """
 
     def __init__(self, model, doublet_threshold: float, threshold: float, r_scale: float, z_scale: float,
@@ -198,7 +199,9 @@ class SeedFinder:
         self.model = model
         self.doublet_threshold, self.threshold = float(doublet_threshold), float(threshold)
         self.r_scale, self.z_scale = float(r_scale), float(z_scale)
-        self.chunk = int(chunk)
+        from trkx_tf.models.filter import EdgeFilter
+
+        self.chunk = int(chunk) if isinstance(model, EdgeFilter) else None
         signature = {"nodes": tf.TensorSpec([None, len(DOUBLET_FEATURES)], tf.float32),
                      "senders": tf.TensorSpec([None], tf.int32), "receivers": tf.TensorSpec([None], tf.int32),
                      "edges": tf.TensorSpec([None, len(TRIPLET_FEATURES)], tf.float32),
@@ -207,11 +210,12 @@ class SeedFinder:
         self._fn = tf.function(lambda b: tf.sigmoid(model(b)), input_signature=[signature])
 
     def score(self, batch: dict) -> np.ndarray:
-        """[n_triplet] float32 scores of a triplet batch, ``chunk`` triplets at a time."""
+        """[n_triplet] float32 scores of a triplet batch, ``chunk`` triplets at a time (all at once for a GNN)."""
         n = len(batch["senders"])
+        step = self.chunk or max(n, 1)
         out = []
-        for lo in range(0, n, self.chunk):
-            hi = min(lo + self.chunk, n)
+        for lo in range(0, n, step):
+            hi = min(lo + step, n)
             part = {"nodes": batch["nodes"], "n_node": batch["n_node"], "n_edge": np.array([hi - lo], np.int32)}
             part.update({k: batch[k][lo:hi] for k in ("senders", "receivers", "edges", "edge_mask")})
             out.append(self._fn(part).numpy())
