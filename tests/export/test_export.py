@@ -179,3 +179,22 @@ def test_cli_errors_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("trkx-export: error:") and words in err and "\n" not in err, (args, err)
     assert not (tmp_path / "out" / "filter").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_attention_gnn_exports(graphs, tmp_path):
+    """The attention GNN's sparse-dense aggregation reaches ONNX as a gather, a product and ScatterND add."""
+    sets = ["model.gnn.kind=attention", "model.gnn.attention_hidden=8", "model.gnn.attention_layers=2",
+            "model.gnn.steps=2", "model.gnn.aggregation=both", "model.gnn.edge_features=true"]
+    cfg = load_config(None, sets)
+    ckpt = _seeded_checkpoint("gnn", cfg, tmp_path / "gnn", 3)
+    assert export_main(["--gnn-ckpt", str(ckpt), "--out", str(tmp_path / "out"), *_cli_sets(sets)]) == 0
+    model = onnx.load(str(tmp_path / "out" / "gnn" / ONNX_FILE))
+    assert nonstandard_ops(model) == [] and "ScatterND" in {n.op_type for n in model.graph.node}
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    scorer = load_scorer(cfg, "gnn", ckpt, 3)
+    for nodes, s, r in graphs.values():
+        expected = scorer(nodes, s, r)
+        assert expected.std() > 1e-3
+        got = session.run(["scores"], _inputs("gnn", cfg, nodes, s, r))[0]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
