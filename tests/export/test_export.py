@@ -13,6 +13,7 @@ import tensorflow as tf
 from toy_events import make_event
 from trkx_tf.cli.export import main as export_main
 from trkx_tf.config import load_config
+from trkx_tf.errors import ConfigError
 from trkx_tf.export.onnx_graph import OPSET, nonstandard_ops, to_onnx
 from trkx_tf.export.serving import SIGNATURE_KEY, native_op_types
 from trkx_tf.export.writer import MANIFEST, ONNX_FILE, SAVED_MODEL, saved_graph_def
@@ -198,3 +199,27 @@ def test_attention_gnn_exports(graphs, tmp_path):
         assert expected.std() > 1e-3
         got = session.run(["scores"], _inputs("gnn", cfg, nodes, s, r))[0]
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_export_trained_takes_built_models(graphs, tmp_path):
+    """Weights from elsewhere than a checkpoint (a release): a built model is exported as it is."""
+    from trkx_tf.export.writer import TrainedModel, export_trained
+    from trkx_tf.graphs.features import feature_names
+
+    cfg = load_config(None, SETS)
+    model = build_edge_model("filter", cfg.model, 3)
+    for v in model.trainable_variables:
+        v.assign(v + np.random.default_rng(5).normal(0, 0.3, v.shape).astype(np.float32))
+    with pytest.raises(ConfigError, match="one model per kind"):
+        export_trained(cfg, tmp_path / "out", [])
+    [done] = export_trained(cfg, tmp_path / "out", [TrainedModel("filter", model, "built", feature_names(False))])
+    assert json.loads((tmp_path / "out" / MANIFEST).read_text())["models"]["filter"]["source"] == "built"
+    session = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])
+    nodes, s, r = graphs[100]
+    n_edge = len(s)
+    batch = {"nodes": nodes, "senders": s, "receivers": r, "n_node": np.array([len(nodes)], np.int32),
+             "n_edge": np.array([n_edge], np.int32), "edge_mask": np.ones(n_edge, np.float32)}
+    expected = tf.sigmoid(model({k: tf.constant(v) for k, v in batch.items()})).numpy()
+    got = session.run(["scores"], {"nodes": nodes, "senders": s, "receivers": r})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)

@@ -4,10 +4,13 @@
 ``trkx-infer`` restores (:func:`trkx_tf.train.checkpoints.load_edge_model`), and writes into the output folder::
 
     export.json                  the manifest: per model its inputs (names, dtypes, shapes), the node and edge
-                                 feature names and scales, the thresholds of the config, versions, checkpoint
+                                 feature names and scales, the thresholds of the config, versions, source
     filter/saved_model/          TensorFlow SavedModel, signature "serving_default" (trkx_tf/export/serving.py)
     filter/model.onnx            the same graph as ONNX (opset 17, trkx_tf/export/onnx_graph.py)
     gnn/saved_model/, gnn/model.onnx
+
+:func:`export_trained` is the same from models already built (:class:`TrainedModel`): the entry for weights that
+come from elsewhere than a checkpoint (a released model restored by name).
 
 Each model folder is written beside its final place and renamed onto it, so a reader never sees half an export;
 the folder is locked while ``trkx-export`` writes (one writer at a time). The models are traced in float32 with
@@ -28,7 +31,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -54,7 +57,7 @@ class ExportedModel:
 
     Attributes:
       kind: ``"filter"`` or ``"gnn"``.
-      checkpoint: the checkpoint prefix it was restored from.
+      source: where its weights came from (the checkpoint prefix it was restored from).
       features: the names of its F node features (:func:`~trkx_tf.graphs.features.feature_names`).
       uses_edges: whether it takes the ``edges`` input.
       saved_model: the SavedModel folder.
@@ -64,7 +67,7 @@ class ExportedModel:
     """
 
     kind: str
-    checkpoint: str
+    source: str
     features: tuple[str, ...]
     uses_edges: bool
     saved_model: Path
@@ -86,8 +89,25 @@ class ExportedModel:
                 f"ONNX Runtime vs TensorFlow max |diff| {self.roundtrip_diff:.1e})")
 
 
-def _restore(cfg, kind: str, checkpoint: str):
-    """The model of ``kind`` restored from ``checkpoint``, float32, and its feature names.
+@dataclasses.dataclass
+class TrainedModel:
+    """A built edge classifier to export.
+
+    Attributes:
+      kind: ``"filter"`` or ``"gnn"``.
+      model: the built module, weights in place, of the shape ``cfg.model`` says.
+      source: where its weights came from (for the manifest).
+      features: the names of its F node features (:func:`~trkx_tf.graphs.features.feature_names`).
+    """
+
+    kind: str
+    model: object
+    source: str
+    features: tuple[str, ...]
+
+
+def _restore(cfg, kind: str, checkpoint: str) -> TrainedModel:
+    """The model of ``kind`` restored from ``checkpoint``, float32.
 
     F is one of the toolkit's two node-feature sets (with or without cells, :func:`feature_names`): the one the
     checkpoint fits, the config's ``graph.use_cells`` tried first.
@@ -103,10 +123,35 @@ def _restore(cfg, kind: str, checkpoint: str):
     for names in candidates:
         try:
             model, prefix = load_edge_model(kind, cfg.model, checkpoint, len(names), "float32")
-            return model, prefix, names
+            return TrainedModel(kind, model, prefix, names)
         except CheckpointError as exc:
             first_error = first_error or exc
     raise first_error
+
+
+def restore_checkpoints(cfg, checkpoints: Mapping[str, Optional[str]]) -> list[TrainedModel]:
+    """The models of the given checkpoints, restored as ``trkx-infer`` restores them (in float32).
+
+    Args:
+      cfg: the whole config (``model``, ``graph``).
+      checkpoints: kind (``"filter"``, ``"gnn"``) -> checkpoint prefix or folder; None entries are skipped.
+
+    Returns:
+      A :class:`TrainedModel` per kind given, in the order filter, gnn.
+
+    Raises:
+      ConfigError: no checkpoint given, or an unknown kind.
+      CheckpointError: a checkpoint is missing or does not fit the configured model.
+    """
+    wanted = {k: str(v) for k, v in checkpoints.items() if v}
+    unknown = sorted(set(wanted) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"cannot export {', '.join(unknown)}: the exported models are {', '.join(KINDS)}")
+    if not wanted:
+        raise ConfigError("nothing to export: give a filter and/or a GNN checkpoint (--filter-ckpt, --gnn-ckpt, "
+                          "or infer.filter_ckpt / infer.gnn_ckpt)")
+    with xla_kernels():  # the restore's warm-up call runs the XLA kernels too (no native library is loaded)
+        return [_restore(cfg, kind, wanted[kind]) for kind in KINDS if kind in wanted]
 
 
 def _probe_graph(n_features: int, seed: int = 0) -> dict:
@@ -145,15 +190,15 @@ def saved_graph_def(folder: Path):
     return saved.meta_graphs[0].graph_def
 
 
-def _export_one(cfg, kind: str, checkpoint: str, staging: Path) -> ExportedModel:
+def _export_one(cfg, trained: TrainedModel, staging: Path) -> ExportedModel:
     import tensorflow as tf
 
+    kind, model, names = trained.kind, trained.model, trained.features
     uses_edges = bool(getattr(cfg.model, kind).edge_features)
     inputs = input_names(uses_edges)
-    # everything that traces (the restore's warm-up call, the serving function, the SavedModel's own retracing of
-    # it) happens with the XLA kernels; gradients are not saved (serving needs none)
+    # everything that traces (the serving function, the SavedModel's own retracing of it) happens with the XLA
+    # kernels; gradients are not saved (serving needs none)
     with xla_kernels():
-        model, prefix, names = _restore(cfg, kind, checkpoint)
         module = serving_module(model, len(names), uses_edges)
         concrete = module.serve.get_concrete_function()
         tf.saved_model.save(module, str(staging / SAVED_MODEL), signatures={SIGNATURE_KEY: concrete},
@@ -167,7 +212,7 @@ def _export_one(cfg, kind: str, checkpoint: str, staging: Path) -> ExportedModel
     if not diff <= ROUNDTRIP_TOLERANCE:
         raise RuntimeError(f"{kind}: ONNX Runtime and TensorFlow differ by {diff:.3g} on the round-trip check")
     write_bytes_atomic(staging / ONNX_FILE, onnx_bytes)
-    return ExportedModel(kind, prefix, names, uses_edges, staging / SAVED_MODEL, staging / ONNX_FILE,
+    return ExportedModel(kind, trained.source, names, uses_edges, staging / SAVED_MODEL, staging / ONNX_FILE,
                          tuple(sorted({n.op_type for n in onnx_model.graph.node})), diff)
 
 
@@ -197,7 +242,7 @@ def manifest(cfg, models: list[ExportedModel]) -> dict:
                           "definitions": "trkx_tf/graphs/features.py (hit_features); docs/export.md"},
         "edge_features": list(EDGE_FEATURES),
         "thresholds": {"filter": cfg.infer.filter_threshold, "gnn": cfg.infer.gnn_threshold},
-        "models": {m.kind: {"checkpoint": m.checkpoint, "features": list(m.features), "inputs": m.inputs(),
+        "models": {m.kind: {"source": m.source, "features": list(m.features), "inputs": m.inputs(),
                             "output": {"name": OUTPUT, "dtype": "float32", "shape": ["n_edge"]},
                             "saved_model": f"{m.kind}/{SAVED_MODEL}", "onnx": f"{m.kind}/{ONNX_FILE}",
                             "onnx_ops": list(m.onnx_ops), "roundtrip_max_abs_diff": m.roundtrip_diff}
@@ -205,8 +250,53 @@ def manifest(cfg, models: list[ExportedModel]) -> dict:
     }
 
 
+def _check_stack() -> None:
+    missing = [m for m in ("tf2onnx", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"trkx-export needs {', '.join(missing)}: pip install -r requirements.txt -c constraints.txt")
+
+
+def export_trained(cfg, out_dir: os.PathLike | str, models: Sequence[TrainedModel]) -> list[ExportedModel]:
+    """Exports built models (see the module docstring for what is written where).
+
+    Args:
+      cfg: the whole config (``model``: the models' shapes and inputs; ``graph``, ``infer``: for the manifest).
+      out_dir: the output folder (created; an earlier export of the same kind in it is replaced).
+      models: the models, at most one per kind.
+
+    Returns:
+      The :class:`ExportedModel` of each, in the order given.
+
+    Raises:
+      ConfigError: no model, two of one kind, tf2onnx / onnx / onnxruntime not installed, or a model whose graph
+        has no ONNX form.
+      OutputError: ``out_dir`` is a file (or lies under one).
+      OutputLockedError: another ``trkx-export`` writes into ``out_dir``.
+    """
+    _check_stack()
+    kinds = [m.kind for m in models]
+    if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(KINDS):
+        raise ConfigError(f"export needs one model per kind of {', '.join(KINDS)} (got {kinds or 'none'})")
+    out = check_output_folder(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exported = []
+    with OutputLock(out, ".trkx-export.lock", "trkx-export"):
+        for trained in models:
+            staging = Path(tempfile.mkdtemp(prefix=f".{trained.kind}.tmp", dir=out))
+            try:
+                model = _export_one(cfg, trained, staging)
+                _replace_folder(staging, out / trained.kind)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            model.saved_model, model.onnx = out / model.kind / SAVED_MODEL, out / model.kind / ONNX_FILE
+            exported.append(model)
+            log.info("%s exported from %s", model.kind, model.source)
+        write_text_atomic(out / MANIFEST, json.dumps(manifest(cfg, exported), indent=2) + "\n")
+    return exported
+
+
 def export_models(cfg, out_dir: os.PathLike | str, checkpoints: Mapping[str, Optional[str]]) -> list[ExportedModel]:
-    """Exports the given trained models (see the module docstring for what is written where).
+    """Exports the models of the given checkpoints: :func:`restore_checkpoints`, then :func:`export_trained`.
 
     Args:
       cfg: the whole config (``model``, ``graph``, ``infer``); the models are built as ``cfg.model`` says.
@@ -223,29 +313,6 @@ def export_models(cfg, out_dir: os.PathLike | str, checkpoints: Mapping[str, Opt
       OutputError: ``out_dir`` is a file (or lies under one).
       OutputLockedError: another ``trkx-export`` writes into ``out_dir``.
     """
-    missing = [m for m in ("tf2onnx", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(f"trkx-export needs {', '.join(missing)}: pip install -r requirements.txt -c constraints.txt")
-    wanted = {k: str(v) for k, v in checkpoints.items() if v}
-    unknown = sorted(set(wanted) - set(KINDS))
-    if unknown:
-        raise ConfigError(f"cannot export {', '.join(unknown)}: the exported models are {', '.join(KINDS)}")
-    if not wanted:
-        raise ConfigError("nothing to export: give a filter and/or a GNN checkpoint (--filter-ckpt, --gnn-ckpt, "
-                          "or infer.filter_ckpt / infer.gnn_ckpt)")
-    out = check_output_folder(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    exported = []
-    with OutputLock(out, ".trkx-export.lock", "trkx-export"):
-        for kind in (k for k in KINDS if k in wanted):
-            staging = Path(tempfile.mkdtemp(prefix=f".{kind}.tmp", dir=out))
-            try:
-                model = _export_one(cfg, kind, wanted[kind], staging)
-                _replace_folder(staging, out / kind)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            model.saved_model, model.onnx = out / kind / SAVED_MODEL, out / kind / ONNX_FILE
-            exported.append(model)
-            log.info("%s exported from %s", kind, model.checkpoint)
-        write_text_atomic(out / MANIFEST, json.dumps(manifest(cfg, exported), indent=2) + "\n")
-    return exported
+    _check_stack()
+    check_output_folder(out_dir)  # before the models are built
+    return export_trained(cfg, out_dir, restore_checkpoints(cfg, checkpoints))
