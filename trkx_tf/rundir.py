@@ -65,14 +65,31 @@ class RunDir:
             save_config(cfg, self.config_path)
 
     def log_metrics(self, record: Mapping[str, Any]) -> None:
-        """Appends one JSON line to ``metrics.jsonl`` (writer only), flushed to disk before returning."""
+        """Appends one JSON line to ``metrics.jsonl`` (writer only), flushed to disk before returning.
+
+        Raises:
+          OSError: the line cannot be written (e.g. a full disk); the file is cut back to its previous lines, so no
+            partial line is left.
+        """
         if not self.is_writer:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(dict(record), sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        data = (json.dumps(dict(record), sort_keys=True) + "\n").encode()
+        fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, start)
+                if exc.filename is None:
+                    exc.filename = str(self.metrics_path)
+                raise
+        finally:
+            os.close(fd)
 
     def read_metrics(self) -> list[dict]:
         """All records of ``metrics.jsonl`` (empty when there are none)."""

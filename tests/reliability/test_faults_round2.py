@@ -6,9 +6,13 @@
 * ``kill -9`` during a checkpoint save (as it starts writing, or after its files are written but before the
   ``checkpoint`` state file names it): the state still names the last complete checkpoint, and the same command
   resumes from it and finishes.
+* A full disk during training (a real 4 MiB tmpfs, skipped without mount rights): one line, exit 2, the last
+  complete checkpoint and whole ``metrics.jsonl`` lines kept, no temporary files; with space again the same command
+  resumes.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -99,3 +103,59 @@ def test_kill_during_checkpoint_save_resumes_from_the_last_complete(at, one_buck
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {ckpts / 'ckpt-1'} (epoch 1" in resumed.stderr, resumed.stderr[-3000:]
     assert 'model_checkpoint_path: "ckpt-3"' in (ckpts / "checkpoint").read_text()
+
+
+# ------------------------------------------------------------------------------ disk full during a checkpoint
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 4 MiB tmpfs (needs root: skipped where ``mount`` is not allowed)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mount -t tmpfs is not allowed here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+def test_disk_full_during_training_keeps_the_previous_checkpoint(one_bucket_shards, small_tmpfs, tmp_path):
+    import json
+
+    from rel_tools import one_error_line
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("run: {log_level: WARNING}\nmodel:\n  gnn: {hidden: 8, steps: 1}\n"
+                   "train: {model: gnn, epochs: 1, max_steps_per_epoch: 1, checkpoint_every: 1}\n"
+                   "backend: {name: single}\n")
+    args = [str(BIN / "trkx-train"), "--config", str(cfg), "--set", f"data.shards_dir={one_bucket_shards}",
+            "--set", f"run.out_dir={small_tmpfs / 'runs'}", "--set", "run.name=r"]
+    first = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = small_tmpfs / "runs" / "r"
+    with open(small_tmpfs / "filler", "wb", buffering=0) as f:  # fill the disk up, then free a few pages
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(small_tmpfs / "filler", max(0, (small_tmpfs / "filler").stat().st_size - 2 * 4096))
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    full = subprocess.run(args + ["--set", "train.epochs=3"], capture_output=True, text=True, env=cli_env(),
+                          timeout=600)
+    msg = one_error_line(full, "trkx-train")
+    assert "no space left on device" in msg and str(run) in msg, msg
+    after = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    named = re.search(r'model_checkpoint_path: "([^"]+)"', after["checkpoint"].decode()).group(1)
+    assert f"{named}.index" in after, sorted(after)  # the state names a checkpoint whose files are there
+    assert not [n for n in after if "_temp" in n or ".tmp" in n], sorted(after)
+    for name in before:  # the complete checkpoints already there are untouched
+        if name != "checkpoint":
+            assert after[name] == before[name], name
+    for line in (run / "metrics.jsonl").read_text().splitlines():  # whole lines only
+        json.loads(line)
+    os.unlink(small_tmpfs / "filler")  # space again: the same command resumes from the checkpoint the state names
+    resumed = subprocess.run(args + ["--set", "train.epochs=3", "--set", "run.log_level=INFO"],
+                             capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {run / 'checkpoints' / named}" in resumed.stderr, (named, resumed.stderr[-3000:])
+    print(f"disk full: {msg}; state named {named}")

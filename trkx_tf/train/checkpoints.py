@@ -23,7 +23,10 @@ Shape vocabulary: see :mod:`trkx_tf.graphs.batch` (``F``).
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import shutil
 from typing import Optional
 
 from trkx_tf.errors import CheckpointError, ConfigError
@@ -284,7 +287,23 @@ class TrainingCheckpoint:
         return latest
 
     def save(self, step: int) -> None:
-        """The writer rank saves checkpoint number ``step``; every rank then waits at a barrier."""
+        """The writer rank saves checkpoint number ``step``; every rank then waits at a barrier.
+
+        Raises:
+          OSError: ENOSPC / EDQUOT, the disk filled up during the save; the save's temporary files are removed and
+            the ``checkpoint`` state file still names the previous checkpoint (TensorFlow writes it last).
+        """
+        import tensorflow as tf
+
         if self.manager is not None and self.backend.is_writer:
-            self.manager.save(checkpoint_number=int(step))
+            try:
+                self.manager.save(checkpoint_number=int(step))
+            except tf.errors.OpError as exc:
+                text = str(exc)
+                if "No space left on device" not in text and "Disk quota exceeded" not in text:
+                    raise
+                for temp in glob.glob(os.path.join(glob.escape(self.folder), f"ckpt-{int(step)}*_temp*")):
+                    shutil.rmtree(temp, ignore_errors=True)
+                raise OSError(errno.ENOSPC, "No space left on device",
+                              os.path.join(self.folder, f"ckpt-{int(step)}")) from None
         self.backend.barrier()

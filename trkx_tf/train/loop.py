@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from trkx_tf.config import Config
-from trkx_tf.errors import ConfigError
+from trkx_tf.errors import ConfigError, TrainingError
 from trkx_tf.rundir import RunDir
 from trkx_tf.train.backend import Backend, SingleBackend
 from trkx_tf.train.checkpoints import TrainingCheckpoint
@@ -137,6 +137,13 @@ def _prepare(task: EdgeTask, batch: dict, forward, rng_key: list, replicas: int)
     a one-replica backend would use at this step."""
     parts = [task.prepare(b, forward, np.random.default_rng(rng_key)) for b in split_replicas(batch, replicas)]
     return parts[0] if replicas == 1 else stack_replicas(parts)
+
+
+def _failure(what: str, checkpoint: TrainingCheckpoint) -> str:
+    """The message of a training failure: what happened, and that nothing was saved."""
+    manager = checkpoint.manager
+    kept = manager.latest_checkpoint if manager is not None else None
+    return f"{what}; nothing saved, " + (f"the last checkpoint {kept} is kept" if kept else "no checkpoint written")
 
 
 def _epoch_sums(backend: Backend, sums: np.ndarray, counts: Counts, times: np.ndarray) -> dict:
@@ -273,6 +280,8 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
     Raises:
       ConfigError: bad options (unknown option or monitor, ``val_*`` monitor without ``val_source``, empty source).
       CheckpointError: the latest checkpoint does not fit the model.
+      TrainingError: a step's loss is not finite, or an epoch's training edges all weigh 0 (no labels); nothing
+        is saved then, the last checkpoint is kept (the console script exits 3).
     """
     opt = (options or FitOptions.from_config()).replace(**changes)
     backend = backend or SingleBackend()
@@ -326,6 +335,10 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
             sums += (out["loss_sum"], out["weight_sum"], graphs, edges, 1)
             counts.add(out["counts"])
             result.step_losses.append(float(out["loss"]))
+            if not math.isfinite(result.step_losses[-1]):  # diverged: stop before anything is saved
+                raise TrainingError(_failure(f"step {int(optimizer.iterations.numpy())} (epoch {epoch}, batch {i}): "
+                                             f"the loss is {result.step_losses[-1]}", checkpoint)
+                                    + "; lower train.lr or check the shards")
             state.position.assign(i + 1)
             done_this_call += 1
             step = int(optimizer.iterations.numpy())
@@ -341,6 +354,12 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
         wall = time.perf_counter() - t_epoch
         record = {"epoch": epoch, "step": int(optimizer.iterations.numpy()), "learning_rate": float(optimizer.lr()),
                   **_epoch_sums(backend, sums, counts, np.array([wall, step_time, sums[4]]))}
+        if not math.isfinite(record["loss"]):  # the same on every rank (global sums)
+            if float(backend.host_sum(np.array([sums[1]]))[0]) <= 0:
+                raise TrainingError(_failure(f"epoch {epoch}: no training edge has a non-zero weight (the shards "
+                                             f"carry no labels: the loss is 0/0)", checkpoint)
+                                    + "; rebuild the shards from labelled events (trkx-build)")
+            raise TrainingError(_failure(f"epoch {epoch}: the loss is {record['loss']}", checkpoint))
         if start:
             record["resumed_at_batch"] = start
         if val_source is not None:
@@ -406,6 +425,7 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
     Raises:
       ConfigError: inconsistent settings.
       CheckpointError: the run's checkpoint does not fit the model.
+      TrainingError: see :func:`fit`.
     """
     from trkx_tf.models.registry import build_model
 
