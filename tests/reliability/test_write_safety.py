@@ -118,3 +118,20 @@ def test_second_trkx_train_into_the_same_run_is_refused(one_bucket_shards, tmp_p
         out, err = first.communicate(timeout=240)
     assert first.returncode == 99, err[-3000:]
     assert not lock.exists()  # released (and removed) by the first one
+
+
+def test_disk_full_while_writing_the_shard_manifest_keeps_the_previous_one(tmp_path, monkeypatch):
+    """The manifest, a build's commit, is written whole or not at all (ENOSPC simulated at the final flush)."""
+    from trkx_tf.graphs.shards import write_manifest
+
+    write_manifest(tmp_path, [], ("r", "phi", "z"))
+    old = (tmp_path / "manifest.json").read_text()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        write_manifest(tmp_path, [], ("r", "phi", "z", "extra"))
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "manifest.json")
+    assert os.listdir(tmp_path) == ["manifest.json"] and (tmp_path / "manifest.json").read_text() == old

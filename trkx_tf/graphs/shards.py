@@ -47,6 +47,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from trkx_tf.errors import ShardError
+from trkx_tf.files import write_text_atomic
 from trkx_tf.graphs.features import EDGE_FEATURES, edge_features
 from trkx_tf.graphs.graph import EventGraph
 
@@ -498,9 +499,7 @@ def write_manifest(folder: os.PathLike | str, shards: Sequence[ShardInfo], featu
     data = {"schema_version": SCHEMA_VERSION, "feature_names": list(feature_names),
             "n_features": len(feature_names), "edge_feature_names": list(EDGE_FEATURES), **fields,
             "shards": [s.to_json() for s in shards]}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")  # the build's commit: whole or not at all
     return path
 
 
