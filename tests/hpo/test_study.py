@@ -1,15 +1,13 @@
 """Studies of real trkx-train trials on the tiny shards: concurrent workers, resume, pruning, failures, report."""
 
 import json
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
 
-from tests.conftest import run_cli
-from tests.hpo.conftest import write_space
+from .conftest import run_tool, write_space
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
@@ -29,7 +27,7 @@ def _epoch_records(run_dir):
 
 
 def _hpo(*args, cwd=None):
-    return run_cli(["trkx-hpo", *args], timeout=900, cwd=cwd)
+    return run_tool(["trkx-hpo", *args], cwd=cwd)
 
 
 @pytest.mark.multiproc
@@ -79,7 +77,7 @@ def test_two_workers_resume_report_and_best_config(tmp_path, tiny_filter_config)
 
     # a different space under the same name is refused (one line, exit 2)
     other = write_space(tmp_path, "params: {train.lr: {log_uniform: [1.0e-3, 2.0e-2]}}", "other.yaml")
-    bad = run_bad(["trkx-hpo", "run", "--space", other, *common[2:], "--trials", 6])
+    bad = run_tool(["trkx-hpo", "run", "--space", other, *common[2:], "--trials", 6], check=False)
     assert bad.returncode == 2 and "was made with another study file" in bad.stderr
 
     # the report
@@ -101,17 +99,9 @@ def test_two_workers_resume_report_and_best_config(tmp_path, tiny_filter_config)
     assert cfg.train.lr == pytest.approx(best.params["train.lr"])
     assert cfg.model.filter.hidden == best.params["model.filter.hidden"]
     assert cfg.data == base.data and cfg.train.epochs == base.train.epochs and cfg.run.name == "tiny-best"
-    run_cli(["trkx-train", "--config", out / "best_config.yaml"], cwd=tmp_path)
+    run_tool(["trkx-train", "--config", out / "best_config.yaml"], cwd=tmp_path)
     records = _epoch_records(Path(cfg.run.out_dir) / cfg.run.name)
     assert len(records) == 2
-
-
-def run_bad(args):
-    import os
-    import subprocess
-
-    return subprocess.run([str(Path(sys.executable).parent / args[0]), *map(str, args[1:])], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
 def test_pruning_stops_a_poor_trial(tmp_path, tiny_filter_config):
