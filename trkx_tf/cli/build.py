@@ -11,6 +11,9 @@ the shards the GNN trains on. Give it the module map the filter was trained with
 Events may carry a full truth or a partial truth (the real labelled events): with a partial truth only, the labels
 are masked (``graph.labels``; an edge touching an unlabelled hit weighs 0, in no loss and no metric). ``--real``
 builds the real labelled events of ``data.real`` with its train/val split (docs/real_data.md).
+
+Under ``mpirun -np N`` or ``srun`` the events and shards are dealt over the N ranks (trkx_tf/ranks.py): the same
+shards, byte for byte, as one rank; rank 0 writes the manifest and prints the summary (slurm/build.sh).
 """
 
 from __future__ import annotations
@@ -42,19 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from trkx_tf.logs import setup_logging
+    from trkx_tf.ranks import ranks_from_env
     from trkx_tf.reco.build import build_graphs, build_real_graphs
 
     args.overrides = list(args.overrides) + overrides_from_flags(
         args, {"module_map": "graph.module_map.path", "filter_ckpt": "graph.filter_ckpt"})
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)
+    ranks = ranks_from_env()  # under mpirun / srun: the events and shards are dealt over the ranks
+    progress = args.progress and ranks.root
     if args.real:
         summary = build_real_graphs(cfg, input_dir=args.input, out_dir=args.out, workers=args.workers,
-                                    progress=args.progress)
+                                    progress=progress, ranks=ranks)
     else:
         summary = build_graphs(cfg, args.input or cfg.data.events_dir, args.out or cfg.data.shards_dir,
-                               workers=args.workers, progress=args.progress)
-    print(summary.format())
+                               workers=args.workers, progress=progress, ranks=ranks)
+    if ranks.root:
+        print(summary.format())
     return 0
 
 

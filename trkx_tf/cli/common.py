@@ -90,7 +90,8 @@ def command(
             code = run(args)
         except TrkxError as exc:
             message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-            print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
+            if not getattr(exc, "quiet", False):  # quiet: another MPI rank's error, printed by rank 0 (ranks.py)
+                print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
             _quiet_after_error()
             return int(getattr(exc, "exit_status", EXIT_USER_ERROR))
         except OSError as exc:  # a full disk is the one OSError that is not a bug: one line too

@@ -6,6 +6,9 @@ Every flag is a ``--set`` override (``--events 8`` is ``--set simulate.events=8`
 Example::
 
     trkx-simulate --detector ../shared/trackml/detectors.csv.gz --events 8 --pileup 200 --seed 1 --out data/events
+
+Under ``mpirun -np N`` or ``srun`` event i goes to rank i mod N (trkx_tf/ranks.py); every event has its own random
+stream, so the files are the same whatever N; rank 0 prints the summary.
 """
 
 from __future__ import annotations
@@ -54,11 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trkx_tf.ranks import ranks_from_env
     from trkx_tf.trackml.simulate import simulate_from_config
 
     args.overrides = list(args.overrides) + overrides_from_flags(args, FLAG_KEYS)
     cfg = config_from_args(args)
-    summaries = simulate_from_config(cfg, progress=not args.quiet)
+    ranks = ranks_from_env()  # under mpirun / srun: the events are dealt over the ranks, rank 0 reports
+    summaries = simulate_from_config(cfg, progress=not args.quiet and ranks.root, ranks=ranks)
+    if not ranks.root:
+        return 0
     hits = sum(s.n_hits for s in summaries) / len(summaries)
     parts = sum(s.n_particles for s in summaries) / len(summaries)
     print(f"wrote {len(summaries)} events (ids {summaries[0].event_id}..{summaries[-1].event_id}) to "

@@ -14,6 +14,13 @@ Pipeline (deterministic: the same input and config give the same shards, whateve
     graphs by (split, bucket) ───> shards of graph.graphs_per_shard graphs               [parallel over shards]
     manifest.json, config.yaml, module_map.npz
 
+On MPI ranks (``mpirun -np N trkx-build``, :mod:`trkx_tf.ranks`): every parallel pass above deals its events or
+shards over the ranks (item i to rank i mod N; each rank still uses its ``graph.workers`` processes) and every rank
+gets every result back in order; the module map is fitted once, on rank 0, and broadcast; the buckets are chosen
+on every rank from the same sizes; the filter pass runs on rank 0; rank 0 alone holds the lock and writes the
+module map, config and manifest. The output folder must be on a file system all ranks see. Shards are byte-identical
+and the manifest equal (apart from wall times) whatever N; a rank that fails fails every rank, before the manifest.
+
 Output folder layout: ``<split>-b<bucket:02d>-<k:05d>.h5`` shards (docs/shards.md), ``manifest.json`` (every
 shard with its budget, checksum and graphs; the buckets; the padding overhead; the builder's efficiency and purity
 per event), ``config.yaml`` (the resolved config), ``module_map.npz`` (the map used, module_map builder).
@@ -65,6 +72,7 @@ from trkx_tf.graphs.module_map import ModuleMap
 from trkx_tf.graphs.shards import ShardInfo, existing_shard, write_manifest, write_shard
 from trkx_tf.graphs.summary import BuildSummary, builder_metrics
 from trkx_tf.processes import map_in_processes, resolve_workers
+from trkx_tf.ranks import SINGLE, Ranks
 
 log = logging.getLogger("trkx_tf.graphs.build")
 
@@ -184,7 +192,7 @@ def unlabelled_events(folder: Path, event_ids: Sequence[int], policy: str) -> se
 
 
 def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cfg, workers: int = 1,
-                     progress: bool = False) -> ModuleMap:
+                     progress: bool = False, ranks: Ranks = SINGLE) -> ModuleMap:
     """Learns a module map from the truth of some events of a folder.
 
     Args:
@@ -193,21 +201,30 @@ def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cf
       map_cfg: the ``graph.module_map`` config section (pt_min, connect_pt_min, quantile, skip_layers).
       workers: processes.
       progress: show a progress bar.
+      ranks: the MPI ranks that share the events (the map is fitted on rank 0 and broadcast).
 
     Returns:
-      The map.
+      The map (on every rank).
 
     Raises:
       DataError: no event has truth, or an event is malformed.
     """
     cfg_data = config_to_dict(Config())
-    samples = _map(edge_sample_task, [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids], workers,
-                   (cfg_data, None, False, log.getEffectiveLevel()), progress, "module map: events")
-    samples = [s for s in samples if s is not None]
-    if not samples:
-        raise DataError(f"{folder}: no training event has particles and truth to learn a module map from")
-    return ModuleMap.fit(samples, pt_min=map_cfg.pt_min, quantile=map_cfg.quantile,
-                         connect_pt_min=map_cfg.connect_pt_min, skip_layers=map_cfg.skip_layers)
+    samples = ranks.map(
+        lambda share: _map(edge_sample_task, share, workers, (cfg_data, None, False, log.getEffectiveLevel()),
+                           progress, "module map: events"),
+        [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids])
+
+    def fit():
+        if not ranks.root:
+            return None
+        found = [s for s in samples if s is not None]
+        if not found:
+            raise DataError(f"{folder}: no training event has particles and truth to learn a module map from")
+        return ModuleMap.fit(found, pt_min=map_cfg.pt_min, quantile=map_cfg.quantile,
+                             connect_pt_min=map_cfg.connect_pt_min, skip_layers=map_cfg.skip_layers)
+
+    return ranks.bcast(ranks.step(fit))
 
 
 def evaluate_module_map(
@@ -250,6 +267,7 @@ def build_shards(
     embed: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     edge_filter: Optional[Callable[[int], Callable]] = None,
     splits: Optional[dict[str, list[int]]] = None,
+    ranks: Ranks = SINGLE,
 ) -> BuildSummary:
     """Builds padded HDF5 graph shards from a folder of TrackML events.
 
@@ -268,9 +286,11 @@ def build_shards(
         builder runs in this process: the function is not shipped to workers).
       splits: ``{"train": ids, "val": ids}``, the events to build (e.g. :func:`split_real_events`); None: every
         event of input_dir, split by ``data.val_fraction`` (:func:`split_events`).
+      ranks: the MPI ranks that share the work (:mod:`trkx_tf.ranks`; the module docstring); every rank calls this
+        with the same arguments (``edge_filter`` is only called on rank 0).
 
     Returns:
-      The :class:`BuildSummary`.
+      The :class:`BuildSummary` (on every rank).
 
     Raises:
       DataError: no events, a malformed event, cells in some events only, no truth to learn a module map from.
@@ -280,9 +300,31 @@ def build_shards(
     A failure leaves the output folder as it was, except for complete shards already written (kept for a resume).
     """
     t_start = time.perf_counter()
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    ids, splits = ranks.step(_events_to_build, cfg, input_dir, splits)
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
+    lock = ranks.step(_open_output, out_dir, ranks.root)
+    done = False
+    try:
+        summary = _build(cfg, input_dir, out_dir, ids, workers, progress, embed, edge_filter, splits, ranks)
+        done = True
+    finally:
+        if lock is not None:
+            lock.release()
+        if not done and ranks.root:
+            for d in created:  # a folder this failed build made, unless complete shards are in it for a resume
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _events_to_build(cfg: Config, input_dir: Path, splits: Optional[dict]) -> tuple[list[int], Optional[dict]]:
+    """The events of the build (ids, splits), unlabelled ones dropped or refused (:func:`unlabelled_events`)."""
     from trkx_tf.trackml.io import list_events
 
-    input_dir, out_dir = Path(input_dir), Path(out_dir)
     ids = list_events(input_dir)
     if not ids:
         raise DataError(f"{input_dir}: no events (event<id>-hits.csv[.gz]) found")
@@ -297,36 +339,47 @@ def build_shards(
         splits = None if splits is None else {k: [e for e in v if e not in dropped] for k, v in splits.items()}
         if not ids:
             raise DataError(f"{input_dir}: no event with a truth or a partial truth to build labelled graphs from")
-    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
+    return ids, splits
+
+
+def _open_output(out_dir: Path, root: bool) -> Optional[OutputLock]:
+    """On rank 0: the output folder created, locked and freed of a dead build's temporary files (its lock);
+    elsewhere None."""
+    if not root:
+        return None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = OutputLock(out_dir, LOCK_FILE, "trkx-build").acquire()
     except OSError as exc:
         raise ShardError(f"{out_dir}: cannot write into the output folder ({exc.strerror}); "
                          f"choose another one") from None
-    done = False
     try:
         stale = _remove_stale(out_dir)
-        if stale:
-            log.info("removed %d temporary file(s) of an interrupted build: %s", len(stale), ", ".join(stale[:5]))
-        summary = _build(cfg, input_dir, out_dir, ids, workers, progress, embed, edge_filter, splits)
-        done = True
-    finally:
+    except BaseException:
         lock.release()
-        if not done:
-            for d in created:  # a folder this failed build made, unless complete shards are in it for a resume
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+        raise
+    if stale:
+        log.info("removed %d temporary file(s) of an interrupted build: %s", len(stale), ", ".join(stale[:5]))
+    return lock
 
 
 def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers: Optional[int], progress: bool,
-           embed, edge_filter, splits: Optional[dict] = None) -> BuildSummary:
+           embed, edge_filter, splits: Optional[dict] = None, ranks: Ranks = SINGLE) -> BuildSummary:
     """The body of :func:`build_shards`, with the output folder locked and free of stale temporary files."""
     t_start = time.perf_counter()
+    tmp_dir = out_dir / _TMP_DIR.format(pid=ranks.bcast(os.getpid()))
+    setup = ranks.step(_setup, cfg, input_dir, ids, workers, embed, edge_filter, splits, tmp_dir, ranks.root)
+    try:
+        return _passes(cfg, input_dir, out_dir, tmp_dir, progress, embed, ranks, *setup, t_start)
+    finally:
+        if ranks.root:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _setup(cfg: Config, input_dir: Path, ids: list[int], workers: Optional[int], embed, edge_filter,
+           splits: Optional[dict], tmp_dir: Path, root: bool) -> tuple:
+    """What every rank needs before the passes: (splits, workers, with_cells, feature names, the filter's scorer
+    (rank 0 only)); the work folder is created."""
     gcfg = cfg.graph
     splits = split_events(ids, cfg.data.val_fraction) if splits is None else \
         {k: sorted(int(e) for e in splits.get(k, ())) for k in ("train", "val")}
@@ -340,57 +393,76 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
     if gcfg.filter_ckpt:
         if edge_filter is None:
             raise ConfigError("graph.filter_ckpt is set but no edge filter was given to build_shards")
-        scorer = edge_filter(len(names))
-
-    tmp_dir = out_dir / _TMP_DIR.format(pid=os.getpid())
+        if root:
+            scorer = edge_filter(len(names))
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        # the candidate-edge builder (the module map goes into place with the manifest, at the end)
-        map_path = _module_map(gcfg, input_dir, splits, tmp_dir, n_workers, progress)
-        initargs = (config_to_dict(cfg), str(map_path) if map_path else None, with_cells, log.getEffectiveLevel())
-        tasks = [(str(input_dir), e, str(tmp_dir), split) for split in ("train", "val") for e in splits[split]]
-        if gcfg.builder == "embedding":
-            set_worker(cfg, make_builder(gcfg, embed=embed), with_cells)
-            results = [graph_task(t) for t in tasks]
-        else:
-            results = _map(graph_task, tasks, n_workers, initargs, progress, "graphs: events")
-        entries = []  # (split, event_id, sector, file, n_node, n_edge)
-        stats = []
-        for (_, e, _, split), (graphs, st) in zip(tasks, results):
-            stats.append(st)
-            entries.extend((split, e, sector, f, nn, ne) for f, sector, nn, ne in graphs)
-        filter_metrics = None
-        if scorer is not None:
-            threshold = cfg.infer.filter_threshold if gcfg.filter_threshold is None else gcfg.filter_threshold
-            filter_metrics = filter_graph_files(entries, scorer, threshold, progress)
-            filter_metrics["checkpoint"] = gcfg.filter_ckpt
-        sizes = np.array([[x[4], x[5]] for x in entries], np.int64).reshape(-1, 2)
-        assignment = _buckets(gcfg, sizes)
-        padding = assignment.overhead(sizes)
-        jobs = _shard_jobs(gcfg, out_dir, entries, assignment, names)
-        written = _map(_shard_task, jobs, n_workers, initargs, progress, "shards")
-        infos = [info for info, _ in written]
-        kept = sum(1 for _, was_written in written if not was_written)
-        if kept:
-            log.info("%d shard(s) already complete (checksums verified) kept, not rewritten", kept)
+    return splits, n_workers, with_cells, names, scorer
 
-        # the builder's efficiency: over the events with a full truth, else (restricted to the labelled edges, no
-        # purity: the truth of most edges is unknown) over those with masked labels
-        full = [s for s in stats if s.labels == "full" and s.n_true > 0]
-        masked = [s for s in stats if s.labels == "masked" and s.n_true > 0]
-        metrics = builder_metrics(full or masked or stats)
-        metrics["labels"] = "full" if full else "masked" if masked else "none"
-        if not full and masked:
-            metrics["purity"] = None
-        oversize = [{"event_id": int(entries[i][1]), "sector": int(entries[i][2]), "n_node": int(sizes[i, 0]),
-                     "n_edge": int(sizes[i, 1])} for i in assignment.oversize]
-        bucket_graphs = np.bincount(assignment.bucket, minlength=len(assignment.buckets)).tolist()
-        summary = BuildSummary(
-            str(out_dir), splits, {s: sum(1 for x in entries if x[0] == s) for s in ("train", "val")},
-            assignment.buckets.tolist(), bucket_graphs, oversize, padding, metrics, len(infos),
-            time.perf_counter() - t_start, kept_shards=kept, filter=filter_metrics,
-        )
-        # the commit: module map and config, then the manifest (each renamed into place), then old shards go
+
+def _passes(cfg: Config, input_dir: Path, out_dir: Path, tmp_dir: Path, progress: bool, embed, ranks: Ranks,
+            splits: dict, n_workers: int, with_cells: bool, names, scorer, t_start: float) -> BuildSummary:
+    """The build's passes (the module docstring), every parallel one dealt over the ranks."""
+    gcfg = cfg.graph
+    # the candidate-edge builder (the module map goes into place with the manifest, at the end)
+    map_path = _module_map(gcfg, input_dir, splits, tmp_dir, n_workers, progress, ranks)
+    initargs = (config_to_dict(cfg), str(map_path) if map_path else None, with_cells, log.getEffectiveLevel())
+    tasks = [(str(input_dir), e, str(tmp_dir), split) for split in ("train", "val") for e in splits[split]]
+    if gcfg.builder == "embedding":
+        set_worker(cfg, make_builder(gcfg, embed=embed), with_cells)
+        results = ranks.map(lambda share: [graph_task(t) for t in share], tasks)
+    else:
+        results = ranks.map(lambda share: _map(graph_task, share, n_workers, initargs, progress,
+                                               "graphs: events"), tasks)
+    entries = []  # (split, event_id, sector, file, n_node, n_edge)
+    stats = []
+    for (_, e, _, split), (graphs, st) in zip(tasks, results):
+        stats.append(st)
+        entries.extend((split, e, sector, f, nn, ne) for f, sector, nn, ne in graphs)
+    filter_metrics = None
+    if gcfg.filter_ckpt:  # on rank 0 (it holds the scorer); the kept edges' counts go to every rank
+        def run_filter():
+            if not ranks.root:
+                return None
+            threshold = cfg.infer.filter_threshold if gcfg.filter_threshold is None else gcfg.filter_threshold
+            metrics = filter_graph_files(entries, scorer, threshold, progress)
+            metrics["checkpoint"] = gcfg.filter_ckpt
+            return metrics, entries
+
+        filter_metrics, entries = ranks.bcast(ranks.step(run_filter))
+    sizes = np.array([[x[4], x[5]] for x in entries], np.int64).reshape(-1, 2)
+
+    def deal():  # the same on every rank: the same sizes give the same buckets and shards
+        assignment = _buckets(gcfg, sizes)
+        return assignment, assignment.overhead(sizes), _shard_jobs(gcfg, out_dir, entries, assignment, names)
+
+    assignment, padding, jobs = ranks.step(deal)
+    written = ranks.map(lambda share: _map(_shard_task, share, n_workers, initargs, progress, "shards"), jobs)
+    infos = [info for info, _ in written]
+    kept = sum(1 for _, was_written in written if not was_written)
+    if kept:
+        log.info("%d shard(s) already complete (checksums verified) kept, not rewritten", kept)
+
+    # the builder's efficiency: over the events with a full truth, else (restricted to the labelled edges, no
+    # purity: the truth of most edges is unknown) over those with masked labels
+    full = [s for s in stats if s.labels == "full" and s.n_true > 0]
+    masked = [s for s in stats if s.labels == "masked" and s.n_true > 0]
+    metrics = builder_metrics(full or masked or stats)
+    metrics["labels"] = "full" if full else "masked" if masked else "none"
+    if not full and masked:
+        metrics["purity"] = None
+    oversize = [{"event_id": int(entries[i][1]), "sector": int(entries[i][2]), "n_node": int(sizes[i, 0]),
+                 "n_edge": int(sizes[i, 1])} for i in assignment.oversize]
+    bucket_graphs = np.bincount(assignment.bucket, minlength=len(assignment.buckets)).tolist()
+    summary = BuildSummary(
+        str(out_dir), splits, {s: sum(1 for x in entries if x[0] == s) for s in ("train", "val")},
+        assignment.buckets.tolist(), bucket_graphs, oversize, padding, metrics, len(infos),
+        time.perf_counter() - t_start, kept_shards=kept, filter=filter_metrics,
+    )
+
+    def commit():
+        """Rank 0: module map and config, then the manifest (each renamed into place), then old shards go."""
+        if not ranks.root:
+            return
         if map_path is not None:
             os.replace(map_path, out_dir / MODULE_MAP_FILE)
         save_config(cfg, out_dir / "config.yaml")
@@ -401,31 +473,42 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
             bucket_graphs=bucket_graphs, oversize=oversize, padding=padding, builder_metrics=metrics,
             events=[dataclasses.asdict(s) for s in stats], filter=filter_metrics,
         )
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    keep = {i.file for i in infos}
-    for old in out_dir.glob("*-b[0-9][0-9]-[0-9][0-9][0-9][0-9][0-9].h5"):
-        if old.name not in keep:
-            old.unlink()
+        keep = {i.file for i in infos}
+        for old in out_dir.glob("*-b[0-9][0-9]-[0-9][0-9][0-9][0-9][0-9].h5"):
+            if old.name not in keep:
+                old.unlink()
+
+    ranks.step(commit)
     return summary
 
 
-def _module_map(gcfg, input_dir: Path, splits: dict, tmp_dir: Path, workers: int, progress: bool) -> Optional[Path]:
+def _module_map(gcfg, input_dir: Path, splits: dict, tmp_dir: Path, workers: int, progress: bool,
+                ranks: Ranks = SINGLE) -> Optional[Path]:
     """The module map of a ``module_map`` build, loaded or learned from the training events and saved under
-    tmp_dir (None for another builder)."""
+    tmp_dir by rank 0 (None for another builder); every rank's workers load that file."""
     if gcfg.builder != "module_map":
         return None
     if gcfg.module_map.path:
-        mm = ModuleMap.load(gcfg.module_map.path)
+        mm = ranks.step(lambda: ModuleMap.load(gcfg.module_map.path) if ranks.root else None)
     else:
         if not splits["train"]:
-            raise ConfigError("graph.builder=module_map: no training events to learn the map from "
-                              "(lower data.val_fraction or give graph.module_map.path)")
-        mm = learn_module_map(input_dir, splits["train"], gcfg.module_map, workers, progress)
+            ranks.step(_raise, ConfigError("graph.builder=module_map: no training events to learn the map from "
+                                           "(lower data.val_fraction or give graph.module_map.path)"))
+        mm = learn_module_map(input_dir, splits["train"], gcfg.module_map, workers, progress, ranks)
     map_path = tmp_dir / MODULE_MAP_FILE
-    mm.save(map_path)
-    log.info("module map: %d module pairs from %d events", mm.n_pairs, mm.n_events)
+
+    def save():
+        if ranks.root:
+            mm.save(map_path)
+            log.info("module map: %d module pairs from %d events", mm.n_pairs, mm.n_events)
+
+    ranks.step(save)
     return map_path
+
+
+def _raise(error: Exception):
+    """Raises ``error`` (in a :meth:`Ranks.step`, so that only rank 0 prints it)."""
+    raise error
 
 
 def _buckets(gcfg, sizes: np.ndarray):

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from trkx_tf.errors import ConfigError
+from trkx_tf.ranks import SINGLE
 
 
 def embedding_function(cfg) -> Callable[[np.ndarray], np.ndarray]:
@@ -61,7 +62,7 @@ def filter_factory(cfg):
 
 
 def build_graphs(cfg, input_dir: os.PathLike | str, out_dir: os.PathLike | str, *,
-                 workers: Optional[int] = None, progress: bool = True):
+                 workers: Optional[int] = None, progress: bool = True, ranks=None):
     """Builds the graph shards of ``input_dir``'s events into ``out_dir`` with the models the config names.
 
     Args:
@@ -70,6 +71,7 @@ def build_graphs(cfg, input_dir: os.PathLike | str, out_dir: os.PathLike | str, 
       out_dir: the shards folder.
       workers: processes (None: ``graph.workers``; 0: one per core).
       progress: progress bars on stderr.
+      ranks: the MPI ranks sharing the build (:func:`trkx_tf.ranks.ranks_from_env`; None: this process alone).
 
     Returns:
       The :class:`~trkx_tf.graphs.build.BuildSummary`.
@@ -82,12 +84,12 @@ def build_graphs(cfg, input_dir: os.PathLike | str, out_dir: os.PathLike | str, 
 
     embed = embedding_function(cfg) if cfg.graph.builder == "embedding" else None
     return build_shards(cfg, input_dir, out_dir, workers=workers, progress=progress, embed=embed,
-                        edge_filter=filter_factory(cfg))
+                        edge_filter=filter_factory(cfg), ranks=ranks or SINGLE)
 
 
 def build_real_graphs(cfg, *, input_dir: Optional[os.PathLike | str] = None,
                       out_dir: Optional[os.PathLike | str] = None, workers: Optional[int] = None,
-                      progress: bool = True):
+                      progress: bool = True, ranks=None):
     """Builds the masked-label shards of the real labelled events of ``data.real``.
 
     Args:
@@ -96,6 +98,7 @@ def build_real_graphs(cfg, *, input_dir: Optional[os.PathLike | str] = None,
       out_dir: the shards folder (None: ``data.real.shards_dir``).
       workers: processes (None: ``graph.workers``; 0: one per core).
       progress: progress bars on stderr.
+      ranks: as in :func:`build_graphs`.
 
     Returns:
       The :class:`~trkx_tf.graphs.build.BuildSummary` (builder metrics restricted to the labelled edges).
@@ -118,4 +121,5 @@ def build_real_graphs(cfg, *, input_dir: Optional[os.PathLike | str] = None,
     splits = split_real_events(list_events(input_dir), real.train_events, real.val_events)
     embed = embedding_function(cfg) if cfg.graph.builder == "embedding" else None
     return build_shards(cfg, input_dir, real.shards_dir if out_dir is None else out_dir, workers=workers,
-                        progress=progress, embed=embed, edge_filter=filter_factory(cfg), splits=splits)
+                        progress=progress, embed=embed, edge_filter=filter_factory(cfg), splits=splits,
+                        ranks=ranks or SINGLE)

@@ -38,6 +38,7 @@ from trkx_tf.graphs.candidates import EdgeBuilder, make_builder
 from trkx_tf.graphs.module_map import ModuleMap
 from trkx_tf.graphs.features import cylindrical, feature_names, hit_features, uses_cells
 from trkx_tf.placement import set_threads
+from trkx_tf.ranks import SINGLE, Ranks
 from trkx_tf.reco.labelling import label_tracks, submission_frame
 from trkx_tf.reco.outputs import TIMINGS_FILE, StageEdges, edges_path, submission_path, write_edges
 from trkx_tf.reco.scorers import EdgeScorer, load_scorer
@@ -287,6 +288,7 @@ def infer(
     module_map: Optional[str] = None,
     pipeline: Optional[Pipeline] = None,
     progress: bool = True,
+    ranks: Ranks = SINGLE,
 ) -> InferSummary:
     """Reconstructs the tracks of every event of a folder; writes submissions, edges and ``timings.json``.
 
@@ -298,9 +300,12 @@ def infer(
       filter_ckpt, gnn_ckpt, module_map: override the ``infer`` section.
       pipeline: a ready pipeline instead of the one the config describes (tests, benchmarks).
       progress: show a progress bar over events (tqdm, on stderr).
+      ranks: the MPI ranks sharing the events (:mod:`trkx_tf.ranks`): event i of the sorted ids goes to rank
+        i mod size, each rank writes its events' submissions and edges (the same bytes whoever writes them), rank 0
+        writes ``timings.json`` with every event's record; a rank that fails fails every rank.
 
     Returns:
-      The :class:`InferSummary` (also written as ``timings.json``).
+      The :class:`InferSummary` (also written as ``timings.json``), on every rank.
 
     Raises:
       DataError: no events, a malformed event, cells in some events only.
@@ -310,32 +315,43 @@ def infer(
 
     from trkx_tf.trackml.io import list_events
 
-    input_dir, out_dir = Path(input_dir), check_output_folder(out_dir)
-    available = list_events(input_dir)
-    ids = available if events is None else sorted({int(e) for e in events})
-    if not ids:
-        raise DataError(f"{input_dir}: no events (event<id>-hits.csv[.gz]) found")
-    missing = sorted(set(ids) - set(available))
-    if missing:
-        raise DataError(f"{input_dir}: event {missing[0]} not found")
-    set_threads(cfg.infer.threads)
-    if pipeline is None:
-        with_cells = uses_cells(input_dir, ids, cfg.graph.use_cells)
-        pipeline = make_pipeline(cfg, with_cells=with_cells, filter_ckpt=filter_ckpt, gnn_ckpt=gnn_ckpt,
-                                 module_map=module_map)
-        warm_up(pipeline, len(feature_names(with_cells)))
+    def prepare():
+        out = check_output_folder(out_dir)
+        available = list_events(input_dir)
+        ids = available if events is None else sorted({int(e) for e in events})
+        if not ids:
+            raise DataError(f"{input_dir}: no events (event<id>-hits.csv[.gz]) found")
+        missing = sorted(set(ids) - set(available))
+        if missing:
+            raise DataError(f"{input_dir}: event {missing[0]} not found")
+        set_threads(cfg.infer.threads)
+        ready = pipeline
+        if ready is None:
+            with_cells = uses_cells(input_dir, ids, cfg.graph.use_cells)
+            ready = make_pipeline(cfg, with_cells=with_cells, filter_ckpt=filter_ckpt, gnn_ckpt=gnn_ckpt,
+                                  module_map=module_map)
+            warm_up(ready, len(feature_names(with_cells)))
+        return out, ids, ready
+
+    input_dir = Path(input_dir)
+    out_dir, ids, pipeline = ranks.step(prepare)
     created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
-    records = []
-    try:
-        for event_id in tqdm(ids, desc="infer: events", unit="ev", disable=not progress, dynamic_ncols=True):
-            records.append(_infer_event(cfg, pipeline, input_dir, out_dir, event_id))
-    except BaseException:
-        for d in created:  # the folders this run made, while nothing was written into them
-            try:
-                d.rmdir()
-            except OSError:
-                break
-        raise
+
+    def reconstruct(share):
+        records = []
+        try:
+            for event_id in tqdm(share, desc="infer: events", unit="ev", disable=not progress, dynamic_ncols=True):
+                records.append(_infer_event(cfg, pipeline, input_dir, out_dir, event_id))
+        except BaseException:
+            for d in created:  # the folders this run made, while nothing was written into them
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+            raise
+        return records
+
+    records = ranks.map(reconstruct, ids)
     keys = [k for k in (*STAGES, "writing", "total") if any(k in r["seconds"] for r in records)]
     total = {k: round(sum(r["seconds"].get(k, 0.0) for r in records), 6) for k in keys}
     summary = InferSummary(str(out_dir), records, total)
@@ -348,5 +364,9 @@ def infer(
         "total": total,
         "mean": {k: round(v / len(records), 6) for k, v in total.items()},
     }
-    write_text_atomic(out_dir / TIMINGS_FILE, json.dumps(timings, indent=1) + "\n")
+    if ranks.root:
+        out_dir.mkdir(parents=True, exist_ok=True)  # a rank > 0 may have reconstructed every event
+        ranks.step(write_text_atomic, out_dir / TIMINGS_FILE, json.dumps(timings, indent=1) + "\n")
+    else:
+        ranks.step(lambda: None)
     return summary

@@ -15,6 +15,7 @@ import pandas as pd
 
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.processes import map_in_processes
+from trkx_tf.ranks import SINGLE, Ranks
 from trkx_tf.trackml.geometry import Geometry
 from trkx_tf.trackml.io import Event, write_event
 from trkx_tf.trackml.score import hit_weights
@@ -192,6 +193,7 @@ def simulate_events(
     model: PhysicsModel = PhysicsModel(),
     misalignment: Sequence[LayerShift] = (),
     field_error: float = 0.0,
+    ranks: Ranks = SINGLE,
 ) -> list[EventSummary]:
     """Simulates events ``first_event .. first_event + n_events - 1`` and writes them to ``out_dir``.
 
@@ -209,13 +211,27 @@ def simulate_events(
         :mod:`~trkx_tf.trackml.simulate.systematics`; the hits are reported in the nominal detector.
       field_error: the field the events are simulated in is ``model.bz * (1 + field_error)``; reconstruction's
         models and module map assume the nominal ``model.bz``.
+      ranks: the MPI ranks sharing the events (:mod:`trkx_tf.ranks`; event i to rank i mod size, each with its
+        ``workers`` processes): the same files whatever the number of ranks; a rank that fails fails every rank.
 
     Returns:
-      One :class:`EventSummary` per event, in event order.
+      One :class:`EventSummary` per event, in event order (on every rank).
 
     Raises:
       DataError: bad arguments or an unreadable detector file.
     """
+    geometry, built, out_dir, model = ranks.step(_checked, out_dir, detector, n_events, pileup, seed, noise_fraction,
+                                                 workers, first_event, model, misalignment, field_error)
+    ids = list(range(first_event, first_event + n_events))
+    tasks = [(out_dir, i, seed, pileup, noise_fraction, cells, compress, model) for i in ids]
+    return ranks.map(lambda share: map_in_processes(
+        _simulate_and_write, share, workers or os.cpu_count() or 1, initializer=_init_worker,
+        initargs=(geometry, built), progress=progress, desc="simulate", unit="event"), tasks)
+
+
+def _checked(out_dir, detector, n_events, pileup, seed, noise_fraction, workers, first_event, model, misalignment,
+             field_error) -> tuple:
+    """The arguments of :func:`simulate_events` checked: (geometry, built geometry, out_dir created, model)."""
     if n_events < 1:
         raise DataError(f"simulate: the number of events must be >= 1, got {n_events}")
     if workers < 0:
@@ -234,19 +250,17 @@ def simulate_events(
     built = misaligned(geometry, misalignment) if misalignment else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = list(range(first_event, first_event + n_events))
-    tasks = [(out_dir, i, seed, pileup, noise_fraction, cells, compress, model) for i in ids]
-    return map_in_processes(_simulate_and_write, tasks, workers or os.cpu_count() or 1, initializer=_init_worker,
-                            initargs=(geometry, built), progress=progress, desc="simulate", unit="event")
+    return geometry, built, out_dir, model
 
 
-def simulate_from_config(cfg, progress: bool = True) -> list[EventSummary]:
+def simulate_from_config(cfg, progress: bool = True, ranks: Ranks = SINGLE) -> list[EventSummary]:
     """``trkx-simulate`` as a library: the events the config describes, written to ``data.events_dir``.
 
     Args:
       cfg: the config (:class:`~trkx_tf.config.Config`): ``simulate.*`` (with its ``misalignment`` and
         ``field_error``), ``data.detector`` and ``data.events_dir``.
       progress: show a progress bar.
+      ranks: the MPI ranks sharing the events (see :func:`simulate_events`).
 
     Returns:
       One :class:`EventSummary` per event, in event order.
@@ -256,11 +270,16 @@ def simulate_from_config(cfg, progress: bool = True) -> list[EventSummary]:
       DataError: see :func:`simulate_events`.
     """
     if not cfg.data.detector:
-        raise ConfigError("data.detector is not set: name the TrackML detectors.csv[.gz] in the config, with "
-                          "--set data.detector=PATH or with --detector PATH")
+        return ranks.step(_raise, ConfigError("data.detector is not set: name the TrackML detectors.csv[.gz] in the "
+                                              "config, with --set data.detector=PATH or with --detector PATH"))
     sim = cfg.simulate
     return simulate_events(cfg.data.events_dir, cfg.data.detector, sim.events, pileup=sim.pileup, seed=sim.seed,
                            noise_fraction=sim.noise_fraction, workers=sim.workers, first_event=sim.first_event,
                            cells=sim.cells, compress=sim.compress, progress=progress,
                            misalignment=[(s.volume, s.layer, s.dx) for s in sim.misalignment],
-                           field_error=sim.field_error)
+                           field_error=sim.field_error, ranks=ranks)
+
+
+def _raise(error: Exception):
+    """Raises ``error`` (in a :meth:`~trkx_tf.ranks.Ranks.step`: rank 0 alone prints it)."""
+    raise error
