@@ -204,7 +204,8 @@ def main(argv=None) -> int:
             f"purity {h.get('val_purity', float('nan')):.4f}", flush=True)
     if not backend.is_writer:
         return 0
-    log(f"training: {result.steps} steps in {train_s:.0f} s ({len(train_chunks)} chunks of {args.chunk} triplets)")
+    what = "whole-event batches" if whole else f"chunks of {args.chunk} triplets"
+    log(f"training: {result.steps} steps in {train_s:.0f} s ({len(train_chunks)} {what})")
 
     out = {"args": vars(args), "load_average": load, "events": [
         {k: ev[k] for k in ("id", "n_hits", "n_doublets", "true_doublets", "n_triplets", "true_triplets",
