@@ -60,8 +60,7 @@ def _latest(folder: str) -> Optional[str]:
     prefix = state.model_checkpoint_path if state is not None else ""
     if not prefix:
         return None
-    if not os.path.isabs(prefix):
-        prefix = os.path.join(folder, prefix)
+    # get_checkpoint_state already joined a relative name onto ``folder``
     if not os.path.exists(prefix + ".index"):
         raise CheckpointError(f"{prefix}.index: missing (the index file of the latest checkpoint that "
                               f"{os.path.join(folder, 'checkpoint')} names); restore it, or give an earlier "
