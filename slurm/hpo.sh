@@ -6,7 +6,7 @@
 #   mkdir -p logs && sbatch --array=0-15 slurm/hpo.sh SPACE CONFIG STUDY TRIALS [--set key=value ...]
 #   # a Horovod trial on 4 GPUs per task:
 #   sbatch --array=0-15 --ntasks-per-node=4 --gpus-per-task=1 -t 12:00:00 -A ACCOUNT -p gpu \
-#       slurm/hpo.sh configs/hpo_filter.yaml configs/filter.yaml filter-a100 64
+#       slurm/hpo.sh configs/hpo/filter.yaml configs/filter.yaml filter-a100 64
 #
 # With several tasks per array element (--ntasks-per-node=N), each trial runs under the MPI launcher of
 # slurm/lib/launch.sh (srun --mpi=pmix, or mpirun) on this element's N ranks; with one task it is a plain process.

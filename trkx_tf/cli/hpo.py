@@ -1,9 +1,9 @@
 """``trkx-hpo``: hyper-parameter optimisation of one training stage with Optuna (docs/hpo.md).
 
-  trkx-hpo run --space configs/hpo_filter.yaml --config configs/filter.yaml --study NAME --storage studies.journal \\
+  trkx-hpo run --space configs/hpo/filter.yaml --config configs/filter.yaml --study NAME --storage studies.journal \\
                --trials 20 [--workers 2] [--launcher "horovodrun -np 2 -H localhost:2"] [--set key=value ...]
   trkx-hpo report --study NAME --storage studies.journal [--out DIR]
-  trkx-hpo check --space configs/hpo_filter.yaml --config configs/filter.yaml
+  trkx-hpo check --space configs/hpo/filter.yaml --config configs/filter.yaml
 
 Every trial is a real trkx-train run with the sampled values as --set overrides and its own run folder. Running
 the same ``run`` command again resumes the study up to --trials; several commands (SLURM array tasks) on one

@@ -1,7 +1,7 @@
 """The study file of ``trkx-hpo``: the search space over config keys, the objective, the sampler and the pruner.
 
 A study file is YAML; every section is a frozen schema below, unknown keys are errors, and every default lives
-here. Example (``configs/hpo_filter.yaml``)::
+here. Example (``configs/hpo/filter.yaml``)::
 
     objective: {metric: val_f1, direction: maximize}   # a key of trkx-train's epoch records (metrics.jsonl)
     sampler: {name: tpe, seed: 0}
