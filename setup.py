@@ -18,6 +18,7 @@ CONSOLE_SCRIPTS = [
     "trkx-hpo = trkx_tf.cli.hpo:main",
     "trkx-export = trkx_tf.cli.export:main",
     "trkx-study = trkx_tf.cli.study:main",
+    "trkx-release = trkx_tf.cli.release:main",
 ]
 
 setup(

@@ -123,6 +123,22 @@ def load_scorer(cfg, kind: str, checkpoint: os.PathLike | str, n_features: int) 
 
     model, prefix = load_edge_model(kind, cfg.model, checkpoint, n_features, cfg.infer.compute_dtype)
     log.info("%s restored from %s", kind, prefix)
+    return scorer_for_model(cfg, kind, model, n_features)
+
+
+def scorer_for_model(cfg, kind: str, model, n_features: int) -> "ModelScorer":
+    """The :class:`ModelScorer` of a built, trained model (restored from a checkpoint by :func:`load_scorer`, or
+    given released weights by :mod:`trkx_tf.release`): chunks and edge features as :func:`load_scorer` says.
+
+    Args:
+      cfg: the whole config (``model``, ``graph``, ``infer``).
+      kind: ``"filter"`` or ``"gnn"``.
+      model: the module.
+      n_features: F.
+
+    Returns:
+      The scorer.
+    """
     uses_edges = getattr(cfg.model, kind).edge_features
     edge_fn = functools.partial(edge_features, r_scale=cfg.graph.r_scale, z_scale=cfg.graph.z_scale) \
         if uses_edges else None
