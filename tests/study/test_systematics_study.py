@@ -66,6 +66,8 @@ def tiny_study(tmp_path_factory, shared_trackml, geometry):
     return root
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # two whole study runs: 42 s on the idle 2-core machine, 10+ min at load 15
 def test_study_runs_end_to_end_and_writes_its_tables_and_plots(tiny_study, venv_bin):
     proc = run_study(venv_bin, "systematics", "--config", tiny_study / "study.yaml", "--no-progress")
     report = tiny_study / "report"
@@ -100,9 +102,14 @@ def test_study_runs_end_to_end_and_writes_its_tables_and_plots(tiny_study, venv_
     assert [r["group"] for r in real] == ["recorded", "noise", "shift"]
     assert abs(real[1]["real_facts"]["noise_fraction"] - 0.3) < 1e-3
     assert real[2]["real_facts"]["hits"] == real[0]["real_facts"]["hits"]
-    # each point's numbers are the evaluation's (recomputed from the submission it wrote)
+    # each point's numbers are its evaluation's; a rerun with nothing changed reads every point back
     sub = Path(results["systematics"]["work_dir"]) / "reco" / "standard"
-    assert (sub / "noise-mu3-noise0.2" / "eval" / "metrics.json").is_file()
+    metrics = json.loads((sub / "noise-mu3-noise0.2" / "eval" / "metrics.json").read_text())
+    assert metrics["tracks"]["all"] == t20
+    stamp = (sub / "noise-mu3-noise0.2" / "study-reco.json").stat().st_mtime_ns
+    run_study(venv_bin, "systematics", "--config", tiny_study / "study.yaml", "--no-progress")
+    assert json.loads((report / "results.json").read_text())["records"] == recs
+    assert (sub / "noise-mu3-noise0.2" / "study-reco.json").stat().st_mtime_ns == stamp
 
 
 def test_study_errors_are_one_line(tiny_study, venv_bin):

@@ -11,8 +11,11 @@ Files written into the study's ``out_dir``::
                                           events) against the number of spacepoints (the paper's Figure 6)
 
 Efficiencies and purities are summed counts over a point's events; ``±`` is the binomial standard error
-(√(p(1-p)/n)). The points of a study share their collisions (same seed and event ids), so a change between two points
-is known better than the two errors suggest.
+(√(p(1-p)/n)). Every simulated point uses the same seed and event ids, so all points generate the same particles. The
+noise points also share every signal hit (noise is drawn last), and the real-event variants differ only in the added
+or moved hits: their changes are known much better than the errors shown. A misalignment, field or pile-up point
+changes the module crossings, after which the simulation's random draws (scattering, digitisation) differ: its change
+from the nominal point carries about √2 times the error shown.
 """
 
 from __future__ import annotations
@@ -291,7 +294,10 @@ def write_report(results: dict, out_dir: os.PathLike | str) -> tuple[Path, list[
     lines = ["# Systematics study (Exa.TrkX robustness)", "",
              f"Command: `{results['command']}`" if results["command"] else "", "",
              f"Simulated test events per point: {n_sim} (ids {s['first_event']}…{s['first_event'] + n_sim - 1}, seed "
-             f"{s['seed']}, the same collisions at every point). Efficiencies: technical efficiency (reconstructable "
+             f"{s['seed']}: the same generated particles at every point; the noise points also share every signal "
+             "hit, while misalignment, field and pile-up points differ in the simulation's later random draws, so "
+             "their changes from the nominal point carry about √2 times the ± shown). Efficiencies: technical "
+             "efficiency (reconstructable "
              "particles, ≥ 5 hits, matched by double majority) and purity (matched tracks / tracks), summed counts "
              "over a point's events, ± the binomial standard error. The paper's numbers come from its own models "
              "(trained on 9,000 μ = 200 events) and are given for comparison of the *changes*, not of absolute "

@@ -21,8 +21,9 @@ real           the real event ``real_event`` as recorded, with noise hits added 
 Each model is a config naming its checkpoints, module map and thresholds (``systematics.models``; the first is the
 standard model). The study builds each model's :class:`~trkx_tf.reco.pipeline.Pipeline` once and runs
 :func:`~trkx_tf.reco.pipeline.infer` and :func:`~trkx_tf.reco.evaluate.evaluate` (trkx-infer and trkx-eval as
-libraries) on every point, into ``<work_dir>/reco/<model>/<point>``. The real event is only reconstructed and
-scored; nothing here trains. :mod:`trkx_tf.study.report` writes ``study.md`` and the plots.
+libraries) on every point, into ``<work_dir>/reco/<model>/<point>``; a point whose model settings, checkpoint and
+module-map files and events are unchanged (``study-reco.json``) is read back instead of run again. The real event
+is only reconstructed and scored; nothing here trains. :mod:`trkx_tf.study.report` writes ``study.md`` and the plots.
 """
 
 from __future__ import annotations
@@ -194,7 +195,9 @@ def resolve_models(cfg: Config, config_path: Optional[str], overrides: Sequence[
 
 def _stamp_matches(folder: Path, stamp: dict) -> bool:
     try:
-        return json.loads((folder / STAMP_FILE).read_text()) == stamp
+        saved = json.loads((folder / STAMP_FILE).read_text())
+        saved.pop("facts", None)
+        return saved == json.loads(json.dumps(stamp))
     except (OSError, ValueError):
         return False
 
@@ -259,6 +262,12 @@ def real_variant(cfg: Config, name: str, folder: Path) -> tuple[Path, dict]:
 
     s = cfg.systematics
     src = Path(s.real_dir)
+    stamp = {"variant": name, "seed": s.seed, "event": s.real_event, "shift_layers": s.shift_layers[:1],
+             "detector": str(cfg.data.detector),
+             "source": [f for f in _file_id(src) if f"{s.real_event:09d}" in f[0]] if src.is_dir() else []}
+    if name != "recorded" and _stamp_matches(folder, stamp):
+        facts = json.loads((folder / STAMP_FILE).read_text())["facts"]
+        return folder, facts
     event = read_event(src, s.real_event, parts=("hits", "particles", "truth"))
     if event.truth is None or event.particles is None:
         raise DataError(f"{src}: event {s.real_event} needs its truth and particles files to be scored")
@@ -279,7 +288,10 @@ def real_variant(cfg: Config, name: str, folder: Path) -> tuple[Path, dict]:
         write_event(folder, out)
         where = folder
     n_noise = int((out.truth["particle_id"].to_numpy(np.int64) == 0).sum())
-    return where, {"hits": len(out.hits), "noise_hits": n_noise, "noise_fraction": n_noise / len(out.hits)}
+    facts = {"hits": len(out.hits), "noise_hits": n_noise, "noise_fraction": n_noise / len(out.hits)}
+    if name != "recorded":
+        write_text_atomic(folder / STAMP_FILE, json.dumps({**stamp, "facts": facts}, indent=1) + "\n")
+    return where, facts
 
 
 def compact_metrics(summary: dict) -> dict:
@@ -315,8 +327,42 @@ class _Pipelines:
         return self._cache[key]
 
 
+RECO_STAMP_FILE = "study-reco.json"
+
+
+def _file_id(path) -> list:
+    """(path, size, mtime) of a file, or of every file directly in a folder (what a rerun compares)."""
+    p = Path(path)
+    files = sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
+    return [[str(q), q.stat().st_size, q.stat().st_mtime_ns] for q in files if q.exists()]
+
+
+def reco_stamp(model: StudyModel, events_dir: Path, ids: Sequence[int]) -> dict:
+    """What a point's reconstruction depends on: the model's settings, its checkpoint and module-map files, the
+    events (their stamp, or the files of a real event)."""
+    cfg = model.cfg
+    files = []
+    for path in (cfg.infer.filter_ckpt, cfg.infer.gnn_ckpt, cfg.infer.module_map or cfg.graph.module_map.path):
+        if path:
+            p = Path(path)
+            files += _file_id(p) if p.exists() else _file_id(p.parent) if p.parent.exists() else [[str(p)]]
+    stamp_file = events_dir / STAMP_FILE
+    events = (json.loads(stamp_file.read_text()) if stamp_file.is_file()
+              else [f for f in _file_id(events_dir) if any(f"{i:09d}" in f[0] for i in ids)])
+    return {"config": {k: getattr(cfg, k).model_dump(mode="json") for k in ("graph", "model", "infer", "eval")},
+            "files": files, "events": events, "ids": list(ids)}
+
+
 def reconstruct(model: StudyModel, pipeline, events_dir: Path, ids: Sequence[int], out: Path) -> dict:
     """trkx-infer and trkx-eval (as libraries) of some events with one model.
+
+    A point whose :func:`reco_stamp` matches the one in ``out`` is not run again: its metrics are read back.
+
+    Args:
+      model: the model.
+      pipeline: its :class:`~trkx_tf.reco.pipeline.Pipeline`, or a callable returning it (built when needed).
+      events_dir, ids: the events.
+      out: the point's folder (``infer/``, ``eval/``, the stamp).
 
     Returns:
       :func:`compact_metrics` of the evaluation, with ``"seconds"``: the inference's total wall time.
@@ -324,12 +370,23 @@ def reconstruct(model: StudyModel, pipeline, events_dir: Path, ids: Sequence[int
     from trkx_tf.reco.evaluate import evaluate
     from trkx_tf.reco.pipeline import infer
 
+    stamp = reco_stamp(model, events_dir, ids)
+    try:
+        saved = json.loads((out / RECO_STAMP_FILE).read_text())
+        if saved["stamp"] == json.loads(json.dumps(stamp)):
+            return saved["metrics"]
+    except (OSError, ValueError, KeyError):
+        pass
+    if callable(pipeline) and not hasattr(pipeline, "run"):
+        pipeline = pipeline()
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     infer(model.cfg, events_dir, out / "infer", events=ids, pipeline=pipeline, progress=False)
     seconds = time.perf_counter() - t0
     summary = evaluate(events_dir, out / "infer", out / "eval", model.cfg.eval, events=ids, progress=False)
-    return {**compact_metrics(summary), "seconds": round(seconds, 3)}
+    metrics = {**compact_metrics(summary), "seconds": round(seconds, 3)}
+    write_text_atomic(out / RECO_STAMP_FILE, json.dumps({"stamp": stamp, "metrics": metrics}) + "\n")
+    return metrics
 
 
 @dataclasses.dataclass
@@ -384,7 +441,7 @@ def run_systematics(cfg: Config, config_path: Optional[str] = None, overrides: S
         for name in point.models:
             model = by_name[name]
             if (name, folder) not in done:  # the nominal point of several studies is reconstructed once
-                pipe = pipelines.get(model, folder, ids)
+                pipe = (lambda m=model, f=folder, i=ids: pipelines.get(m, f, i))  # built when a point needs it
                 done[(name, folder)] = reconstruct(model, pipe, folder, ids, work / "reco" / name / point.key())
             metrics = done[(name, folder)]
             records.append({"study": point.study, "label": point.label, "value": point.value,
