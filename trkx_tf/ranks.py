@@ -94,6 +94,7 @@ class Ranks:
             if exc is not None:
                 raise exc
             return out
+        self._wait_for_all()
         outcomes = self.comm.allgather(_picklable(failure))
         failed = [(k, f) for k, f in enumerate(outcomes) if f is not None]
         if not failed:
@@ -115,16 +116,27 @@ class Ranks:
             raise exc
         raise RankFailed(f"rank {k} failed: {message}", status)
 
-    def map(self, fn: Callable[[list[T]], list[R]], items: Sequence[T]) -> list[R]:
+    def _wait_for_all(self, poll_s: float = 0.005) -> None:
+        """Returns once every rank got here, sleeping between checks: a rank that waits in a blocking MPI
+        collective spins on a core (Open MPI polls), which slows the ranks still working on a shared or
+        oversubscribed node."""
+        import time
+
+        request = self.comm.Ibarrier()
+        while not request.Test():
+            time.sleep(poll_s)
+
+    def map(self, fn: Callable[[list[T]], list[R]], items: Sequence[T], root_only: bool = False) -> list[R]:
         """``fn`` over this rank's share of ``items`` (:meth:`share`) as one :meth:`step`; every rank gets every
         result, in the order of ``items``.
 
         Args:
           fn: list of items -> list of results (one per item, in order), e.g. a process-pool map.
           items: the items of all ranks (the same list on every rank).
+          root_only: only rank 0 gets the results (the others get None): less traffic for large results.
 
         Returns:
-          ``[result of item 0, result of item 1, ...]`` on every rank.
+          ``[result of item 0, result of item 1, ...]`` on every rank (on rank 0 only with ``root_only``).
 
         Raises:
           See :meth:`step`.
@@ -133,7 +145,9 @@ class Ranks:
         mine = self.step(fn, self.share(items))
         if self.comm is None:
             return list(mine)
-        shares = self.comm.allgather(mine)
+        shares = self.comm.gather(mine, root=0) if root_only else self.comm.allgather(mine)
+        if shares is None:
+            return None
         out: list = [None] * len(items)
         for r, results in enumerate(shares):
             out[r::self.size] = results

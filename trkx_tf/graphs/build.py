@@ -213,7 +213,7 @@ def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cf
     samples = ranks.map(
         lambda share: _map(edge_sample_task, share, workers, (cfg_data, None, False, log.getEffectiveLevel()),
                            progress, "module map: events"),
-        [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids])
+        [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids], root_only=True)
 
     def fit():
         if not ranks.root:
