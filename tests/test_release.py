@@ -166,9 +166,10 @@ def test_release_from_trained_checkpoints(tiny_shards, tmp_path):
             "--set", "train.max_steps_per_epoch=3", "--set", f"run.out_dir={tmp_path / 'runs'}",
             "--set", f"data.shards_dir={tiny_shards}"]
     for kind in ("filter", "gnn"):
-        run_cli(["trkx-train", *sets, "--set", f"train.model={kind}", "--set", f"run.name={kind}"])
+        run_cli(["trkx-train", "--config", tiny_shards / "config.yaml", *sets, "--set", f"train.model={kind}",
+                 "--set", f"run.name={kind}"])
     events = tiny_shards.parent / "events"
-    infer_sets = [s for s in sets if not s.startswith(("train.", "run.", "data."))]
+    infer_sets = [x for pair in zip(sets[::2], sets[1::2]) if pair[1].startswith("model.") for x in pair]
     run_cli(["trkx-release", "--config", tmp_path / "runs" / "gnn" / "config.yaml", *infer_sets, "--name", "tiny",
              "--out", tmp_path / "models", "--gnn-ckpt", tmp_path / "runs" / "gnn" / "checkpoints", "--filter-ckpt",
              tmp_path / "runs" / "filter" / "checkpoints", "--module-map", tiny_shards / "module_map.npz"])

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--command", dest="commands", action="append", default=[], metavar="CMD",
                         help="a command that made the models (repeatable; with --pipeline-json: added after)")
     parser.add_argument("--data", default="", help="what the models were trained on (one line)")
+    parser.add_argument("--training-config", dest="training_config", metavar="PATH",
+                        help="the config file the card names as the training config (default: --config)")
     parser.add_argument("--description", default="", help="one line for trkx-info")
     parser.add_argument("--note", default="", help="anything else the card must say")
     parser.add_argument("--commit", default=None, help="the commit that trained them (default: HEAD)")
@@ -84,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         commands = [s["command"]["shell"] for s in record.get("stages", {}).values()
                     if isinstance(s, dict) and isinstance(s.get("command"), dict) and s["command"].get("shell")]
     commands += args.commands
-    training = {"data": args.data, "config": args.config, "commands": commands, "commit": args.commit}
+    training = {"data": args.data, "config": args.training_config or args.config, "commands": commands,
+                "commit": args.commit}
     if args.note:
         training["note"] = args.note
     folder = export_release(cfg, args.out or RELEASES_DIR, args.name, gnn_ckpt=args.gnn_ckpt,
