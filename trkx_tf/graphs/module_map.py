@@ -40,9 +40,9 @@ class EdgeSample:
       dphi: [n_true] float64 window variable.
       z0: [n_true] float64 window variable.
       pt: [n_true] float64 particle pT (GeV).
-      modules: [M] int64 sorted uids of the modules with hits (None: not recorded).
-      xyz_sum: [M, 3] float64 summed x, y, z of their hits (mm).
-      n_hits: [M] int64 their hits.
+      modules: [U] int64 sorted uids of the modules with hits (None: not recorded).
+      xyz_sum: [U, 3] float64 summed x, y, z of their hits (mm).
+      n_hits: [U] int64 their hits.
     """
 
     module_a: np.ndarray
@@ -355,7 +355,7 @@ class ModuleMap:
           k: neighbours per module (0: none lent).
 
         Returns:
-          ``(module_a, module_b, lo, hi)``: [Q] int64 uids and [Q, 2] float64 windows of the new pairs, sorted.
+          ``(module_a, module_b, lo, hi)``: [Q] int64 uids and [Q, 2] float64 windows of the Q new pairs, sorted.
         """
         if k <= 0 or not use.any():
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros((0, 2))
