@@ -292,7 +292,7 @@ class ScalingConfig(Section):
 
 
 class InferConfig(Section):
-    """Inference (``trkx-infer``): checkpoints, thresholds and the track labelling, see trkx_tf/reco/README.md."""
+    """Inference (``trkx-infer``): checkpoints, thresholds and the track labelling, see docs/reco.md."""
 
     filter_ckpt: Optional[str] = None  # edge-filter checkpoint (file prefix or folder); None: no filter stage
     gnn_ckpt: Optional[str] = None  # Interaction Network checkpoint (file prefix or folder); required

@@ -21,6 +21,7 @@ Importing this module changes nothing and imports no MPI.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 from trkx_tf.errors import ConfigError, TrkxError
@@ -163,16 +164,16 @@ class Ranks:
 
 
 def _picklable(failure):
-    """A failure tuple whose error type can travel to the other ranks (a local class cannot)."""
+    """A failure tuple whose error type can travel to the other ranks: a class pickles by reference, so it must be
+    reachable as ``module.qualname`` (a class defined inside a function is not); otherwise the type is dropped."""
     if failure is None or failure[0] is None:
         return failure
-    import pickle
-
-    try:
-        pickle.dumps(failure[0])
-    except Exception:  # noqa: BLE001
-        return (None, *failure[1:])
-    return failure
+    cls = failure[0]
+    module = sys.modules.get(cls.__module__)
+    target = module
+    for part in cls.__qualname__.split("."):
+        target = getattr(target, part, None)
+    return failure if target is cls else (None, *failure[1:])
 
 
 SINGLE = Ranks()

@@ -6,7 +6,7 @@ hit exactly once), ``event<ID>-edges.npz`` (``infer.save_edges``) and ``timings.
 output folder and prints the per-event table; with ``--seeds`` also ``event<ID>-seeds.csv`` (track seeds,
 trkx_tf/reco/seeds.py). Checkpoints and the module map come from the ``infer`` section or the flags, or a released model from
 ``--model NAME`` (models/NAME: weights, module map and config, trkx_tf/release.py). Details:
-trkx_tf/reco/README.md.
+docs/reco.md.
 
 Under ``mpirun -np N`` or ``srun`` the events are dealt over the N ranks (trkx_tf/ranks.py): the same submissions,
 byte for byte, as one rank; rank 0 writes ``timings.json`` and prints the table (slurm/infer.sh).
