@@ -18,13 +18,13 @@ Shape vocabulary as in :mod:`trkx_tf.graphs.batch`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import yaml
 
 from trkx_tf.errors import ShardError
-from trkx_tf.graphs.reader import FILLER, BucketShape, ShardReader, Step, _prefetched, assemble_batch, plan_epoch
+from trkx_tf.graphs.reader import FILLER, BucketShape, PlannedBatches, ShardReader, Step, plan_epoch
 
 
 def real_counts(real_bucket: np.ndarray, n_sim: int, fraction: float) -> dict[int, int]:
@@ -67,7 +67,7 @@ def _scales(folder: Path) -> Optional[tuple]:
     return graph.get("r_scale"), graph.get("z_scale")
 
 
-class MixedReader:
+class MixedReader(PlannedBatches):
     """The shards of one split of two trkx-build folders, mixed at a ratio (module docstring).
 
     Args:
@@ -165,37 +165,8 @@ class MixedReader:
         """One graph of the combined list (``n_sim + j``: real graph j)."""
         return self.real.read_graph(index - self.n_sim) if index >= self.n_sim else self.sim.read_graph(index)
 
-    def batch(self, step: Step) -> dict[str, np.ndarray]:
-        """This rank's batch of a global step."""
-        nb, eb = self.budgets[step.bucket]
-        graphs = [None if i == FILLER else self.read_graph(int(i)) for i in step.graphs[self.rank]]
-        return assemble_batch(graphs, nb, eb, self.n_features, self.extras)
-
-    def epoch(self, epoch: int, prefetch: int = 2, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """This rank's batches of one epoch from step ``start`` (see :meth:`ShardReader.epoch`)."""
-        steps = self.plan(epoch)[max(0, int(start)):]
-        if prefetch <= 0:
-            for step in steps:
-                yield self.batch(step)
-            return
-        yield from _prefetched((self.batch(s) for s in steps), prefetch)
-
-    # the trainer's BatchSource protocol (trkx_tf.train.loop)
-    def num_batches(self, epoch: int) -> int:
-        """Batches this rank has in ``epoch`` (= :attr:`steps_per_epoch`)."""
-        return self.steps_per_epoch
-
-    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """This rank's batches of ``epoch`` from step ``start``, prefetched."""
-        return self.epoch(epoch, prefetch=2, start=start)
-
     def close(self) -> None:
         for reader in (getattr(self, "sim", None), getattr(self, "real", None)):
             if reader is not None:
                 reader.close()
 
-    def __enter__(self) -> "MixedReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -212,7 +212,52 @@ def _empty_extra(name: str, node_budget: int, edge_budget: int) -> np.ndarray:
     raise ShardError(f"reader: unknown extra dataset {name!r} (hit_id, edge_pt, event_id, sector)")
 
 
-class ShardReader:
+class PlannedBatches:
+    """The batch side shared by the readers: a subclass gives ``plan(epoch)`` (the global steps), ``read_graph``,
+    ``budgets``, ``rank``, ``n_features``, ``extras``, ``steps_per_epoch`` and ``close``; this turns them into
+    this rank's batches, read ahead by a background thread (the trainer's ``BatchSource`` protocol)."""
+
+    def batch(self, step: Step) -> dict[str, np.ndarray]:
+        """This rank's batch of a global step."""
+        nb, eb = self.budgets[step.bucket]
+        graphs = [None if i == FILLER else self.read_graph(int(i)) for i in step.graphs[self.rank]]
+        return assemble_batch(graphs, nb, eb, self.n_features, self.extras)
+
+    def epoch(self, epoch: int, prefetch: int = 2, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """This rank's batches of one epoch, in order.
+
+        Args:
+          epoch: the epoch number (sets the shuffle).
+          prefetch: batches read ahead by a background thread (0: read in the caller's thread).
+          start: skip the first ``start`` steps (resuming inside an epoch).
+
+        Yields:
+          ``steps_per_epoch - start`` batch dicts (numpy) of :mod:`trkx_tf.graphs.batch`.
+        """
+        steps = self.plan(epoch)[max(0, int(start)):]
+        if prefetch <= 0:
+            for step in steps:
+                yield self.batch(step)
+            return
+        yield from _prefetched((self.batch(s) for s in steps), prefetch)
+
+    # the trainer's BatchSource protocol (trkx_tf.train.loop)
+    def num_batches(self, epoch: int) -> int:
+        """Batches this rank has in ``epoch`` (= :attr:`steps_per_epoch`, the same on every rank)."""
+        return self.steps_per_epoch
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """This rank's batches of ``epoch`` from step ``start``, prefetched (see :meth:`epoch`)."""
+        return self.epoch(epoch, prefetch=2, start=start)
+
+    def __enter__(self) -> "PlannedBatches":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ShardReader(PlannedBatches):
     """Reads the shards of one split of a trkx-build folder as padded batches, dealt across ranks.
 
     Args:
@@ -348,50 +393,12 @@ class ShardReader:
         si, gi = self._refs[index]
         return self._shard(si).graph(gi, verify=self.verify)
 
-    def batch(self, step: Step) -> dict[str, np.ndarray]:
-        """This rank's batch of a global step."""
-        nb, eb = self.budgets[step.bucket]
-        graphs = [None if i == FILLER else self.read_graph(int(i)) for i in step.graphs[self.rank]]
-        return assemble_batch(graphs, nb, eb, self.n_features, self.extras)
-
-    def epoch(self, epoch: int, prefetch: int = 2, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """This rank's batches of one epoch, in order.
-
-        Args:
-          epoch: the epoch number (sets the shuffle).
-          prefetch: batches read ahead by a background thread (0: read in the caller's thread).
-          start: skip the first ``start`` steps (resuming inside an epoch).
-
-        Yields:
-          ``steps_per_epoch - start`` batch dicts (numpy) of :mod:`trkx_tf.graphs.batch`.
-        """
-        steps = self.plan(epoch)[max(0, int(start)):]
-        if prefetch <= 0:
-            for step in steps:
-                yield self.batch(step)
-            return
-        yield from _prefetched((self.batch(s) for s in steps), prefetch)
-
-    # the trainer's BatchSource protocol (trkx_tf.train.loop)
-    def num_batches(self, epoch: int) -> int:
-        """Batches this rank has in ``epoch`` (= :attr:`steps_per_epoch`, the same on every rank)."""
-        return self.steps_per_epoch
-
-    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """This rank's batches of ``epoch`` from step ``start``, prefetched (see :meth:`epoch`)."""
-        return self.epoch(epoch, prefetch=2, start=start)
-
     def close(self) -> None:
         with self._lock:
             for shard in self._open.values():
                 shard.close()
             self._open.clear()
 
-    def __enter__(self) -> "ShardReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 _DONE = object()
