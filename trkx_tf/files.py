@@ -64,7 +64,8 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:  # e.g. zipfile's writes: name the file
+        # an OS error without a file name (e.g. zipfile's writes): name the file; a message-only OSError keeps its text
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
             exc.filename = str(path)
         raise
 

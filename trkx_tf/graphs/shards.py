@@ -47,7 +47,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from trkx_tf.errors import ShardError
-from trkx_tf.files import write_text_atomic
+from trkx_tf.files import atomic_path, write_text_atomic
 from trkx_tf.graphs.features import EDGE_FEATURES, edge_features
 from trkx_tf.graphs.graph import EventGraph
 
@@ -251,8 +251,7 @@ def write_shard(
     arrays = pad_graphs(graphs, node_budget, edge_budget, scales)
     digest = checksum(arrays)
     comp = None if compression in (None, "none") else compression
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:  # a fresh O_EXCL temporary beside path, renamed on success, removed on error
         with h5py.File(tmp, "w", track_order=True) as f:
             for name, (dtype, kind) in DATASETS.items():
                 a = arrays[name]
@@ -272,10 +271,6 @@ def write_shard(
             f.attrs["split"] = split
             f.attrs["builder"] = builder
             f.attrs["checksum"] = digest
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return _shard_info(path, graphs, node_budget, edge_budget, split, bucket, digest)
 
 
