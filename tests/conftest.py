@@ -43,6 +43,13 @@ def run_cli(args, timeout=600, **kwargs):
 
 
 @pytest.fixture(scope="session")
+def cli():
+    """:func:`run_cli` for test modules outside this folder's import path (``from conftest import`` is ambiguous:
+    every test folder may have a conftest)."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory, shared_trackml) -> Path:
     """4 simulated μ=5 events on the real geometry, built into shards: 3 training graphs (an odd count), 1 val.
 

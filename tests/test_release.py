@@ -156,26 +156,24 @@ def test_info_lists_the_releases(capsys):
 
 
 @pytest.mark.slow
-def test_release_from_trained_checkpoints(tiny_shards, tmp_path):
+def test_release_from_trained_checkpoints(tiny_shards, tmp_path, cli):
     """A release made from checkpoints that trkx-train really trained (2 epochs of tiny models) runs by name on an
     event it never saw, with the same tracks as those checkpoints."""
-    from conftest import run_cli
-
     sets = ["--set", "model.filter.hidden=8", "--set", "model.filter.layers=2", "--set", "model.gnn.hidden=8",
             "--set", "model.gnn.layers=2", "--set", "model.gnn.steps=2", "--set", "train.epochs=2",
             "--set", "train.max_steps_per_epoch=3", "--set", f"run.out_dir={tmp_path / 'runs'}",
             "--set", f"data.shards_dir={tiny_shards}"]
     for kind in ("filter", "gnn"):
-        run_cli(["trkx-train", "--config", tiny_shards / "config.yaml", *sets, "--set", f"train.model={kind}",
+        cli(["trkx-train", "--config", tiny_shards / "config.yaml", *sets, "--set", f"train.model={kind}",
                  "--set", f"run.name={kind}"])
     events = tiny_shards.parent / "events"
     infer_sets = [x for pair in zip(sets[::2], sets[1::2]) if pair[1].startswith("model.") for x in pair]
-    run_cli(["trkx-release", "--config", tmp_path / "runs" / "gnn" / "config.yaml", *infer_sets, "--name", "tiny",
+    cli(["trkx-release", "--config", tmp_path / "runs" / "gnn" / "config.yaml", *infer_sets, "--name", "tiny",
              "--out", tmp_path / "models", "--gnn-ckpt", tmp_path / "runs" / "gnn" / "checkpoints", "--filter-ckpt",
              tmp_path / "runs" / "filter" / "checkpoints", "--module-map", tiny_shards / "module_map.npz"])
-    run_cli(["trkx-infer", "--model", tmp_path / "models" / "tiny", "--input", events, "--events", 3, "--out",
+    cli(["trkx-infer", "--model", tmp_path / "models" / "tiny", "--input", events, "--events", 3, "--out",
              tmp_path / "rel", "--no-progress"])
-    run_cli(["trkx-infer", "--config", tmp_path / "runs" / "gnn" / "config.yaml", *infer_sets, "--input", events,
+    cli(["trkx-infer", "--config", tmp_path / "runs" / "gnn" / "config.yaml", *infer_sets, "--input", events,
              "--events", 3, "--out", tmp_path / "ck", "--no-progress", "--gnn-ckpt",
              tmp_path / "runs" / "gnn" / "checkpoints", "--filter-ckpt", tmp_path / "runs" / "filter" / "checkpoints",
              "--module-map", tiny_shards / "module_map.npz"])

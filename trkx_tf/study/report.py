@@ -216,6 +216,7 @@ def plot_relative_efficiency(results: dict, path: Path) -> Optional[Path]:
         centre = np.sqrt(edges[1:] * edges[:-1])
         t0, m0 = np.asarray(ref["total"], float), np.asarray(ref["matched"], float)
         e0 = np.divide(m0, t0, out=np.full(len(t0), np.nan), where=t0 > 0)
+        plotted = False
         for r in mine[1:]:
             h = r["metrics"]["technical_efficiency_vs_pt"]
             t, k = np.asarray(h["total"], float), np.asarray(h["matched"], float)
@@ -225,8 +226,10 @@ def plot_relative_efficiency(results: dict, path: Path) -> Optional[Path]:
                                 + np.divide(1 - e0, np.maximum(m0, 1), out=np.zeros(len(e)), where=m0 > 0))
             ok = np.isfinite(rel)
             ax.errorbar(centre[ok], rel[ok], yerr=err[ok], fmt="o-", ms=3, capsize=0, label=f"{100 * r['value']:g} %")
+            plotted |= bool(ok.any())
         ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_xscale("log")
+        if plotted:  # a log axis of no positive point cannot be drawn (e.g. untrained models: no track matched)
+            ax.set_xscale("log")
         ax.set_xlabel("particle $p_T$ [GeV]")
         ax.set_ylabel(f"tech. efficiency / at {100 * mine[0]['value']:g} % noise")
         ax.set_title(f"{m}: noise hits")
