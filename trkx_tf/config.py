@@ -394,6 +394,37 @@ class SystematicsConfig(Section):
     workers: int = Field(0, ge=0)  # simulation processes; 0: one per CPU core
 
 
+class TransformerConfig(Section):
+    """TrackFormers-style hit transformers (``trkx-tracker``, :mod:`trkx_tf.transformer`, docs/trackformers.md)."""
+
+    head: Literal["reg", "cla"] = "reg"  # EncReg (sin φ, cos φ, θ, q/pT per hit) or EncCla (balanced parameter bins)
+    source_dir: str = "data/tf_source"  # full simulated (or real labelled) events the reduced sets are drawn from
+    events_dir: str = "data/tml"  # the reduced events (TrackML CSV: hits, particles, truth)
+    shards_dir: str = "data/tml_shards"  # their hits-only padded HDF5 shards
+    particles_min: int = Field(10, ge=1)  # each reduced event keeps N particles, N uniform in [min, max]
+    particles_max: int = Field(50, ge=1)
+    min_particle_hits: int = Field(3, ge=1)  # particles with fewer hits are never drawn
+    pt_min: float = Field(0.0, ge=0.0)  # GeV; particles below it are never drawn
+    volumes: tuple[int, ...] = ()  # keep only hits of these volumes (e.g. [7, 8, 9]: pixels); empty: all
+    events_per_shard: int = Field(64, ge=1)
+    hit_quantum: int = Field(32, ge=1)  # shard hit budgets are multiples of it
+    hidden: int = Field(64, ge=1)  # model width
+    num_heads: int = Field(4, ge=1)  # attention heads (hidden must divide by it)
+    layers: int = Field(4, ge=1)  # encoder layers
+    ff: int = Field(128, ge=1)  # feed-forward width
+    phi_bins: int = Field(8, ge=1)  # EncCla: equal-population bins of φ, θ and q/pT (classes: their product)
+    theta_bins: int = Field(8, ge=1)
+    qpt_bins: int = Field(2, ge=1)
+    events_per_step: int = Field(8, ge=1)  # per data rank
+    cluster: Literal["hdbscan", "dbscan"] = "hdbscan"  # EncReg track building in the regressed space
+    min_cluster_size: int = Field(3, ge=2)  # HDBSCAN min_cluster_size / DBSCAN min_samples
+    eps: float = Field(0.05, gt=0.0)  # DBSCAN radius; HDBSCAN cluster_selection_epsilon
+    qpt_scale: float = Field(1.0, gt=0.0)  # q/pT (1/GeV) is multiplied by this before clustering
+    phi_sectors: int = Field(16, ge=1)  # local attention on full events: φ sectors ...
+    eta_sectors: int = Field(8, ge=1)  # ... times η sectors (equal hit counts) ...
+    overlap: float = Field(0.05, ge=0.0)  # ... each widened by this (rad in φ, units of η) for context
+
+
 class Config(Section):
     """The whole toolkit's configuration."""
 
@@ -409,6 +440,7 @@ class Config(Section):
     eval: EvalConfig = EvalConfig()
     pipeline: PipelineConfig = PipelineConfig()
     systematics: SystematicsConfig = SystematicsConfig()
+    transformer: TransformerConfig = TransformerConfig()
 
 
 # ------------------------------------------------------------------------------------------------- loading
