@@ -341,6 +341,15 @@ class ThresholdsConfig(Section):
     metric: Literal["technical_efficiency", "score"] = "technical_efficiency"  # maximised over gnn_grid x labelling
 
 
+class EventFoldersConfig(Section):
+    """The pipeline's training events taken from existing folders (the TrackML challenge's ``train_*`` folders)
+    instead of simulated: the ``events`` stage links their files into ``data.events_dir``."""
+
+    dirs: tuple[str, ...] = Field(min_length=1)  # folders of TrackML events (event<ID>-hits/cells/particles/truth)
+    exclude: tuple[int, ...] = ()  # event ids never linked, besides those the validation and test sets name
+    first: int = Field(0, ge=0)  # only the first N events (sorted ids) of all the folders; 0: all
+
+
 class PipelineConfig(Section):
     """``trkx-pipeline run``: the stages from simulation to evaluation (trkx_tf/pipeline/__init__.py)."""
 
@@ -348,6 +357,7 @@ class PipelineConfig(Section):
     launcher: Literal["one", "horovodrun", "mpirun", "srun"] = "one"  # how the training stages start
     np: int = Field(1, ge=1)  # training ranks (horovodrun, mpirun, srun)
     simulate: bool = True  # simulate the training events into data.events_dir; false: they exist (real events)
+    events: Optional[EventFoldersConfig] = None  # the training events linked from these folders (simulate ignored)
     map_events: Optional[EventSetConfig] = None  # learn the module map from these; None: the training split
     gnn_events: int = Field(0, ge=0)  # the GNN's shards from the first N training events; 0: all of them
     filtered_shards_dir: Optional[str] = None  # the GNN's shards (filter-kept edges); None: <data.shards_dir>-filtered

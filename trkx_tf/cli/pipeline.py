@@ -6,10 +6,11 @@
 A stage is skipped when its outputs exist and the hash of its command, its config slice and its input files
 matches ``<pipeline dir>/pipeline.json``; otherwise it reruns, with everything downstream. ``--dry-run`` prints
 every stage, what would happen to it and why, and the commands. The stages and the ``pipeline`` config section:
-trkx_tf/pipeline/stages.py and trkx_tf/config.py.
+trkx_tf/pipeline/stages.py and trkx_tf/config.py. SIGUSR1 stops the run after passing it on to the running stage
+(a training checkpoints) and exits 99, for slurm/pipeline.sh to requeue the job; the next run resumes.
 
 The other sub-commands are the bodies of three stages (the runner starts them; they can be run by hand):
-``learn-map`` (a module map alone), ``link-events`` (the first N events of a folder, linked), ``thresholds``
+``learn-map`` (a module map alone), ``link-events`` (the events of folders, linked), ``thresholds``
 (choose the inference thresholds on validation events).
 """
 
@@ -44,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--out", required=True, help="the module map to write (.npz)")
     lm.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
 
-    le = sub.add_parser("link-events", help="link the first N events of a folder into another")
-    le.add_argument("--input", required=True)
-    le.add_argument("--first", type=int, required=True, metavar="N")
+    le = sub.add_parser("link-events", help="link the events of one or more folders into another")
+    le.add_argument("--input", required=True, nargs="+", metavar="DIR", help="events folders (ids unique)")
+    le.add_argument("--first", type=int, default=0, metavar="N", help="only the first N events (sorted); 0: all")
+    le.add_argument("--exclude", type=int, nargs="+", default=[], metavar="ID", help="never link these events")
     le.add_argument("--out", required=True)
 
     th = sub.add_parser("thresholds", help="choose the inference thresholds on validation events")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "link-events":
         from trkx_tf.pipeline.tasks import link_events
 
-        print(link_events(args.input, args.first, args.out))
+        print(link_events(args.input, args.out, args.first, args.exclude))
         return 0
     cfg = config_from_args(args)
     setup_logging(level=cfg.run.log_level)

@@ -5,8 +5,9 @@ shared folder: ``event000001000-*``). Its hash is the SHA-256 over the sorted ``
 pairs of its files (a file alone: its own SHA-256 under its name). Hidden entries (names starting with ``.``: the
 temporary files and locks of the writers) are left out.
 
-The cache maps a file's path to ``[size, mtime_ns, sha256]``; a file whose size and modification time are as
-cached is not read (the rule ``make`` and DVC use). A fully cached rerun of a pipeline over gigabytes of events and
+The cache maps a file's real path (symbolic links resolved, so that events linked into another folder are read
+once) to ``[size, mtime_ns, sha256]``; a file whose size and modification time are as cached is not read (the rule
+``make`` and DVC use). A fully cached rerun of a pipeline over gigabytes of events and
 shards therefore only calls ``stat``.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import MutableMapping, Optional, Sequence
 
-#: ``path -> [size, mtime_ns, sha256]``
+#: ``real path -> [size, mtime_ns, sha256]``
 StatCache = MutableMapping[str, list]
 
 
@@ -85,7 +86,7 @@ def _files(spec: PathSpec) -> list[tuple[str, Path]]:
 def file_sha256(path: Path, cache: Optional[StatCache] = None) -> tuple[str, int]:
     """The SHA-256 (hex) and size of one file, from the cache when its size and mtime are as recorded there."""
     st = path.stat()
-    key = str(path)
+    key = os.path.realpath(path)
     if cache is not None:
         hit = cache.get(key)
         if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:

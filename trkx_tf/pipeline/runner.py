@@ -12,6 +12,11 @@ the ``inputs`` and ``outputs`` with their SHA-256 (outputs also with file count 
 ``started``/``finished`` (UTC), the ``hash``, the ``log`` file and the ``exit`` status; and a stat cache of the
 files hashed (``files``) so that a rerun with nothing changed reads no file.
 
+SIGUSR1 (what the SLURM templates' ``--signal`` sends before the time limit) stops the run: it is passed on to a
+running training stage (which checkpoints and exits 99; any other stage gets SIGTERM), the stage is recorded as
+``interrupted``, and ``trkx-pipeline`` exits 99 (:class:`PipelineStopped`) so that slurm/pipeline.sh requeues the
+job; the requeued run resumes the training from its checkpoint. SIGINT and SIGTERM stop it too (exit 130).
+
 After a kill: the record still says ``running``. A resumable stage (training) whose hash is unchanged is started
 again on the folder it left, and ``trkx-train`` resumes from its last checkpoint. Any other stage is rerun
 cleanly: what it owns is removed first. Outputs are removed only where ``pipeline.json`` records this pipeline
@@ -48,6 +53,12 @@ from trkx_tf.pipeline.stages import (CONFIG_FILE, PIPELINE_FILE, Stage, config_s
 RECORD_VERSION = 1
 #: exit status of a ``trkx-train`` stopped by SIGTERM/SIGUSR1 after its checkpoint (trkx_tf.train.session)
 EXIT_REQUEUE = 99
+
+
+class PipelineStopped(PipelineError):
+    """SIGUSR1 stopped the run (the stage it hit is recorded as interrupted): run again to continue. Exit 99."""
+
+    exit_status = EXIT_REQUEUE
 
 
 def _now() -> str:
@@ -249,14 +260,15 @@ class Pipeline:
                 raise PipelineError(f"stage {stage.name}: cannot start {argv[0]} ({exc.strerror})") from None
             got: list[int] = []
 
-            def forward(signum, frame):
+            def forward(signum, frame):  # SIGUSR1 to a training: checkpoint and exit 99; else stop
                 got.append(signum)
                 with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+                    proc.send_signal(signal.SIGUSR1 if signum == signal.SIGUSR1 and stage.resumable
+                                     else signal.SIGTERM)
 
             old = {}
             if threading.current_thread() is threading.main_thread():
-                old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+                old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
             try:
                 while True:
                     try:
@@ -267,6 +279,8 @@ class Pipeline:
             finally:
                 for sig, handler in old.items():
                     signal.signal(sig, handler)
+        if signal.SIGUSR1 in got:
+            raise _Stopped(code)
         if got:
             raise KeyboardInterrupt
         return code
@@ -287,6 +301,7 @@ class Pipeline:
         Raises:
           PipelineError: a stage failed (its log is named), an input is missing, or outputs are in the way.
           ConfigError: a bad selection.
+          PipelineStopped: SIGUSR1 (forwarded to the running stage first).
           KeyboardInterrupt: SIGINT/SIGTERM (forwarded to the running stage first).
         """
         from tqdm import tqdm
@@ -308,8 +323,14 @@ class Pipeline:
                 else:
                     print(line, file=out, flush=True)
 
+            between: list[int] = []  # SIGUSR1 while no stage runs
+            previous = None
+            if threading.current_thread() is threading.main_thread():
+                previous = signal.signal(signal.SIGUSR1, lambda signum, frame: between.append(signum))
             try:
                 for stage in self.stages:
+                    if between:
+                        raise PipelineStopped(f"stopped by SIGUSR1 before stage {stage.name}; run again to continue")
                     d = self.decide(stage, stage.name in chosen, rerun, force)
                     done.append(d)
                     if d.action == "off":
@@ -326,6 +347,8 @@ class Pipeline:
                     bar.update(1)
             finally:
                 bar.close()
+                if previous is not None:
+                    signal.signal(signal.SIGUSR1, previous)
             return done
 
     def _run_stage(self, stage: Stage, d: Decision, bar, say) -> None:
@@ -354,6 +377,12 @@ class Pipeline:
             rec.update(status="interrupted", wall_s=round(time.monotonic() - t0, 3))
             self.records.save()
             raise
+        except _Stopped as stop:
+            rec.update(status="interrupted", wall_s=round(time.monotonic() - t0, 3), exit=stop.code)
+            self.records.save()
+            then = "resumes from its checkpoint" if stage.resumable and stop.code == EXIT_REQUEUE else "reruns"
+            raise PipelineStopped(f"stage {stage.name} stopped by SIGUSR1 (exit {stop.code}); run again: it "
+                                  f"{then}") from None
         rec["wall_s"] = round(time.monotonic() - t0, 3)
         rec["exit"] = code
         if code != 0:
@@ -372,6 +401,14 @@ class Pipeline:
         rec.update(status="done", finished=_now())
         self.records.save()
         say(f"{stage.name}: done in {rec['wall_s']:,.1f} s")
+
+
+class _Stopped(Exception):
+    """A stage's command ended after SIGUSR1 was passed on to it (``code``: its exit status)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 
 
 def eval_summaries(pipe: "Pipeline") -> list[str]:

@@ -10,6 +10,8 @@ tests and ``--dry-run`` can look at the commands. Every command reads the resolv
 stage               command                                                              output
 ==================  ===================================================================  =========================
 simulate            ``trkx-simulate``: the training events                               ``data.events_dir``
+events              ``trkx-pipeline link-events``: instead, the training events of       ``data.events_dir``
+                    ``pipeline.events.dirs`` (less the validation and test sets' ids)
 simulate_<set>      ``trkx-simulate``: an event set with ``simulate: N`` (map, val, test) the set's ``dir``
 module_map          ``trkx-pipeline learn-map``: module map from the training split or   ``<dir>/module_map.npz``
                     ``pipeline.map_events`` (absent when ``graph.module_map.path`` is set)
@@ -196,6 +198,23 @@ def _under(a: str, b: str) -> bool:
     return a == b or a.startswith(b + os.sep) or b.startswith(a + os.sep)
 
 
+def _held_out(dirs: Sequence[str], sets: Sequence[Optional[EventSetConfig]]) -> set[int]:
+    """The ids the validation and test sets take from the training folders ``dirs`` (never linked for training).
+
+    Raises:
+      ConfigError: a set takes every event of one of the folders (it names no ids).
+    """
+    real = {os.path.realpath(d) for d in dirs}
+    held: set[int] = set()
+    for es in sets:
+        if es is not None and os.path.realpath(es.dir) in real:
+            if not es.ids:
+                raise ConfigError(f"pipeline: event set {es.name!r} takes every event of {es.dir}, a pipeline.events "
+                                  f"folder: give its ids, or drop the folder from pipeline.events.dirs")
+            held.update(es.ids)
+    return held
+
+
 def pipeline_stages(cfg: Config) -> list[Stage]:
     """The stages of a config, in the order they run.
 
@@ -240,7 +259,15 @@ def pipeline_stages(cfg: Config) -> list[Stage]:
         if es is not None and not es.dir:
             raise ConfigError(f"pipeline.{role if role != 'map' else 'map_events'}: the event set {es.name!r} "
                               f"needs a dir")
-    if p.simulate:
+    if p.events is not None:
+        held = _held_out(p.events.dirs, [p.validation, *p.test])
+        skip = sorted(set(p.events.exclude) | held)
+        argv = ["trkx-pipeline", "link-events", "--input", *p.events.dirs, "--out", cfg.data.events_dir]
+        argv += ["--first", str(p.events.first)] if p.events.first else []
+        argv += ["--exclude", *map(str, skip)] if skip else []
+        add("events", argv, list(extra("events")), ["pipeline.events"], [PathSpec(d) for d in p.events.dirs],
+            [PathSpec(cfg.data.events_dir)])
+    elif p.simulate:
         simulate("simulate", None)
     for role, es in sets_by_role:
         if es is not None and es.simulate:

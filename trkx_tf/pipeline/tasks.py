@@ -1,4 +1,4 @@
-"""The two small stage bodies that no other console script does: learn a module map alone, link an event subset.
+"""The two small stage bodies that no other console script does: learn a module map alone, link events.
 
 ``trkx-pipeline learn-map`` and ``trkx-pipeline link-events`` call them (trkx_tf/cli/pipeline.py).
 """
@@ -51,34 +51,54 @@ def learn_map(cfg: Config, events_dir: os.PathLike | str, out: os.PathLike | str
     return f"module map: {mm.n_pairs} module pairs from {mm.n_events} events of {events_dir} -> {out}"
 
 
-def link_events(events_dir: os.PathLike | str, first: int, out: os.PathLike | str) -> str:
-    """Makes ``out`` a folder of symbolic links to every file of the first ``first`` events of ``events_dir``.
+def link_events(events_dirs: os.PathLike | str | Sequence[os.PathLike | str], out: os.PathLike | str, first: int = 0,
+                exclude: Sequence[int] = ()) -> str:
+    """Makes ``out`` a folder of symbolic links to every file of some events of one or more folders.
 
-    The folder is made beside ``out`` under a temporary name and renamed into place, so it is whole or absent.
+    The events are those of all the folders (each id in one folder only), less ``exclude``, sorted by id, and of
+    those the first ``first``. The folder is made beside ``out`` under a temporary name and renamed into place, so
+    it is whole or absent.
+
+    Args:
+      events_dirs: the events folder, or several (the TrackML challenge's ``train_1``, ``train_2``, ...).
+      out: the folder to make (replaced when it exists).
+      first: only the first N events; 0: all.
+      exclude: event ids never linked (held-out validation and test events).
 
     Returns:
       A one-line summary.
 
     Raises:
-      DataError: the folder has fewer events than ``first``.
+      DataError: a folder is missing, an event id is in two folders, no event is left, or fewer than ``first``.
     """
     from trkx_tf.trackml.io import event_prefix, list_events
 
-    ids = list_events(events_dir)
-    if len(ids) < first:
-        raise DataError(f"{events_dir}: {len(ids)} events, fewer than the {first} asked for")
-    keep = {event_prefix(e) for e in ids[:first]}
+    dirs = [events_dirs] if isinstance(events_dirs, (str, os.PathLike)) else list(events_dirs)
+    where: dict[int, Path] = {}
+    for d in dirs:
+        for e in list_events(d):
+            if e in where:
+                raise DataError(f"event {e} is in both {where[e]} and {d}: event ids must be unique")
+            where[e] = Path(d)
+    skip = {int(e) for e in exclude}
+    ids = sorted(e for e in where if e not in skip)
+    if len(ids) < max(first, 1):
+        raise DataError(f"{', '.join(map(str, dirs))}: {len(ids)} events after {len(skip & set(where))} excluded, "
+                        f"fewer than the {max(first, 1)} asked for")
+    ids = ids[:first] if first else ids
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    src = Path(events_dir).resolve()
+    keep = {event_prefix(e): where[e].resolve() for e in ids}
     n = 0
-    for name in sorted(os.listdir(src)):
-        if name.split("-", 1)[0] in keep:
-            os.symlink(src / name, tmp / name)
-            n += 1
+    for src in sorted(set(keep.values())):
+        for name in sorted(os.listdir(src)):
+            if keep.get(name.split("-", 1)[0]) == src:
+                os.symlink(src / name, tmp / name)
+                n += 1
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    return f"linked {n} files of events {ids[0]}..{ids[first - 1]} of {events_dir} into {out}"
+    source = dirs[0] if len(dirs) == 1 else f"{len(dirs)} folders"
+    return f"linked {n} files of {len(ids)} events {ids[0]}..{ids[-1]} of {source} into {out}"
