@@ -19,6 +19,7 @@ CONSOLE_SCRIPTS = [
     "trkx-export = trkx_tf.cli.export:main",
     "trkx-study = trkx_tf.cli.study:main",
     "trkx-release = trkx_tf.cli.release:main",
+    "trkx-tracker = trkx_tf.cli.tracker:main",
 ]
 
 setup(
@@ -44,6 +45,7 @@ setup(
         "pydantic>=2",
         "tqdm",
         "matplotlib",
+        "scikit-learn",
         "optuna",
         "tensorboard~=2.18.0",
         "horovod==0.28.1",
