@@ -26,6 +26,12 @@ modules equally, as simulated) per particle with hits::
 
     python benchmarks/simulate_calibration.py --events 8 --seed 1 --plot '' --nhits
     python benchmarks/simulate_calibration.py --events 8 --seed 1 --plot '' --nhits --model hit_efficiency=0.95
+
+``--realism DIR`` writes the doublet-level realism report instead (trkx_tf/study/realism.py, docs/trackml.md):
+the simulated events against the real labelled events (``--labelled``, partial truth) on the labelled doublets
+and particles, with a module map learned from ``--map-events`` further simulated events (ids from 100000)::
+
+    python benchmarks/simulate_calibration.py --events 8 --seed 1 --realism results/realism/after
 """
 
 from __future__ import annotations
@@ -44,23 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from trkx_tf.trackml.geometry import Geometry
 from trkx_tf.trackml.io import list_events, read_event
 from trkx_tf.trackml.simulate import PhysicsModel, event_rng, simulate_event
-
-VOLUMES = (7, 8, 9, 12, 13, 14, 16, 17, 18)
-# truth-free proxy of the duplicate rate: hit pairs closer than this (mm) in different modules of one layer
-CLOSE = {"pixel": ((7, 8, 9), 3.0), "short strip": ((12, 13, 14), 6.0), "long strip": ((16, 17, 18), 15.0)}
-
-
-def close_pairs(hits, volumes, radius) -> float:
-    """Pairs of hits closer than ``radius`` in different modules of the same layer, per hit of ``volumes``."""
-    from scipy.spatial import cKDTree
-
-    sel = hits[hits["volume_id"].isin(volumes)]
-    n = 0
-    for _, g in sel.groupby(["volume_id", "layer_id"]):
-        pairs = cKDTree(g[["x", "y", "z"]].to_numpy(np.float64)).query_pairs(radius, output_type="ndarray")
-        module = g["module_id"].to_numpy()
-        n += int((module[pairs[:, 0]] != module[pairs[:, 1]]).sum())
-    return n / max(len(sel), 1)
+from trkx_tf.study.realism import VOLUMES, global_figures
 
 
 def figures(event) -> dict:
@@ -85,11 +75,7 @@ def figures(event) -> dict:
         t = t[t["particle_id"] != 0]
         counts = t.groupby(["particle_id", "volume_id", "layer_id"]).size()
         out["pairs with >1 hit"] = float((counts > 1).mean())
-    for name, (volumes, radius) in CLOSE.items():
-        out[f"close pairs/hit {name}"] = close_pairs(hits, volumes, radius)
-    vol = hits["volume_id"].value_counts()
-    for v in VOLUMES:
-        out[f"share vol {v}"] = float(vol.get(v, 0) / len(hits))
+    out.update(global_figures(hits))
     return out
 
 
@@ -184,6 +170,59 @@ def _fmt(x) -> str:
     return f"{x:.3f}"
 
 
+def realism(args, geometry, model, argv) -> int:
+    """``--realism``: the doublet-level realism report (trkx_tf/study/realism.py) into ``args.realism``."""
+    import shlex
+    import subprocess
+
+    from trkx_tf.config import Config
+    from trkx_tf.study import realism as R
+
+    labelled = Path(args.labelled)
+    ids = list_events(labelled) if labelled.is_dir() else []
+    ids = [e for e in ids if e != 1000]  # the test event is never compared against
+    if args.real_events:
+        ids = ids[: args.real_events]
+    if len(ids) < 2:
+        print(f"skipped: {labelled} has fewer than 2 labelled events (the real labelled events are needed)")
+        return 0
+    t0 = time.perf_counter()
+
+    def sim(i):
+        return simulate_event(geometry, i, event_rng(args.seed, i), args.pileup, args.noise_fraction, cells=False,
+                              model=model)
+
+    cfg = Config()
+    builder = R.fit_builder([sim(100_000 + i) for i in range(args.map_events)], cfg.graph)
+    sim_figs = [R.event_figures(sim(i), builder) for i in range(args.events)]
+    real_figs = [R.event_figures(read_event(labelled, e, parts=("hits", "partial-truth")), builder) for e in ids]
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(git + ["status", "--porcelain", "--", "trkx_tf/trackml", "trkx_tf/study/realism.py",
+                                  "benchmarks/simulate_calibration.py"], capture_output=True, text=True).stdout
+    commit += " with uncommitted changes to the simulator or the report" if dirty.strip() else ""
+    changed = {k: getattr(model, k) for k in PhysicsModel.__dataclass_fields__
+               if getattr(model, k) != getattr(PhysicsModel(), k)}
+    command = "python benchmarks/simulate_calibration.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    header = "\n".join([
+        "# Doublet-level realism report", "",
+        f"Command: `{command}` (commit {commit}; {time.perf_counter() - t0:.0f} s).", "",
+        f"- simulated: {args.events} events, pileup {args.pileup:g}, seed {args.seed}, noise fraction "
+        f"{args.noise_fraction:g}, PhysicsModel defaults{' with ' + str(changed) if changed else ''};",
+        f"- real: {len(ids)} labelled events of `{labelled.name}/` (ids {ids[0]}-{ids[-1]}; event 1000 never);",
+        f"- labels: each event reduced to the labelled events' rules (a simulated event's full truth cut by "
+        f"`partial_truth_from_full`);",
+        f"- module map: learned from {args.map_events} further simulated events (ids 100000+) with the default "
+        f"`graph.module_map` settings (pt_min {cfg.graph.module_map.pt_min}, quantile "
+        f"{cfg.graph.module_map.quantile}, margin {cfg.graph.module_map.margin}).",
+    ])
+    report, plots = R.write_report(sim_figs, real_figs, args.realism, header)
+    print(Path(report).read_text())
+    for p in plots:
+        print(f"plot: {p}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     shared = ROOT.parent / "shared" / "trackml"
@@ -191,12 +230,19 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=4, help="simulated events")
     parser.add_argument("--pileup", type=float, default=200.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--noise-fraction", type=float, default=0.146)
+    parser.add_argument("--noise-fraction", type=float, default=0.175,
+                        help="noise hits / all hits (default: the 48 labelled events' mean of 1 - sum nhits / hits)")
     parser.add_argument("--plot", default="simulate_calibration.png", help="PNG to save ('' for none)")
     parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a PhysicsModel field, e.g. --model multiplicity_mean=60 (repeatable)")
     parser.add_argument("--nhits", action="store_true",
                         help="also print the hits-per-particle table (hit_efficiency calibration)")
+    parser.add_argument("--realism", metavar="DIR", help="write the doublet-level realism report into DIR instead")
+    parser.add_argument("--labelled", default=str(shared / "labelled"),
+                        help="folder of the real labelled events (partial truth) for --realism")
+    parser.add_argument("--real-events", type=int, default=0, help="--realism: only the first N labelled events")
+    parser.add_argument("--map-events", type=int, default=8,
+                        help="--realism: simulated events the module map is learned from")
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.model:
@@ -210,6 +256,8 @@ def main(argv=None) -> int:
         print(f"skipped: {shared} has no detectors.csv.gz (the real TrackML files are needed)")
         return 0
     geometry = Geometry.load(shared / "detectors.csv.gz")
+    if args.realism:
+        return realism(args, geometry, model, argv)
     sim, sim_dist, times, sim_tables, sim_volumes = [], [], [], [], []
     modules = {v: int((geometry.volume_id == v).sum()) for v in VOLUMES}
     for i in range(args.events):

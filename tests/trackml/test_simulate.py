@@ -324,11 +324,10 @@ def _signal_points(event) -> pd.DataFrame:
 
 
 def test_efficiency_one_draws_nothing_and_changes_nothing(toy_geometry, monkeypatch):
-    """Efficiency 1 (the default) is the fully efficient simulator: no random numbers, not even a child stream."""
+    """Efficiency 1 is the fully efficient simulator: no random numbers, not even a child stream."""
     from trkx_tf.trackml.simulate import response
 
-    assert PhysicsModel().hit_efficiency == 1.0
-    a = simulate_event(toy_geometry, 4, event_rng(8, 4), pileup=10)
+    a = simulate_event(toy_geometry, 4, event_rng(8, 4), pileup=10, model=PhysicsModel(hit_efficiency=1.0))
 
     def boom(rng):
         raise AssertionError("efficiency 1 must not draw")
@@ -374,7 +373,7 @@ def _check_inefficient_event(full, thin, efficiency):
 
 
 def test_toy_inefficiency_removes_hits_of_particles(toy_geometry):
-    full = simulate_event(toy_geometry, 2, event_rng(6, 2), pileup=40)
+    full = simulate_event(toy_geometry, 2, event_rng(6, 2), pileup=40, model=PhysicsModel(hit_efficiency=1.0))
     thin = simulate_event(toy_geometry, 2, event_rng(6, 2), pileup=40, model=PhysicsModel(hit_efficiency=0.8))
     again = simulate_event(toy_geometry, 2, event_rng(6, 2), pileup=40, model=PhysicsModel(hit_efficiency=0.8))
     assert_events_equal(thin, again)  # deterministic given (seed, event_id)
@@ -383,7 +382,9 @@ def test_toy_inefficiency_removes_hits_of_particles(toy_geometry):
 
 
 @pytest.mark.shared_data
-def test_inefficiency_on_the_real_geometry(geometry, sim_event):
+def test_inefficiency_on_the_real_geometry(geometry):
+    sim_event = simulate_event(geometry, 7, event_rng(123, 7), pileup=10, noise_fraction=0.146,
+                               model=PhysicsModel(hit_efficiency=1.0))
     thin = simulate_event(geometry, 7, event_rng(123, 7), pileup=10, noise_fraction=0.146,
                           model=PhysicsModel(hit_efficiency=0.9))
     _check_inefficient_event(sim_event, thin, 0.9)

@@ -60,7 +60,7 @@ class PhysicsModel:
     quasi_elastic_per_x0: float = 0.020  # quasi-elastic scatters off single nucleons per unit x/X0 (0.1 X0 / λ_I)
     quasi_elastic_slope: float = 10.0  # GeV^-2: the nucleon-nucleon elastic slope at a few GeV
     max_half_turns: float = 1.25
-    hit_efficiency: float = 1.0  # per module crossing of a charged particle: it leaves a hit (docs/trackml.md)
+    hit_efficiency: float = 0.992  # per module crossing: it leaves a hit (the labelled events' layer skips, docs/trackml.md)
     noise_per_area: bool = False  # noise spread by module area (True) or equally over modules (False)
 
 
