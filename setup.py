@@ -38,6 +38,7 @@ setup(
         "dm-tree",
         "numpy>=1.26,<2.1",
         "scipy",
+        "numba",
         "pandas",
         "h5py",
         "mpi4py",

@@ -8,8 +8,9 @@ builder returns ``n_edge`` directed candidate edges as two int64 arrays ``(sende
 * :class:`ModuleMapBuilder` (``module_map``, the default): a :class:`~trkx_tf.graphs.module_map.ModuleMap`
   learned from the truth graphs of training events says which module pairs are connected and, for each, a window
   on the two doublet variables ``dphi`` and ``z0`` (:mod:`trkx_tf.graphs.doublets`). On a new event the hits are
-  grouped by module, every pair of hits on a connected module pair is formed (vectorised numpy, in chunks) and
-  kept when both variables are inside the pair's window.
+  grouped by module and sorted by φ inside each; for every hit of a connected module pair's inner module a binary
+  search finds the outer module's hits inside the pair's dphi window (vectorised numpy, in chunks), and a pair is
+  kept when both variables are inside the window.
 * :class:`EmbeddingBuilder` (``embedding``): a radius graph (:func:`radius_graph`), at most ``max_neighbours`` per
   hit, in the space of a learned embedding. The builder receives the embedding as a plain ``embed`` function
   (``[n_node, F] -> [n_node, D]``); :mod:`trkx_tf.reco.build` makes it from a trained model, so ``graphs/`` never
@@ -25,11 +26,13 @@ import numpy as np
 import pandas as pd
 
 from trkx_tf.errors import ConfigError, DataError
-from trkx_tf.graphs.doublets import doublet_variables, find_rows, group_by_module, module_uid, unique_edges, wrap_angle
+from trkx_tf.graphs.doublets import doublet_variables, find_rows, module_uid, unique_edges, wrap_angle
 from trkx_tf.graphs.features import cylindrical
 from trkx_tf.graphs.module_map import ModuleMap
 
-_CHUNK = 1 << 22  # hit pairs formed at once by the module-map builder
+_CHUNK = 1 << 22  # inner hits searched at once by the module-map builder
+_KEY_STRIDE = 16.0  # the module-map builder's sort key: module position · stride + φ about the module centre
+_PHI_SLACK = 1e-9  # rad: the binary search window is this much wider than the dphi window (rounding)
 
 
 class EdgeBuilder(abc.ABC):
@@ -89,46 +92,57 @@ class ModuleMapBuilder(EdgeBuilder):
     def build(self, hits: pd.DataFrame, nodes: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         n_node = len(hits)
         uid = module_uid(hits)
-        r, phi, z = cylindrical(hits)
-        order, modules, start, count = group_by_module(uid)
-        r_s, phi_s, z_s = r[order], phi[order], z[order]
-        if len(modules) == 0 or len(self.pair_a) == 0:
+        if n_node == 0 or len(self.pair_a) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        r, phi, z = cylindrical(hits)
+        # The hits sorted by module, and inside a module by φ about the module's centre (``local``): the outer hits
+        # that can fall into a pair's dphi window are then one run of its outer module, found by binary search on
+        # ``key`` (module position · _KEY_STRIDE + local) instead of forming every hit pair of the two modules.
+        modules, inv = np.unique(uid, return_inverse=True)
+        centre = np.arctan2(np.bincount(inv, np.sin(phi), len(modules)), np.bincount(inv, np.cos(phi), len(modules)))
+        local = wrap_angle(phi - centre[inv])
+        order = np.lexsort((local, inv))
+        count = np.bincount(inv, minlength=len(modules))
+        start = np.cumsum(count) - count
+        r_s, phi_s, z_s = r[order], phi[order], z[order]
+        key = inv[order] * _KEY_STRIDE + local[order]
+        spread = np.maximum.reduceat(np.abs(local[order]), start)
         pa = np.minimum(np.searchsorted(modules, self.pair_a), len(modules) - 1)
         pb = np.minimum(np.searchsorted(modules, self.pair_b), len(modules) - 1)
         live = np.flatnonzero((modules[pa] == self.pair_a) & (modules[pb] == self.pair_b))
         pa, pb = pa[live], pb[live]
-        na, nb = count[pa], count[pb]
-        combos = na * nb
+        # dphi = φ_b − φ_a equals local_b + wrap(centre_b − φ_a) when the window and the outer module stay within
+        # ±π/2 (no second wrap); other pairs search their whole outer module. The exact cut follows either way.
+        lo, hi = self.lo[live, 0], self.hi[live, 0]
+        narrow = (spread[pb] < np.pi / 2) & (lo > -np.pi / 2) & (hi < np.pi / 2)
+        lo = np.where(narrow, lo - _PHI_SLACK, -_KEY_STRIDE / 2)
+        hi = np.where(narrow, hi + _PHI_SLACK, _KEY_STRIDE / 2)
+        na = count[pa]
+        csum = np.cumsum(na)
         out_s, out_r = [], []
-        csum = np.cumsum(combos)
         first = 0
-        while first < len(live):  # chunks of module pairs with at most ~_CHUNK hit pairs (at least one pair)
+        while first < len(live):  # chunks of module pairs with at most ~_CHUNK inner hits (at least one pair)
             base = csum[first - 1] if first else 0
             last = max(int(np.searchsorted(csum, base + _CHUNK, side="right")), first + 1)
             sl = slice(first, last)
             first = last
-            c = combos[sl]
-            total = int(c.sum())
-            if total == 0:
-                continue
+            c = na[sl]
             pair = np.repeat(np.arange(len(c)), c)
-            offset = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
-            nb_p = nb[sl][pair]
-            qa = start[pa[sl]][pair] + offset // nb_p  # positions in module order
-            qb = start[pb[sl]][pair] + offset % nb_p
-            w = live[sl][pair]
-            dphi = wrap_angle(phi_s[qb] - phi_s[qa])
-            keep = np.flatnonzero((dphi >= self.lo[w, 0]) & (dphi <= self.hi[w, 0]))  # cheap cut first
-            qa, qb, w = qa[keep], qb[keep], w[keep]
-            _, z0 = doublet_variables(r_s, phi_s, z_s, qa, qb)
-            keep = (z0 >= self.lo[w, 1]) & (z0 <= self.hi[w, 1])
+            qa = start[pa[sl]][pair] + np.arange(len(pair)) - np.repeat(np.cumsum(c) - c, c)
+            b = pb[sl][pair]
+            d = np.where(narrow[sl][pair], wrap_angle(centre[b] - phi_s[qa]), 0.0)
+            j0 = np.searchsorted(key, b * _KEY_STRIDE + lo[sl][pair] - d, side="left")
+            n = np.maximum(np.searchsorted(key, b * _KEY_STRIDE + hi[sl][pair] - d, side="right") - j0, 0)
+            qb = np.repeat(j0, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+            qa = np.repeat(qa, n)
+            w = np.repeat(live[sl][pair], n)
+            dphi, z0 = doublet_variables(r_s, phi_s, z_s, qa, qb)
+            keep = (dphi >= self.lo[w, 0]) & (dphi <= self.hi[w, 0]) & (z0 >= self.lo[w, 1]) & (z0 <= self.hi[w, 1])
             out_s.append(order[qa[keep]])
             out_r.append(order[qb[keep]])
         if not out_s:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return unique_edges(np.concatenate(out_s), np.concatenate(out_r), n_node)
-
 
     def explain(self, hits: pd.DataFrame, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
         """Why the builder keeps or drops given hit pairs (e.g. the true edges it misses).

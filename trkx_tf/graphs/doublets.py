@@ -21,6 +21,7 @@ from trkx_tf.errors import DataError
 from trkx_tf.graphs.truth import pair_keys
 
 Z0_CLIP = 1.0e4  # mm
+PAIR_STRIDE = np.int64(1 << 31)  # pair_code: a · stride + b
 
 
 def module_uid(hits: pd.DataFrame) -> np.ndarray:
@@ -100,6 +101,14 @@ def find_rows(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.where(tv[pos] == rv, pos, -1)
 
 
-def rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """[n] bool: which rows of ``rows`` [n, 2] (int64) appear in ``table`` [m, 2] (any order)."""
-    return find_rows(rows, np.unique(table, axis=0)) >= 0
+def pair_code(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[n] int64 code of each module pair ``(a[i], b[i])`` (uids below 2³¹), ordered like the tuples: a sort or
+    ``np.unique`` of the codes is one of the pairs (much faster than ``np.unique(..., axis=0)``).
+
+    Raises:
+      DataError: a uid outside [0, 2³¹).
+    """
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= PAIR_STRIDE):
+        raise DataError("module uids must lie in [0, 2^31) to be paired")
+    return a * PAIR_STRIDE + b

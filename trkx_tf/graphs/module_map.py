@@ -23,7 +23,7 @@ import pandas as pd
 
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.files import load_npz, write_npz_atomic
-from trkx_tf.graphs.doublets import doublet_variables, module_uid, rows_in
+from trkx_tf.graphs.doublets import PAIR_STRIDE, doublet_variables, module_uid, pair_code
 from trkx_tf.graphs.features import cylindrical
 from trkx_tf.graphs.truth import TruthGraph
 
@@ -374,17 +374,16 @@ class ModuleMap:
         a = np.concatenate([self.module_a[rep_b], nbr_a])
         b = np.concatenate([nbr_b, self.module_b[rep_a]])
         lender = np.concatenate([rep_b, rep_a])
-        keys, inv = np.unique(np.stack([a, b], 1), axis=0, return_inverse=True)
-        inv = inv.ravel()
+        keys, inv = np.unique(pair_code(a, b), return_inverse=True)
         new_lo = np.full((len(keys), 2), np.inf)
         new_hi = np.full((len(keys), 2), -np.inf)
         for c in range(2):
             np.minimum.at(new_lo[:, c], inv, lo[lender, c])
             np.maximum.at(new_hi[:, c], inv, hi[lender, c])
         # pairs of the map in use keep their own window
-        own = np.stack([self.module_a[use], self.module_b[use]], 1)
-        fresh = ~rows_in(keys, own)
-        return keys[fresh, 0].copy(), keys[fresh, 1].copy(), new_lo[fresh], new_hi[fresh]
+        fresh = ~np.isin(keys, pair_code(self.module_a[use], self.module_b[use]))
+        new_a, new_b = np.divmod(keys[fresh], PAIR_STRIDE)
+        return new_a, new_b, new_lo[fresh], new_hi[fresh]
 
     # ------------------------------------------------------------------------------------------ persistence
     def save(self, path: os.PathLike | str) -> None:

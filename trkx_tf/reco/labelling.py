@@ -34,8 +34,8 @@ Two methods (``infer.labelling``):
     At a branch point the walk takes the best-scoring edge and the other branch becomes a track of its own (or,
     when shorter than ``FRAGMENT_HITS``, joins its neighbours). Because the seed with the longest path is walked
     first, a fake edge from a noise hit into a track cannot steal the track's outer hits. Loopers that curl back
-    towards the beam line are split at their outermost hit. Steps 1 and 3 are vectorised; step 2 is a Python
-    loop over the hits and edges of the branched components only (0.4–0.6 s on event 1000's whole truth graph).
+    towards the beam line are split at their outermost hit. Steps 1 and 3 are vectorised; step 2 is a
+    loop over the hits and edges of the branched components only, compiled by numba (:mod:`trkx_tf.reco.walk`).
 
 Track ids are ``1 … n_tracks`` in the order of each track's first hit (row), so the output is deterministic.
 """
@@ -137,63 +137,23 @@ def _orient(n_node, senders, receivers, scores, threshold, order_key):
 
 
 def _walk(n_node: int, inner: np.ndarray, outer: np.ndarray, sc: np.ndarray, key: np.ndarray,
-          nodes: np.ndarray) -> list[list[int]]:
-    """Step 2 of ``walk`` on the given nodes (every edge has both ends among them): the walked paths."""
-    # outgoing edges per node, best score first (ties: smaller receiver)
+          nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2 of ``walk`` on the given nodes (every edge has both ends among them): the edges of the walked paths
+    (consecutive hits) and of their siblings (sibling → the path's first hit), as ``(senders, receivers)``."""
+    from trkx_tf.reco.walk import longest_paths, walk_paths
+
+    # outgoing edges per node, best score first (ties: smaller receiver); incoming ones for the siblings rule
     order = np.lexsort((outer, -sc, inner))
-    o_inner, o_outer = inner[order], outer[order]
-    start = np.searchsorted(o_inner, np.arange(n_node))
-    stop = np.searchsorted(o_inner, np.arange(n_node), side="right")
-    succ = o_outer.tolist()
-    start_l, stop_l = start.tolist(), stop.tolist()
-    # longest outward path (in hits) from every node: nodes in reverse topological order (descending key, index)
-    topo = nodes[np.lexsort((nodes, key[nodes]))][::-1].tolist()
-    longest = [1] * n_node
-    for u in topo:
-        best = 0
-        for j in range(start_l[u], stop_l[u]):
-            v = longest[succ[j]]
-            if v > best:
-                best = v
-        longest[u] = best + 1
-    length = np.asarray(longest)[nodes]
-    seeds = nodes[np.lexsort((nodes, key[nodes], -length))].tolist()
-    # incoming edges per node, for the siblings rule
+    succ = outer[order]
+    start = np.searchsorted(inner[order], np.arange(n_node + 1))
     order = np.lexsort((inner, outer))
-    i_outer = outer[order]
-    p_start = np.searchsorted(i_outer, np.arange(n_node)).tolist()
-    p_stop = np.searchsorted(i_outer, np.arange(n_node), side="right").tolist()
-    pred = inner[order].tolist()
-    used = bytearray(n_node)
-    paths = []
-    for seed in seeds:
-        if used[seed]:
-            continue
-        used[seed] = 1
-        path = [seed]
-        u = seed
-        while True:
-            nxt = -1
-            for j in range(start_l[u], stop_l[u]):
-                v = succ[j]
-                if not used[v]:
-                    nxt = v
-                    break
-            if nxt < 0:
-                break
-            used[nxt] = 1
-            path.append(nxt)
-            u = nxt
-        # siblings: unused hits with an edge from path[k-1] and an edge to path[k+1] (module overlaps of path[k])
-        siblings = []
-        for k in range(1, len(path) - 1):
-            before = set(succ[start_l[path[k - 1]]:stop_l[path[k - 1]]])
-            for v in pred[p_start[path[k + 1]]:p_stop[path[k + 1]]]:
-                if not used[v] and v in before:
-                    used[v] = 1
-                    siblings.append(v)
-        paths.append((path, siblings))
-    return paths
+    pred = inner[order]
+    p_start = np.searchsorted(outer[order], np.arange(n_node + 1))
+    # longest outward path (in hits) from every node: nodes in reverse topological order (descending key, index)
+    topo = nodes[np.lexsort((nodes, key[nodes]))][::-1]
+    length = longest_paths(topo, start, succ, n_node)[nodes]
+    seeds = nodes[np.lexsort((nodes, key[nodes], -length))]
+    return walk_paths(seeds, start, succ, p_start, pred, n_node)
 
 
 def walkthrough_labels(
@@ -233,10 +193,9 @@ def walkthrough_labels(
     nodes = np.flatnonzero(in_branched)
     if len(nodes):
         e = ~simple_edge
-        for path, siblings in _walk(n_node, inner[e], outer[e], sc[e], key, nodes):
-            if len(path) > 1:
-                path_s.append(np.asarray(path[:-1] + siblings, np.int64))
-                path_r.append(np.asarray(path[1:] + [path[0]] * len(siblings), np.int64))
+        walked_s, walked_r = _walk(n_node, inner[e], outer[e], sc[e], key, nodes)
+        path_s.append(walked_s)
+        path_r.append(walked_r)
     labels = _components(n_node, np.concatenate(path_s), np.concatenate(path_r))
     # 3. hits of tracks shorter than FRAGMENT_HITS join the track of their best kept edge to a longer track
     size = np.bincount(labels)

@@ -74,7 +74,7 @@ class ModelScorer:
                 batch["edges"] = edges
             return tf.sigmoid(model(batch))
 
-        self._fn = tf.function(scores, input_signature=signature)
+        self._fn = tf.function(scores, input_signature=signature, autograph=False)
 
     def _edges(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
         if self.edge_fn is None:
