@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LIB = REPO / "slurm" / "lib" / "launch.sh"
-TEMPLATES = ["train_horovod.sh", "train_tfdist.sh", "scaling_sweep.sh"]
+TEMPLATES = ["train_horovod.sh", "train_tfdist.sh", "scaling_sweep.sh", "pipeline.sh"]
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
