@@ -1,7 +1,7 @@
 """EncReg track building: hits clustered in the regressed parameter space, then TrackML submissions and metrics.
 
-Every hit's regressed (sin φ, cos φ, θ, q/pT) is a point; q/pT is multiplied by ``qpt_scale`` first so the four
-coordinates have comparable spreads. Clusters are tracks. The clustering is scikit-learn's: ``hdbscan``
+Every hit's regressed (sin φ, cos φ, θ, q/pT) is a point; q/pT is multiplied by ``qpt_scale`` first (the scale
+EncReg is trained with, :mod:`trkx_tf.transformer.heads`) so the four coordinates have comparable spreads. Clusters are tracks. The clustering is scikit-learn's: ``hdbscan``
 (:class:`sklearn.cluster.HDBSCAN` with ``min_cluster_size`` and ``cluster_selection_epsilon = eps``) or
 ``dbscan`` (:class:`sklearn.cluster.DBSCAN` with ``eps`` and ``min_samples = min_cluster_size``). A hit the
 clustering leaves as noise (label -1) becomes a track of its own. EncCla's tracks are its predicted classes

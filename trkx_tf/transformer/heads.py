@@ -1,7 +1,9 @@
 """The two heads of the TrackFormers paper as training tasks, and EncCla's balanced parameter bins.
 
 * **EncReg** regresses the track parameters of every hit's particle, (sin φ, cos φ, θ, q/pT)
-  (:data:`~trkx_tf.transformer.data.TARGETS`): loss ``sum_k (pred_k - target_k)^2`` per hit.
+  (:data:`~trkx_tf.transformer.data.TARGETS`): loss ``sum_k (out_k - s_k target_k)^2`` per hit, with the scales
+  ``s = (1, 1, 1, qpt_scale)`` (q/pT of soft particles reaches ±7/GeV: unscaled it would swamp the angles); the
+  parameters predicted are ``out_k / s_k`` (:meth:`HitTask.parameters`).
 * **EncCla** classifies every hit into a bin of the track-parameter space: softmax cross-entropy over the classes.
 
 Balanced bins (:class:`ParameterBins`): φ, θ and q/pT are each cut at the quantiles of the training *particles*
@@ -139,14 +141,22 @@ class HitTask:
     Args:
       head: ``reg`` or ``cla``.
       bins: the parameter bins (the classes of EncCla, FitAccuracy of both).
+      qpt_scale: EncReg's q/pT output is q/pT times this (see the module docstring).
     """
 
     kind = "hits"
 
-    def __init__(self, head: str, bins: ParameterBins):
+    def __init__(self, head: str, bins: ParameterBins, qpt_scale: float = 1.0):
         if head not in ("reg", "cla"):
             raise ConfigError(f"transformer.head must be 'reg' or 'cla' (got {head!r})")
+        if not qpt_scale > 0:
+            raise ConfigError(f"transformer.qpt_scale must be > 0 (got {qpt_scale})")
         self.head, self.bins = head, bins
+        self.scale = np.array([1.0, 1.0, 1.0, qpt_scale], np.float32)
+
+    def parameters(self, outputs: np.ndarray) -> np.ndarray:
+        """EncReg's predicted (sin φ, cos φ, θ, q/pT) from its outputs [.., 4] (numpy)."""
+        return np.asarray(outputs, np.float32) / self.scale
 
     @property
     def outputs(self) -> int:
@@ -162,7 +172,7 @@ class HitTask:
         """[B, N] int32 class of each hit's output (EncCla: arg-max; EncReg: the class of the regressed values)."""
         if self.head == "cla":
             return tf.argmax(outputs, -1, output_type=tf.int32)
-        return self.bins.classes_tf(outputs)
+        return self.bins.classes_tf(outputs / self.scale)
 
     def forward(self, model, batch: Mapping[str, tf.Tensor], weight_sum_fn: Optional[WeightSumFn] = None,
                 training: bool = True):
@@ -171,7 +181,7 @@ class HitTask:
         w = tf.cast(batch["weights"], tf.float32) * tf.cast(batch["mask"], tf.float32)
         true_cls = self.bins.classes_tf(batch["targets"])
         if self.head == "reg":
-            per_hit = tf.reduce_sum(tf.square(out - tf.cast(batch["targets"], tf.float32)), -1)
+            per_hit = tf.reduce_sum(tf.square(out - tf.cast(batch["targets"], tf.float32) * self.scale), -1)
         else:
             per_hit = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=true_cls, logits=out)
         loss_sum = tf.reduce_sum(per_hit * w)

@@ -34,10 +34,10 @@ MASKED_LOGIT = -1e9
 class Dense(snt.Module):
     """A linear layer on the last axis of a [B, N, F] tensor (a :class:`MultiLinear` on the flattened rows)."""
 
-    def __init__(self, output_size: int, compute_dtype="float32", name: Optional[str] = None):
+    def __init__(self, output_size: int, compute_dtype="float32", with_bias: bool = True, name: Optional[str] = None):
         super().__init__(name=name)
         self.compute_dtype = as_compute_dtype(compute_dtype)
-        self.linear = MultiLinear(output_size, compute_dtype=self.compute_dtype, name="linear")
+        self.linear = MultiLinear(output_size, with_bias=with_bias, compute_dtype=self.compute_dtype, name="linear")
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(x)
@@ -63,7 +63,12 @@ def masked_attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor) 
 
 
 class EncoderLayer(snt.Module):
-    """Pre-LayerNorm transformer encoder layer: ``x + MHA(LN(x))``, then ``+ FFN(LN(.))``."""
+    """Pre-LayerNorm transformer encoder layer: ``x + MHA(LN(x))``, then ``+ FFN(LN(.))``.
+
+    The key projection has no bias: adding the same vector to every key shifts all of a query's logits equally,
+    which the softmax ignores, so its gradient is zero up to rounding, and Adam would turn that rounding into
+    full-size updates (different on every reduction order: 2 ranks would drift from 1).
+    """
 
     def __init__(self, hidden: int, num_heads: int, ff: int, compute_dtype="float32", name: Optional[str] = None):
         super().__init__(name=name)
@@ -73,7 +78,9 @@ class EncoderLayer(snt.Module):
         self.hidden, self.num_heads = int(hidden), int(num_heads)
         with self.name_scope:
             self.norm_attention = LayerNorm(name="norm_attention")
-            self.qkv = Dense(3 * hidden, compute_dtype, name="qkv")
+            self.query = Dense(hidden, compute_dtype, name="query")
+            self.key = Dense(hidden, compute_dtype, with_bias=False, name="key")
+            self.value = Dense(hidden, compute_dtype, name="value")
             self.out = Dense(hidden, compute_dtype, name="out")
             self.norm_ff = LayerNorm(name="norm_ff")
             self.ff_in = Dense(ff, compute_dtype, name="ff_in")
@@ -83,8 +90,9 @@ class EncoderLayer(snt.Module):
         """Applies the layer to [B, N, H] activations with a [B, N] (or [B, N, N]) mask."""
         b, n = tf.shape(x)[0], tf.shape(x)[1]
         d = self.hidden // self.num_heads
-        qkv = tf.reshape(self.qkv(self.norm_attention(x)), [b, n, 3, self.num_heads, d])
-        q, k, v = (tf.transpose(qkv[:, :, i], [0, 2, 1, 3]) for i in range(3))
+        y = self.norm_attention(x)
+        q, k, v = (tf.transpose(tf.reshape(p(y), [b, n, self.num_heads, d]), [0, 2, 1, 3])
+                   for p in (self.query, self.key, self.value))
         att = tf.reshape(tf.transpose(masked_attention(q, k, v, mask), [0, 2, 1, 3]), [b, n, self.hidden])
         x = x + tf.cast(self.out(att), x.dtype)
         h = tf.nn.relu(self.ff_in(self.norm_ff(x)))

@@ -91,7 +91,7 @@ def train_tracker(cfg: Config, backend=None, stop_after_steps: Optional[int] = N
     train_shards = read_hit_shards(t.shards_dir, "train")
     val_shards = read_hit_shards(t.shards_dir, "val")
     bins = _bins(cfg, train_shards)  # the same on every rank: a function of the training shards
-    task = HitTask(t.head, bins)
+    task = HitTask(t.head, bins, t.qpt_scale)
     size = backend.num_replicas
     source = HitBatchSource(train_shards, t.events_per_step, backend.rank, size, seed=cfg.run.seed)
     val = HitBatchSource(val_shards, 1, backend.rank, size, shuffle=False) if val_shards else None
@@ -128,7 +128,7 @@ def load_tracker(cfg: Config, run_root: os.PathLike | str):
     from trkx_tf.transformer.model import build_transformer
 
     root = Path(run_root)
-    task = HitTask(cfg.transformer.head, ParameterBins.load(root / "bins.json"))
+    task = HitTask(cfg.transformer.head, ParameterBins.load(root / "bins.json"), cfg.transformer.qpt_scale)
     model = build_transformer(cfg.transformer, task.outputs)
     model({"hits": np.zeros((1, 1, len(INPUT_FEATURES)), np.float32), "mask": np.ones((1, 1), np.float32)})
     restore_model(model, root / "checkpoints")
@@ -187,7 +187,7 @@ def infer_events(cfg: Config, run_root: os.PathLike | str, events_dir: os.PathLi
         else:
             outputs, info = apply({"hits": features[None], "mask": np.ones((1, len(features)), np.float32)})[0], {}
         t_model = time.perf_counter() - t0
-        tracks = C.regressed_tracks(outputs, t) if t.head == "reg" else \
+        tracks = C.regressed_tracks(task.parameters(outputs), t) if t.head == "reg" else \
             C.class_tracks(np.argmax(outputs, -1))
         t_total = time.perf_counter() - t0
         sub = C.submission(event_id, event.hits["hit_id"].to_numpy(), tracks)
@@ -223,7 +223,7 @@ def task_classes(task, outputs: np.ndarray) -> np.ndarray:
     """The predicted class of every hit from the model's outputs [n, K] (numpy; see ``HitTask``)."""
     if task.head == "cla":
         return np.argmax(outputs, -1)
-    return task.bins.classes(outputs)
+    return task.bins.classes(task.parameters(outputs))
 
 
 def _summary(per_event: list, sums: dict) -> dict:
