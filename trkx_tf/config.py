@@ -110,6 +110,7 @@ class EmbeddingGraphConfig(Section):
     model: Optional[str] = None  # trained embedding model (checkpoint) to embed hits with
     radius: float = Field(0.1, gt=0.0)  # radius of the neighbourhood in the embedding space
     max_neighbours: int = Field(64, ge=1)  # at most this many neighbours per hit (the nearest)
+    search: Literal["kdtree", "faiss", "hnswlib"] = "kdtree"  # neighbour search (faiss/hnswlib: optional packages)
 
 
 class SectorConfig(Section):
@@ -174,16 +175,21 @@ class GNNConfig(Section):
 
 
 class EmbeddingConfig(Section):
-    """Metric-learning embedding MLP (:class:`trkx_tf.models.embedding.EmbeddingMLP`) and its pair mining."""
+    """Metric-learning embedding MLP (:class:`trkx_tf.models.embedding.EmbeddingMLP`) and its pair mining
+    (:mod:`trkx_tf.train.pairs`); defaults: the Exa.TrkX paper's network (6 x 512, tanh, LayerNorm, 8-d)."""
 
-    hidden: int = Field(256, ge=1)
-    layers: int = Field(4, ge=1)  # hidden layers, then Linear(dim)
+    hidden: int = Field(512, ge=1)
+    layers: int = Field(6, ge=1)  # hidden layers, then Linear(dim)
     dim: int = Field(8, ge=1)
     layernorm: bool = True
-    normalize: bool = True  # unit-norm embeddings
-    margin: float = Field(1.0, gt=0.0)  # hinge margin, also the radius of the pair metrics
+    activation: Literal["tanh", "relu"] = "tanh"
+    normalize: bool = False  # unit-norm embeddings (the radius then has a fixed scale)
+    periodic_phi: bool = True  # also feed cos(phi), sin(phi): hits either side of phi = +-pi are neighbours
+    margin: float = Field(1.0, gt=0.0)  # hinge margin, also the radius of the pair metrics and of hard negatives
     random_pairs: int = Field(4, ge=0)  # random partners per hit
-    knn_pairs: int = Field(8, ge=0)  # nearest neighbours per hit in embedding space (hard negatives)
+    knn_pairs: int = Field(16, ge=0)  # at most this many hard negatives per hit: nearest neighbours within the margin
+    knn_start_epoch: int = Field(1, ge=0)  # random pairs only before this epoch, then hard negatives too
+    candidate_negatives: bool = False  # also use the fake candidate edges of the shards as negative pairs
 
 
 class TripletConfig(Section):
@@ -304,6 +310,7 @@ class InferConfig(Section):
     save_edges: bool = True  # also write event<ID>-edges.npz (scored edges of every stage, for trkx-eval)
     threads: int = Field(0, ge=0)  # TensorFlow intra-op threads; 0: TensorFlow's default (all cores)
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # model arithmetic (variables stay float32)
+    engine: Literal["tensorflow", "numpy"] = "tensorflow"  # numpy: released models on numpy + numba, no TensorFlow
     seed_ckpt: Optional[str] = None  # triplet classifier checkpoint; trkx-infer --seeds needs it
     seed_doublet_threshold: float = Field(0.1, ge=0.0, le=1.0)  # GNN-scored edges at least this become doublets
     seed_threshold: float = Field(0.5, ge=0.0, le=1.0)  # triplets scoring at least this are seeds

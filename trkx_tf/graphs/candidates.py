@@ -11,8 +11,9 @@ builder returns ``n_edge`` directed candidate edges as two int64 arrays ``(sende
   grouped by module and sorted by φ inside each; for every hit of a connected module pair's inner module a binary
   search finds the outer module's hits inside the pair's dphi window (vectorised numpy, in chunks), and a pair is
   kept when both variables are inside the window.
-* :class:`EmbeddingBuilder` (``embedding``): a radius graph (:func:`radius_graph`), at most ``max_neighbours`` per
-  hit, in the space of a learned embedding. The builder receives the embedding as a plain ``embed`` function
+* :class:`EmbeddingBuilder` (``embedding``): a radius graph (:func:`trkx_tf.graphs.neighbours.radius_graph`,
+  chunked, scipy cKDTree / faiss / hnswlib), at most ``max_neighbours`` per hit, in the space of a learned
+  embedding. The builder receives the embedding as a plain ``embed`` function
   (``[n_node, F] -> [n_node, D]``); :mod:`trkx_tf.reco.build` makes it from a trained model, so ``graphs/`` never
   imports the models. Edges point from the hit nearer the origin to the farther one.
 """
@@ -29,6 +30,7 @@ from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.graphs.doublets import doublet_variables, find_rows, module_uid, unique_edges, wrap_angle
 from trkx_tf.graphs.features import cylindrical
 from trkx_tf.graphs.module_map import ModuleMap
+from trkx_tf.graphs.neighbours import radius_graph  # the embedding builder's query (re-exported for callers)
 
 _CHUNK = 1 << 22  # inner hits searched at once by the module-map builder
 _KEY_STRIDE = 16.0  # the module-map builder's sort key: module position · stride + φ about the module centre
@@ -167,34 +169,6 @@ class ModuleMapBuilder(EdgeBuilder):
         return out
 
 
-def radius_graph(points: np.ndarray, radius: float, max_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of points closer than ``radius``, at most ``max_neighbours`` nearest per point (scipy cKDTree).
-
-    Args:
-      points: [n_node, D] float coordinates.
-      radius: neighbourhood radius (Euclidean, inclusive).
-      max_neighbours: neighbours kept per point (the nearest).
-
-    Returns:
-      ``(i, j)``: [k] int64 each, i != j, every unordered pair once (i < j), sorted.
-    """
-    from scipy.spatial import cKDTree
-
-    points = np.asarray(points, np.float64)
-    n = len(points)
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    tree = cKDTree(points)
-    k = min(max_neighbours + 1, n)
-    dist, idx = tree.query(points, k=k, distance_upper_bound=np.nextafter(radius, np.inf))
-    src = np.repeat(np.arange(n), k).reshape(n, k)
-    ok = (idx < n) & (idx != src)
-    i, j = src[ok], idx[ok]
-    a, b = np.minimum(i, j), np.maximum(i, j)
-    keys = np.unique(a.astype(np.int64) * n + b)
-    return keys // n, keys % n
-
-
 class EmbeddingBuilder(EdgeBuilder):
     """Candidate edges from a radius graph in a learned embedding space.
 
@@ -203,6 +177,7 @@ class EmbeddingBuilder(EdgeBuilder):
         (e.g. a trained :class:`~trkx_tf.models.embedding.EmbeddingMLP`, see :mod:`trkx_tf.reco.build`).
       radius: neighbourhood radius in the embedding space (> 0).
       max_neighbours: at most this many neighbours per hit (>= 1).
+      search: the neighbour search (:data:`trkx_tf.graphs.neighbours.SEARCHES`).
 
     Raises:
       ConfigError: ``radius <= 0`` or ``max_neighbours < 1``.
@@ -210,13 +185,15 @@ class EmbeddingBuilder(EdgeBuilder):
 
     name = "embedding"
 
-    def __init__(self, embed: Callable[[np.ndarray], np.ndarray], radius: float, max_neighbours: int):
+    def __init__(self, embed: Callable[[np.ndarray], np.ndarray], radius: float, max_neighbours: int,
+                 search: str = "kdtree"):
         if radius <= 0 or max_neighbours < 1:
             raise ConfigError(f"embedding builder: need radius > 0 and max_neighbours >= 1 "
                               f"(got {radius}, {max_neighbours})")
         self.embed = embed
         self.radius = float(radius)
         self.max_neighbours = int(max_neighbours)
+        self.search = search
 
     def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """See :meth:`EdgeBuilder.build`.
@@ -228,7 +205,7 @@ class EmbeddingBuilder(EdgeBuilder):
         points = np.asarray(self.embed(np.asarray(nodes, np.float32)))
         if points.ndim != 2 or points.shape[0] != n_node:
             raise DataError(f"embedding graph: embed returned shape {points.shape}, expected [{n_node}, D]")
-        i, j = radius_graph(points, self.radius, self.max_neighbours)
+        i, j = radius_graph(points, self.radius, self.max_neighbours, self.search)
         r, _, z = cylindrical(hits)
         dist = np.hypot(r, z)
         flip = (dist[i] > dist[j]) | ((dist[i] == dist[j]) & (i > j))
@@ -259,5 +236,6 @@ def make_builder(graph_cfg, module_map: Optional[ModuleMap] = None,
     if graph_cfg.builder == "embedding":
         if embed is None:
             raise ConfigError("graph.builder=embedding needs a trained model (graph.embedding.model)")
-        return EmbeddingBuilder(embed, graph_cfg.embedding.radius, graph_cfg.embedding.max_neighbours)
+        c = graph_cfg.embedding
+        return EmbeddingBuilder(embed, c.radius, c.max_neighbours, c.search)
     raise ConfigError(f"graph.builder: unknown builder {graph_cfg.builder!r}")

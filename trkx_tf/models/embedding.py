@@ -21,30 +21,56 @@ from trkx_tf.models.layers import MLP, as_compute_dtype
 class EmbeddingMLP(snt.Module):
     """``y = MLP(x)`` per hit, optionally L2-normalised; trained with a pair hinge loss.
 
+    Hidden layer ``k`` is ``Linear -> [LayerNorm] -> activation``, the last one a plain ``Linear(D)`` (the
+    Exa.TrkX paper: 6 hidden layers of 512, tanh, LayerNorm, D = 8). With ``periodic_phi`` the first layer also
+    takes ``cos(pi x[:, 1]), sin(pi x[:, 1])`` as a second input part (column 1 is ``phi / pi``,
+    :data:`trkx_tf.graphs.features.BASE_FEATURES`) in place of column 1 (zeroed), so the embedding is continuous
+    across phi = +-pi; the
+    first-layer weight of the features stays ``[F, hidden]`` (what :func:`trkx_tf.train.checkpoints.load_embedding_model`
+    reads F from).
+
     Args:
       dim: D, the embedding dimension.
       hidden: width of the hidden layers.
-      layers: number of hidden layers (``Linear -> [LayerNorm] -> ReLU``), followed by ``Linear(D)``.
+      layers: number of hidden layers.
       layernorm: LayerNorm in the hidden layers.
       normalize: project the output onto the unit sphere (the radius then has a fixed scale).
+      activation: ``"tanh"`` or ``"relu"``.
+      periodic_phi: add the cos/sin of the phi column (needs F >= 2).
       compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
       name: module name.
 
     Raises:
-      ConfigError: a size is < 1.
+      ConfigError: a size is < 1 or an unknown activation.
     """
 
-    def __init__(self, dim: int = 8, hidden: int = 256, layers: int = 4, layernorm: bool = True,
-                 normalize: bool = True, compute_dtype: str = "float32", name: Optional[str] = "embedding"):
+    def __init__(self, dim: int = 8, hidden: int = 512, layers: int = 6, layernorm: bool = True,
+                 normalize: bool = False, activation: str = "tanh", periodic_phi: bool = True,
+                 compute_dtype: str = "float32", name: Optional[str] = "embedding"):
         super().__init__(name=name)
         if dim < 1 or hidden < 1 or layers < 1:
             raise ConfigError(f"EmbeddingMLP needs dim, hidden, layers >= 1 (got {dim}, {hidden}, {layers})")
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(f"EmbeddingMLP activation must be one of {sorted(_ACTIVATIONS)} (got {activation!r})")
         self.dim = int(dim)
         self.normalize = bool(normalize)
+        self.periodic_phi = bool(periodic_phi)
+        self.activation = _ACTIVATIONS[activation]
         self.compute_dtype = as_compute_dtype(compute_dtype)
         with self.name_scope:
             self.mlp = MLP([int(hidden)] * int(layers) + [self.dim], layernorm=layernorm,
                            compute_dtype=self.compute_dtype, first_layer_dtype="float32", name="mlp")
+
+    def _parts(self, nodes: tf.Tensor) -> list:
+        x = tf.cast(nodes, tf.float32)
+        if not self.periodic_phi:
+            return [x]
+        if x.shape[-1] is not None and x.shape[-1] < 2:
+            raise DataError(f"periodic_phi needs the phi column (feature 1); nodes have {x.shape[-1]} features")
+        phi = np.pi * x[:, 1]
+        keep = np.ones(x.shape[-1], np.float32)
+        keep[1] = 0.0  # phi itself jumps at +-pi: only its cos and sin are seen
+        return [x * keep, tf.stack([tf.cos(phi), tf.sin(phi)], -1)]
 
     def embed(self, nodes: tf.Tensor) -> tf.Tensor:
         """Embeds hits.
@@ -54,8 +80,25 @@ class EmbeddingMLP(snt.Module):
 
         Returns:
           [N, D] float32 embeddings (unit norm when ``normalize``; padded rows are finite and meaningless).
+
+        Raises:
+          DataError: ``periodic_phi`` with fewer than 2 features.
         """
-        y = tf.cast(self.mlp([nodes]), tf.float32)
+        parts = self._parts(nodes)
+        mlp = self.mlp
+        first = mlp.first
+        first.build([p.shape[-1] for p in parts])
+        h = tf.add_n([first.project(i, p) for i, p in enumerate(parts)]) + first.bias()
+        for k in range(1, len(mlp.linears)):
+            h = tf.cast(h, self.compute_dtype)
+            if mlp.layernorm:
+                mlp.norms[k - 1].build(h.shape[-1])
+                h = mlp.norms[k - 1](h)
+            h = self.activation(h)
+            linear = mlp.linears[k]
+            linear.build([h.shape[-1]])
+            h = linear([h])
+        y = tf.cast(h, tf.float32)
         if self.normalize:
             y = tf.math.l2_normalize(y, axis=-1, epsilon=1e-12)
         return y
@@ -65,6 +108,9 @@ class EmbeddingMLP(snt.Module):
         if "nodes" not in batch:
             raise DataError(f"batch is missing 'nodes' (has {sorted(batch)})")
         return self.embed(batch["nodes"])
+
+
+_ACTIVATIONS = {"tanh": tf.nn.tanh, "relu": tf.nn.relu}
 
 
 def embed_hits(model: EmbeddingMLP, nodes_np: np.ndarray, batch_size: int = 65536) -> np.ndarray:

@@ -61,7 +61,8 @@ def build_model(cfg: ModelConfig, kind: ModelKind, *, compute_dtype: str = "floa
         _no_recompute(kind, recompute)
         c = cfg.embedding
         return EmbeddingMLP(dim=c.dim, hidden=c.hidden, layers=c.layers, layernorm=c.layernorm,
-                            normalize=c.normalize, compute_dtype=compute_dtype)
+                            normalize=c.normalize, activation=c.activation, periodic_phi=c.periodic_phi,
+                            compute_dtype=compute_dtype)
     if kind == "triplet":
         from trkx_tf.models.filter import EdgeFilter
 

@@ -132,9 +132,11 @@ def _first_batch(source: BatchSource, replicas: int) -> dict:
     raise ConfigError("the training source has no batch")
 
 
-def _prepare(task: EdgeTask, batch: dict, forward, rng_key: list, replicas: int) -> dict:
-    """``task.prepare`` of a process batch: per replica when stacked, each replica with the generator a rank of
-    a one-replica backend would use at this step."""
+def _prepare(task: EdgeTask, batch: dict, forward, rng_key: list, replicas: int, epoch: int) -> dict:
+    """``task.prepare`` of a process batch at ``epoch``: per replica when stacked, each replica with the generator
+    a rank of a one-replica backend would use at this step; the model's ``forward`` is offered from the task's
+    ``mine_from_epoch`` on (the embedding's hard negatives)."""
+    forward = forward if epoch >= getattr(task, "mine_from_epoch", 0) else None
     parts = [task.prepare(b, forward, np.random.default_rng(rng_key)) for b in split_replicas(batch, replicas)]
     return parts[0] if replicas == 1 else stack_replicas(parts)
 
@@ -190,7 +192,7 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
     for i, batch in enumerate(source.batches(epoch, 0)):
         if i >= n:
             break
-        batch = _prepare(steps.task, batch, steps.forward, [7919, epoch, i], backend.local_replicas)
+        batch = _prepare(steps.task, batch, steps.forward, [7919, epoch, i], backend.local_replicas, epoch)
         out = steps.evaluate(batch)
         sums[:2] += (out["loss_sum"], out["weight_sum"])
         counts.add(out["counts"])
@@ -328,7 +330,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
             if i >= n:
                 break
             graphs, edges = task.throughput(batch)
-            batch = _prepare(task, batch, steps.forward, [opt.seed, epoch, i], backend.local_replicas)
+            batch = _prepare(task, batch, steps.forward, [opt.seed, epoch, i], backend.local_replicas, epoch)
             t0 = time.perf_counter()
             out = steps.train(batch)
             step_time += time.perf_counter() - t0
@@ -448,7 +450,8 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
         loss_scale = DynamicLossScale() if dtype == "float16" else None
     if tc.model == "embedding":
         emb = cfg.model.embedding
-        task = EmbeddingTask(emb.margin, emb.random_pairs, emb.knn_pairs, tc.true_weight, tc.fake_weight)
+        task = EmbeddingTask(emb.margin, emb.random_pairs, emb.knn_pairs, tc.true_weight, tc.fake_weight,
+                             emb.knn_start_epoch, emb.candidate_negatives)
     else:
         task = EdgeTask(tc.true_weight, tc.fake_weight, tc.threshold,
                         all_steps=(tc.model == "gnn" and cfg.model.gnn.all_steps_loss))

@@ -83,34 +83,39 @@ class EdgeTask:
 
 
 class EmbeddingTask(EdgeTask):
-    """Metric learning: pair hinge loss on mined pairs, pair counts at the margin radius.
+    """Metric learning: pair hinge loss on mined pairs (:mod:`trkx_tf.train.pairs`), pair counts at the margin.
 
     Args:
-      margin: hinge margin, also the radius of the counts.
+      margin: hinge margin, also the radius of the counts and of the hard negatives.
       n_random: random pairs per real hit.
-      n_knn: k-NN (hard negative) pairs per real hit.
+      n_knn: hard negatives per real hit (nearest neighbours within the margin).
       true_weight: class weight of true pairs.
       fake_weight: class weight of fake pairs.
+      knn_start_epoch: hard negatives from this epoch on (random pairs only before).
+      candidate_negatives: also use the batch's fake edges as negative pairs.
     """
 
     kind = "embedding"
 
-    def __init__(self, margin: float = 1.0, n_random: int = 4, n_knn: int = 8, true_weight: float = 1.0,
-                 fake_weight: float = 1.0):
+    def __init__(self, margin: float = 1.0, n_random: int = 4, n_knn: int = 16, true_weight: float = 1.0,
+                 fake_weight: float = 1.0, knn_start_epoch: int = 0, candidate_negatives: bool = False):
         super().__init__(true_weight, fake_weight)
         if margin <= 0:
             raise ConfigError(f"margin must be > 0 (got {margin})")
         self.margin = float(margin)
         self.n_random, self.n_knn = int(n_random), int(n_knn)
+        self.mine_from_epoch = int(knn_start_epoch)
+        self.candidate_negatives = bool(candidate_negatives)
 
     def prepare(self, batch: dict, forward: Optional[Callable] = None,
                 rng: Optional[np.random.Generator] = None) -> dict:
-        """Adds the mined pairs; ``forward(batch) -> [N, D]`` gives the current embeddings for the k-NN pairs."""
+        """Adds the mined pairs; ``forward(batch) -> [N, D]`` gives the current embeddings for the hard negatives
+        (none without it: the training loop offers it from :attr:`mine_from_epoch` on)."""
         batch = super().prepare(batch)
-        emb = np.asarray(forward(batch)) if (forward is not None and self.n_knn) else \
-            np.zeros((np.shape(batch["nodes"])[0], 1), np.float32)
+        emb = np.asarray(forward(batch)) if (forward is not None and self.n_knn > 0) else None
         rng = rng if rng is not None else np.random.default_rng(0)
-        return {**batch, **mine_pairs(batch, emb, self.n_random, self.n_knn, rng)}
+        return {**batch, **mine_pairs(batch, emb, self.n_random, self.n_knn, rng, self.margin,
+                                      self.candidate_negatives)}
 
     def forward(self, model, batch: Mapping[str, tf.Tensor], weight_sum_fn: Optional[WeightSumFn] = None,
                 training: bool = True):
