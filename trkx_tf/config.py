@@ -310,7 +310,6 @@ class InferConfig(Section):
     save_edges: bool = True  # also write event<ID>-edges.npz (scored edges of every stage, for trkx-eval)
     threads: int = Field(0, ge=0)  # TensorFlow intra-op threads; 0: TensorFlow's default (all cores)
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # model arithmetic (variables stay float32)
-    engine: Literal["tensorflow", "numpy"] = "tensorflow"  # numpy: released models on numpy + numba, no TensorFlow
     seed_ckpt: Optional[str] = None  # triplet classifier checkpoint; trkx-infer --seeds needs it
     seed_doublet_threshold: float = Field(0.1, ge=0.0, le=1.0)  # GNN-scored edges at least this become doublets
     seed_threshold: float = Field(0.5, ge=0.0, le=1.0)  # triplets scoring at least this are seeds
