@@ -72,6 +72,10 @@ def test_labelled_doublets_variables_classes_and_skips():
     # hits per labelled particle: 4 and 3 (pT > 1), 3 (0.5-1 GeV, its end-cap hit not labelled); particle 4 not
     assert sorted(d.hits_per_particle["pt_min=1.0"]) == [3, 4]
     assert list(d.hits_per_particle["pt_min=0.5"]) == [3]
+    # |eta| of the outermost labelled hit, from the origin
+    np.testing.assert_allclose(sorted(d.particle_eta["pt_min=1.0"]), sorted([np.arcsinh(91.0 / 172.0),
+                                                                              np.arcsinh(601.0 / 100.0)]))
+    np.testing.assert_allclose(d.particle_eta["pt_min=0.5"], [np.arcsinh(32.4 / 172.0)])
     s = d.scalars
     assert s["labelled particles"] == 3 and s["labelled hits"] == 10
     assert s["particles skipping a layer"] == pytest.approx(1 / 3)
@@ -156,6 +160,7 @@ def test_report_files(tmp_path):
     report, plots = R.write_report(sim, real, tmp_path / "out", "# header")
     text = open(report).read()
     assert text.startswith("# header") and "| barrel pT>1:dphi |" in text and "| share vol 17 |" in text
+    assert "| abs(eta) pt_min=1.0 |" in text
     assert [p.rsplit("/", 1)[1] for p in plots] == ["doublets.png", "particles.png"]
     assert all(open(p, "rb").read(4) == b"\x89PNG" for p in plots)
     with pytest.raises(DataError, match="no simulated events"):

@@ -7,7 +7,8 @@ truth, a simulated event's full truth cut by the same rules). Per event (:func:`
 * the labelled true doublets (consecutive labelled hits of one group, :func:`~trkx_tf.graphs.truth.partial_truth_graph`)
   and their Δφ (rad), Δz (mm, signed so that |z| grows outward), Δr (mm), z0 (mm) and Δφ/Δr (mrad/mm) per layer-pair
   class (:data:`CLASSES`);
-* the labelled hits per particle, per ``pt_min`` class;
+* the labelled hits per particle and the particles' |η| (of their outermost labelled hit, seen from the origin), per
+  ``pt_min`` class;
 * the share of labelled particles that skip a layer they cross (two consecutive labelled hits in one volume with a
   layer of that volume between them: pixel barrel cylinders and end-cap disks are crossed in order) and the share
   of doublets that skip one;
@@ -28,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ import pandas as pd
 from trkx_tf.errors import DataError
 from trkx_tf.files import write_text_atomic
 from trkx_tf.graphs.doublets import doublet_variables
-from trkx_tf.graphs.features import cylindrical
+from trkx_tf.graphs.features import cylindrical, hit_rows
 from trkx_tf.graphs.truth import event_partial_truth, partial_truth_graph
 
 #: Layer-pair classes of a labelled doublet: (name, inner volumes, outer volumes, pt_min or None for any).
@@ -63,12 +64,14 @@ class EventFigures:
       event_id: the event's id.
       doublets: ``{class: {variable: [k_class] float64}}`` labelled true doublets per layer-pair class.
       hits_per_particle: ``{"pt_min=1.0" | "pt_min=0.5": [groups] int64}`` labelled hits of each labelled particle.
+      particle_eta: the same keys: [groups] float64 |η| of each labelled particle's outermost labelled hit.
       scalars: named per-event figures (shares, counts, hit-level figures).
     """
 
     event_id: int
     doublets: dict
     hits_per_particle: dict
+    particle_eta: dict
     scalars: dict
 
 
@@ -155,8 +158,13 @@ def event_figures(event, builder=None, with_globals: bool = True) -> EventFigure
     d = labelled_doublets(event.hits, partial)
     doublets = {name: {v: d.loc[d["cls"] == name, v].to_numpy(np.float64) for v, _ in VARIABLES}
                 for name, *_ in CLASSES}
-    sizes = partial.groupby("group").agg(n=("hit_id", "size"), pt_min=("pt_min", "first"))
+    rr, _, z = cylindrical(event.hits)
+    row = hit_rows(event.hits["hit_id"].to_numpy(np.int64), partial["hit_id"].to_numpy(np.int64), "partial truth")
+    lab = partial.assign(d=np.hypot(rr, z)[row], eta=np.abs(np.arcsinh(z / np.maximum(rr, 1e-9)))[row])
+    sizes = lab.sort_values(["group", "d"]).groupby("group").agg(n=("hit_id", "size"), pt_min=("pt_min", "first"),
+                                                                  eta=("eta", "last"))
     per = {f"pt_min={p}": sizes.loc[sizes["pt_min"] == p, "n"].to_numpy(np.int64) for p in PT_CLASSES}
+    eta = {f"pt_min={p}": sizes.loc[sizes["pt_min"] == p, "eta"].to_numpy(np.float64) for p in PT_CLASSES}
     skipped = d.groupby("group")["skip"].any()
     scalars = {
         "labelled hits": int(len(partial)),
@@ -173,7 +181,7 @@ def event_figures(event, builder=None, with_globals: bool = True) -> EventFigure
         scalars["doublets kept by the module map"] = float(np.mean(why == 0))
     if with_globals:
         scalars.update(global_figures(event.hits))
-    return EventFigures(int(event.event_id), doublets, per, scalars)
+    return EventFigures(int(event.event_id), doublets, per, eta, scalars)
 
 
 def fit_builder(events: Sequence, graph_cfg):
@@ -203,10 +211,13 @@ def fit_builder(events: Sequence, graph_cfg):
 
 
 def _samples(figs: Sequence[EventFigures], figure: str) -> list[np.ndarray]:
-    """Per-event value arrays of a distribution figure ``"<class>:<variable>"`` or ``"hits/particle <pt>"``."""
+    """Per-event value arrays of a distribution figure ``"<class>:<variable>"``, ``"hits/particle <pt>"`` or
+    ``"abs(eta) <pt>"``."""
     if figure.startswith("hits/particle "):
         key = figure[len("hits/particle "):]
         return [f.hits_per_particle[key].astype(np.float64) for f in figs]
+    if figure.startswith("abs(eta) "):
+        return [f.particle_eta[figure[len("abs(eta) "):]] for f in figs]
     cls, var = figure.split(":")
     return [f.doublets[cls][var][np.isfinite(f.doublets[cls][var])] for f in figs]
 
@@ -214,7 +225,7 @@ def _samples(figs: Sequence[EventFigures], figure: str) -> list[np.ndarray]:
 def distribution_figures() -> list[str]:
     """The names of the distribution figures, in report order."""
     return ([f"{c}:{v}" for c, *_ in CLASSES for v, _ in VARIABLES]
-            + [f"hits/particle pt_min={p}" for p in PT_CLASSES])
+            + [f"{what} pt_min={p}" for what in ("hits/particle", "abs(eta)") for p in PT_CLASSES])
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -351,15 +362,17 @@ def plot(sim: Sequence[EventFigures], real: Sequence[EventFigures], folder: os.P
 
     keys = ["mean labelled hits/particle", "particles skipping a layer", "doublets skipping a layer",
             "doublets kept by the module map", "share vol 17", "close pairs/hit short strip"]
-    fig, axes = plt.subplots(2, 4, figsize=(14, 6))
-    for ax, p in zip(axes[0, :2], PT_CLASSES):
-        bins = np.arange(0.5, 12.5)
+    fig, axes = plt.subplots(2, 5, figsize=(17, 6))
+    hists = [(f"{what} pt_min={p}", bins) for what, bins in (("hits/particle", np.arange(0.5, 12.5)),
+                                                             ("abs(eta)", np.linspace(0, 4, 17))) for p in PT_CLASSES]
+    for ax, (name_fig, bins) in zip(axes[0, :4], hists):
         for name, figs, color in (("real", real, "C1"), ("sim", sim, "C0")):
-            vals = np.concatenate(_samples(figs, f"hits/particle pt_min={p}"))
-            ax.hist(vals, bins, density=True, histtype="step", color=color, label=name)
-        ax.set_xlabel(f"labelled hits per particle, pt_min={p}", fontsize=8)
+            vals = np.concatenate(_samples(figs, name_fig))
+            ax.hist(vals, bins, density=name_fig.startswith("hits"), histtype="step", color=color, label=name,
+                    weights=None if name_fig.startswith("hits") else np.full(len(vals), 1.0 / max(len(figs), 1)))
+        ax.set_xlabel(f"labelled {name_fig}" + ("" if name_fig.startswith("hits") else " (per event)"), fontsize=8)
         ax.legend(fontsize=7)
-    for ax, key in zip(list(axes[0, 2:]) + list(axes[1]), keys):
+    for ax, key in zip([axes[0, 4]] + list(axes[1]), keys):
         for x, (figs, color) in enumerate(((real, "C1"), (sim, "C0"))):
             v = np.array([f.scalars.get(key, np.nan) for f in figs], np.float64)
             ax.plot(np.full(len(v), x) + np.linspace(-0.15, 0.15, len(v)), v, ".", color=color)
