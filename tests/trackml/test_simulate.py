@@ -401,3 +401,22 @@ def test_bad_hit_efficiency(toy_geometry, tmp_path, efficiency):
         simulate_event(toy_geometry, 0, event_rng(0, 0), pileup=2, model=model)
     with pytest.raises(DataError, match="hit_efficiency must be in"):
         simulate_events(tmp_path, toy_geometry, 1, pileup=2, workers=1, progress=False, model=model)
+
+
+# ------------------------------------------------------------------------- η-dependent prompt spectrum (realism)
+def test_prompt_power_grows_forward_and_draws_one_number_each():
+    from trkx_tf.trackml.simulate.physics import tsallis_sampler
+
+    flat = tsallis_sampler(0.159, 6.5, 0.1)
+    grown = tsallis_sampler(0.159, 6.5, 0.1, eta_slope=1.2, eta_start=2.0)
+    eta = np.repeat([0.3, -1.9, 3.6, -3.6], 20_000)
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    pa, pb = flat(a, len(eta)), grown(b, len(eta), eta)
+    assert a.random() == b.random()  # one uniform number per particle, whatever the η
+    central = np.abs(eta) < 2.0
+    np.testing.assert_array_equal(pa[central], pb[central])  # below eta_start: the same spectrum, bit for bit
+    fwd = ~central
+    assert np.all(pb[fwd] <= pa[fwd])  # a larger power: every quantile lower
+    assert (pb[fwd] > 1.0).mean() < 0.8 * (pa[fwd] > 1.0).mean()
+    np.testing.assert_array_equal(tsallis_sampler(0.159, 6.5, 0.1, eta_slope=0.0)(np.random.default_rng(1),
+                                                                                  len(eta), eta), pa)

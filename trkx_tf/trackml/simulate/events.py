@@ -74,7 +74,8 @@ def simulate_event(
         raise DataError(f"simulate: the detector as built has {actual.n_modules} modules, the nominal one "
                         f"{geometry.n_modules}")
     samplers = {
-        "prompt": tsallis_sampler(model.pt_temperature, model.pt_power, model.pt_min),
+        "prompt": tsallis_sampler(model.pt_temperature, model.pt_power, model.pt_min, model.pt_power_eta_slope,
+                                  model.pt_power_eta_start),
         "decay": tsallis_sampler(model.decay_pt_temperature, model.decay_pt_power, model.pt_min),
         "secondary": tsallis_sampler(model.secondary_pt_temperature, np.inf, model.pt_min),
     }
