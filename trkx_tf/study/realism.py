@@ -46,7 +46,7 @@ CLASSES = (("barrel pT>1", (8,), (8,), 1.0), ("barrel 0.5-1", (8,), (8,), 0.5),
 #: Doublet variables (name, unit).
 VARIABLES = (("dphi", "rad"), ("dz", "mm"), ("dr", "mm"), ("z0", "mm"), ("dphi_dr", "mrad/mm"))
 #: Histogram ranges of the plots (robust to far tails; the distances use every value).
-PLOT_RANGE = {"dphi": (-0.06, 0.06), "dz": (-150.0, 250.0), "dr": (0.0, 120.0), "z0": (-250.0, 250.0),
+PLOT_RANGE = {"dphi": (-0.06, 0.06), "dz": (-100.0, 800.0), "dr": (0.0, 120.0), "z0": (-150.0, 150.0),
               "dphi_dr": (-0.6, 0.6)}
 #: Volumes whose hit shares are reported.
 VOLUMES = (7, 8, 9, 12, 13, 14, 16, 17, 18)
