@@ -6,8 +6,9 @@ Each event is built in seven steps, all vectorised with numpy:
 2. **Particles.** Each pile-up vertex is empty (diffractive, nothing in the acceptance) with probability
    ``empty_fraction``, else it emits a negative-binomial number of charged particles; η is uniform in
    ``|η| < eta_max``, φ uniform, the charge ±1, and pT > ``pt_min`` follows ``pT·(1 + pT/(nT))^-n`` (the
-   Tsallis form fitted to the calibration events). A fraction of them come from a displaced decay point. The
-   hard scatter adds two jets and two isolated leptons with high-pT tracks.
+   Tsallis form fitted to the calibration events; its power n grows beyond |η| = 2, ``pt_power_eta_slope``). A
+   fraction of them come from a displaced decay point. The hard scatter adds two jets and two isolated leptons with
+   high-pT tracks.
 3. **Propagation.** Helices in the solenoid field are intersected with every module plane they cross
    (:func:`~trkx_tf.trackml.geometry.intersect`), so module overlaps give duplicate hits on a layer. A helix stops
    where it leaves the detector or after ``max_half_turns`` half-turns (loopers); particles below ``hit_pt_min``
