@@ -39,6 +39,7 @@ setup(
         "numpy>=1.26,<2.1",
         "scipy",
         "numba",
+        "threadpoolctl",
         "pandas",
         "h5py",
         "mpi4py",

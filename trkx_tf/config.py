@@ -308,8 +308,11 @@ class InferConfig(Section):
     filter_chunk_edges: int = Field(262144, ge=1)  # the filter scores this many edges at a time (bounds memory)
     labelling: Literal["cc", "walk"] = "cc"  # connected components, or components with branches walked through
     save_edges: bool = True  # also write event<ID>-edges.npz (scored edges of every stage, for trkx-eval)
-    threads: int = Field(0, ge=0)  # TensorFlow intra-op threads; 0: TensorFlow's default (all cores)
+    threads: int = Field(0, ge=0)  # threads of the models (TensorFlow intra-op, or the numpy engine's); 0: all cores
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # model arithmetic (variables stay float32)
+    # released models (--model): "numpy" evaluates them with numpy + numba, never importing TensorFlow; "auto" does
+    # so where that engine supports the model; checkpoints always run on TensorFlow (docs/reco.md)
+    engine: Literal["auto", "tensorflow", "numpy"] = "auto"
     seed_ckpt: Optional[str] = None  # triplet classifier checkpoint; trkx-infer --seeds needs it
     seed_doublet_threshold: float = Field(0.1, ge=0.0, le=1.0)  # GNN-scored edges at least this become doublets
     seed_threshold: float = Field(0.5, ge=0.0, le=1.0)  # triplets scoring at least this are seeds

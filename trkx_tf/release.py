@@ -206,6 +206,7 @@ def release_pipeline(cfg, release: os.PathLike | str):
     from trkx_tf.graphs.candidates import make_builder
     from trkx_tf.graphs.features import feature_names
     from trkx_tf.graphs.module_map import ModuleMap
+    from trkx_tf.reco.numpy_engine import numpy_scorer, uses_numpy_engine
     from trkx_tf.reco.pipeline import Pipeline, warm_up
     from trkx_tf.reco.scorers import scorer_for_model
     from trkx_tf.train.checkpoints import build_edge_model
@@ -218,13 +219,18 @@ def release_pipeline(cfg, release: os.PathLike | str):
         raise ConfigError("a release runs with the module-map builder (graph.builder=module_map)")
     n_features = int(card["features"]["n_features"])
     with_cells = card["features"]["names"] != list(feature_names(False))
+    numpy_engine = uses_numpy_engine(cfg)
     scorers = {}
     for kind in KINDS:
         if kind not in card["models"]:
             continue
         file = release / card["models"][kind]["file"]
+        arrays = load_npz(file, f"{kind} weights")
+        if numpy_engine:  # no TensorFlow in this process
+            scorers[kind] = numpy_scorer(cfg, kind, arrays, n_features)
+            continue
         model = build_edge_model(kind, cfg.model, n_features, cfg.infer.compute_dtype)
-        load_weights(model, load_npz(file, f"{kind} weights"), str(file))
+        load_weights(model, arrays, str(file))
         scorers[kind] = scorer_for_model(cfg, kind, model, n_features)
     if "gnn" not in scorers:
         raise DataError(f"{release}: the release has no GNN weights")
@@ -232,7 +238,8 @@ def release_pipeline(cfg, release: os.PathLike | str):
     icfg = cfg.infer
     pipeline = Pipeline(builder, scorers["gnn"], scorers.get("filter"), filter_threshold=icfg.filter_threshold,
                         gnn_threshold=icfg.gnn_threshold, labelling=icfg.labelling, with_cells=with_cells,
-                        r_scale=cfg.graph.r_scale, z_scale=cfg.graph.z_scale)
+                        r_scale=cfg.graph.r_scale, z_scale=cfg.graph.z_scale,
+                        engine="numpy" if numpy_engine else "tensorflow")
     warm_up(pipeline, n_features)
     return pipeline
 

@@ -6,7 +6,8 @@ The metrics and their definitions are in :mod:`trkx_tf.reco.metrics`. An event w
 
     metrics.json                  every metric, per selection and stage, summed over events, plus each event's
                                   own numbers and the histograms behind the plots ("partial_truth": the same for
-                                  the events evaluated on a partial truth)
+                                  the events evaluated on a partial truth; "throughput": the time per event and
+                                  the TrackML Throughput-phase score, where trkx-infer's timings.json is there)
     plots/efficiency_vs_pt.png    technical and physics efficiency against particle pT      (full truth)
     plots/efficiency_vs_eta.png   technical efficiency against particle η, for every selection (full truth)
     plots/partial_edges.png       labelled edge efficiency and purity per stage, class, region (partial truth)
@@ -33,9 +34,9 @@ from trkx_tf.graphs.features import hit_rows
 from trkx_tf.graphs.truth import hit_particle_ids, truth_graph
 from trkx_tf.reco import metrics as M
 from trkx_tf.reco import partial as P
-from trkx_tf.reco.outputs import edges_path, find_submission, list_submissions, read_edges
+from trkx_tf.reco.outputs import TIMINGS_FILE, edges_path, find_submission, list_submissions, read_edges
 from trkx_tf.trackml.io import list_events, read_event
-from trkx_tf.trackml.score import read_submission
+from trkx_tf.trackml.score import read_submission, throughput_score
 
 log = logging.getLogger("trkx_tf.reco.evaluate")
 
@@ -333,8 +334,33 @@ def evaluate(
     if partial:
         summary["partial_truth"] = P.summarise(partial, ETA_BINS, min_track_hits=1)
         summary["plots"] += P.plot(summary["partial_truth"], out_dir / "plots")
+    if evaluations and (submissions_dir / TIMINGS_FILE).is_file():
+        summary["throughput"] = throughput(submissions_dir / TIMINGS_FILE, summary["events"], summary["score"]["all"])
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n")
     return summary
+
+
+def throughput(timings_file: Path, event_ids: Sequence[int], accuracy: float) -> Optional[dict]:
+    """The TrackML Throughput-phase figure of merit of the evaluated events: their mean wall time per event (the
+    ``total`` of ``trkx-infer``'s ``timings.json``, per stage too) and the TrackML score reached at that speed
+    (:func:`~trkx_tf.trackml.score.throughput_score`). None when the timings hold none of the events.
+
+    Raises:
+      DataError: an unreadable timings file.
+    """
+    try:
+        records = {int(r["event_id"]): r["seconds"] for r in json.loads(timings_file.read_text())["events"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{timings_file}: not a trkx-infer timings file ({exc})") from None
+    timed = [records[e] for e in event_ids if e in records]
+    if not timed:
+        return None
+    stages = {k: float(np.mean([t.get(k, 0.0) for t in timed])) for k in timed[0]}
+    seconds = stages.get("total", 0.0)
+    return {"events": len(timed), "seconds_per_event": seconds, "stages": stages, "accuracy": accuracy,
+            "score": throughput_score(accuracy, seconds) if seconds > 0 else None,
+            "definition": "TrackML Throughput phase: sqrt(ln(1 + 600/t) * (A - 0.5)^2), A the TrackML score "
+                          "(all particles), t the mean wall seconds per event of trkx-infer (timings.json total)"}
 
 
 def format_summary(summary: dict) -> str:
@@ -363,6 +389,10 @@ def format_summary(summary: dict) -> str:
             + (" (pT > 0.5 GeV)" if "pt>0.5" in next(iter(summary["edges"].values())) else " (all)"))
     if summary.get("partial_truth"):
         lines += format_partial(summary["partial_truth"], events, pct)
+    tp = summary.get("throughput")
+    if tp and tp["score"] is not None:
+        lines.append(f"throughput {tp['seconds_per_event']:.2f} s/event at score {tp['accuracy']:.4f}: "
+                     f"TrackML throughput-phase score {tp['score']:.3f}")
     for p in summary.get("plots", []):
         lines.append(f"plot: {p}")
     return "\n".join(lines)

@@ -85,11 +85,13 @@ class Pipeline:
       labelling: ``"cc"`` or ``"walk"`` (``infer.labelling``, :mod:`trkx_tf.reco.labelling`).
       with_cells: add the cell-shape features (the events must have cells files).
       r_scale, z_scale: feature scales (``graph.r_scale``, ``graph.z_scale``; their defaults are the schema's).
+      engine: what evaluates the models, ``"tensorflow"`` or ``"numpy"`` (:mod:`trkx_tf.reco.numpy_engine`).
     """
 
     def __init__(self, builder: EdgeBuilder, gnn: EdgeScorer, filter: Optional[EdgeScorer] = None, *,
                  filter_threshold: float, gnn_threshold: float, labelling: str, with_cells: bool = False,
-                 r_scale: float = _GRAPH_DEFAULTS.r_scale, z_scale: float = _GRAPH_DEFAULTS.z_scale):
+                 r_scale: float = _GRAPH_DEFAULTS.r_scale, z_scale: float = _GRAPH_DEFAULTS.z_scale,
+                 engine: str = "tensorflow"):
         if labelling not in ("cc", "walk"):
             raise ConfigError(f"infer.labelling must be 'cc' or 'walk', got {labelling!r}")
         self.builder, self.gnn, self.filter = builder, gnn, filter
@@ -97,6 +99,7 @@ class Pipeline:
         self.labelling = labelling
         self.with_cells = with_cells
         self.r_scale, self.z_scale = r_scale, z_scale
+        self.engine = engine
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -181,6 +184,9 @@ def make_pipeline(cfg, n_features: Optional[int] = None, with_cells: bool = Fals
       DataError: the module map cannot be read.
     """
     icfg = cfg.infer
+    if icfg.engine == "numpy":
+        raise ConfigError("infer.engine=numpy runs released models (trkx-infer --model); checkpoints run on "
+                          "TensorFlow (infer.engine=auto or tensorflow)")
     filter_ckpt = filter_ckpt or icfg.filter_ckpt
     gnn_ckpt = gnn_ckpt or icfg.gnn_ckpt
     if not gnn_ckpt:
@@ -326,7 +332,12 @@ def infer(
         missing = sorted(set(ids) - set(available))
         if missing:
             raise DataError(f"{input_dir}: event {missing[0]} not found")
-        set_threads(cfg.infer.threads)
+        if pipeline is not None and pipeline.engine == "numpy":
+            from trkx_tf.reco.numpy_engine import set_threads as set_engine_threads
+
+            set_engine_threads(cfg.infer.threads)
+        else:
+            set_threads(cfg.infer.threads)
         ready = pipeline
         if ready is None:
             with_cells = uses_cells(input_dir, ids, cfg.graph.use_cells)

@@ -82,11 +82,7 @@ class ModelScorer:
         return self.edge_fn(nodes, senders, receivers)
 
     def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        nodes = np.asarray(nodes, np.float32)
-        if nodes.ndim != 2 or nodes.shape[1] != self.n_features:
-            raise DataError(f"the model was trained with F={self.n_features} node features, the event has "
-                            f"{nodes.shape[1] if nodes.ndim == 2 else '?'} (graph.use_cells and the events' cells "
-                            f"files must agree with the training)")
+        nodes = check_nodes(nodes, self.n_features)
         senders = np.asarray(senders, np.int32)
         receivers = np.asarray(receivers, np.int32)
         n = len(senders)
@@ -97,6 +93,28 @@ class ModelScorer:
                         self._edges(nodes, senders[i:i + step], receivers[i:i + step])).numpy()
                for i in range(0, n, step)]
         return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def check_nodes(nodes: np.ndarray, n_features: int) -> np.ndarray:
+    """``nodes`` as a float32 [n_node, F] array.
+
+    Raises:
+      DataError: another number of node features than the model was trained with.
+    """
+    nodes = np.asarray(nodes, np.float32)
+    if nodes.ndim != 2 or nodes.shape[1] != n_features:
+        raise DataError(f"the model was trained with F={n_features} node features, the event has "
+                        f"{nodes.shape[1] if nodes.ndim == 2 else '?'} (graph.use_cells and the events' cells "
+                        f"files must agree with the training)")
+    return nodes
+
+
+def edge_feature_fn(cfg, kind: str):
+    """``edge_fn(nodes, senders, receivers) -> [n_edge, A]`` for a model configured with ``edge_features`` (at the
+    node scales of ``cfg.graph``), else None."""
+    if not getattr(cfg.model, kind).edge_features:
+        return None
+    return functools.partial(edge_features, r_scale=cfg.graph.r_scale, z_scale=cfg.graph.z_scale)
 
 
 def load_scorer(cfg, kind: str, checkpoint: os.PathLike | str, n_features: int) -> "ModelScorer":
@@ -139,8 +157,6 @@ def scorer_for_model(cfg, kind: str, model, n_features: int) -> "ModelScorer":
     Returns:
       The scorer.
     """
-    uses_edges = getattr(cfg.model, kind).edge_features
-    edge_fn = functools.partial(edge_features, r_scale=cfg.graph.r_scale, z_scale=cfg.graph.z_scale) \
-        if uses_edges else None
+    edge_fn = edge_feature_fn(cfg, kind)
     chunk = cfg.infer.filter_chunk_edges if kind == "filter" else None
     return ModelScorer(model, n_features, chunk_edges=chunk, edge_fn=edge_fn)

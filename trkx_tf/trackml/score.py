@@ -160,6 +160,23 @@ def score_event(truth: pd.DataFrame, submission: pd.DataFrame) -> float:
     return float(major["w"].to_numpy()[good].sum() / total)
 
 
+def throughput_score(accuracy: float, seconds_per_event: float) -> float:
+    """The TrackML challenge's Throughput-phase score of an accuracy reached at a speed.
+
+    ``sqrt(ln(1 + 600 / t) · (A − 0.5)²)`` for ``A > 0.5``, else 0, with ``A`` the TrackML score and ``t`` the
+    wall time per event in seconds (the challenge measured it on 2 CPU cores; its winner, A = 0.944 at
+    t = 0.56 s, scored 1.17).
+
+    Raises:
+      DataError: a time that is not positive and finite.
+    """
+    if not (np.isfinite(seconds_per_event) and seconds_per_event > 0):
+        raise DataError(f"throughput score: the time per event must be positive, got {seconds_per_event}")
+    if not accuracy > 0.5:
+        return 0.0
+    return float(np.sqrt(np.log1p(600.0 / seconds_per_event) * (accuracy - 0.5) ** 2))
+
+
 def read_submission(path: os.PathLike | str) -> pd.DataFrame:
     """Reads a submission CSV.
 

@@ -1,0 +1,347 @@
+"""Released edge classifiers evaluated with numpy and numba: inference without importing TensorFlow.
+
+A released model (:mod:`trkx_tf.release`) is a set of float32 arrays keyed by their attribute paths in the Sonnet
+module. This module evaluates the same functions from those arrays: the edge-filter MLP
+(:class:`~trkx_tf.models.filter.EdgeFilter`) and the Interaction Network
+(:class:`~trkx_tf.models.interaction.InteractionNetwork`), in the plain form of their docstrings::
+
+    filter:  logit = MLP([edge features, x_receiver, x_sender])
+    IN:      v = node_encoder(x);  e = edge_encoder([x_r, x_s, (edge features)])
+             T times:  m = edge_core([e, v_r, v_s]);  a = Σ_receiver m;  e += m;  v += node_core([a, v])
+             logit = decoder(e)
+
+Matrix products run in numpy (its BLAS, multi-threaded); each hidden layer's LayerNorm + ReLU is one parallel
+numba kernel over rows (statistics in float64 per row), and the receivers' sums a numba scatter-add. A
+``trkx-infer`` process that uses this engine (``infer.engine=numpy``) never imports TensorFlow, which saves its
+start-up (seconds) and its memory; the scores agree with the TensorFlow models to float32 rounding (tested).
+
+Supported: the filter with or without LayerNorm and edge features; the IN with ``skip=residual``,
+``aggregation=receivers`` or ``both``, any ``layers >= 2``, with or without LayerNorm and edge features. Other
+models (the attention GNN, ``skip=latent0``) raise :class:`~trkx_tf.errors.ConfigError` (use
+``infer.engine=tensorflow``).
+
+Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node``, ``n_edge``, ``F``, ``A``); ``H`` a layer width.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from trkx_tf.errors import CheckpointError, ConfigError
+from trkx_tf.graphs.features import EDGE_FEATURES
+
+_EPS = np.float32(1e-5)  # the LayerNorm epsilon of trkx_tf.models.layers.LayerNorm
+_BLOCK = 256  # rows per block of the fused kernel: a block's activations stay in the core's cache
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _activate(h, scale, offset, eps, norm):
+    """ReLU([LayerNorm](h)) of every row of a [B, H] block, in place."""
+    rows, width = h.shape
+    for i in range(rows):
+        if norm:
+            mean = np.float32(0.0)
+            for j in range(width):
+                mean += h[i, j]
+            mean /= width
+            var = np.float32(0.0)
+            for j in range(width):
+                d = h[i, j] - mean
+                var += d * d
+            inv = np.float32(1.0) / np.sqrt(var / width + eps)
+            for j in range(width):
+                y = (h[i, j] - mean) * inv * scale[j] + offset[j]
+                h[i, j] = y if y > 0 else np.float32(0.0)
+        else:
+            for j in range(width):
+                if h[i, j] < 0:
+                    h[i, j] = np.float32(0.0)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _mlp_rows(x, w0, b0, table_r, ids_r, table_s, ids_s, wh, bh, scales, offsets, wl, bl, eps, norm):
+    """An MLP over the rows of ``x``, in cache-sized blocks over the cores.
+
+    Layer 0: ``x @ w0 + b0 (+ table_r[ids_r] + table_s[ids_s])`` (the gathered terms when ``ids_r`` / ``ids_s``
+    have a row per row of ``x``), then ReLU([LayerNorm]); hidden layers ``k``: ``h @ wh[k] + bh[k]``, ReLU([LN]);
+    output: ``h @ wl + bl``. Returns [B, out] float32.
+    """
+    n = x.shape[0]
+    out = np.empty((n, wl.shape[1]), np.float32)
+    gather_r = len(ids_r) == n
+    gather_s = len(ids_s) == n
+    for blk in numba.prange((n + _BLOCK - 1) // _BLOCK):
+        lo = blk * _BLOCK
+        hi = min(n, lo + _BLOCK)
+        h = np.ascontiguousarray(x[lo:hi]) @ w0
+        width = h.shape[1]
+        for i in range(hi - lo):
+            for j in range(width):
+                h[i, j] += b0[j]
+            if gather_r:
+                r = ids_r[lo + i]
+                for j in range(width):
+                    h[i, j] += table_r[r, j]
+            if gather_s:
+                r = ids_s[lo + i]
+                for j in range(width):
+                    h[i, j] += table_s[r, j]
+        _activate(h, scales[0], offsets[0], eps, norm)
+        for k in range(wh.shape[0]):
+            h = h @ wh[k]
+            for i in range(hi - lo):
+                for j in range(width):
+                    h[i, j] += bh[k, j]
+            _activate(h, scales[k + 1], offsets[k + 1], eps, norm)
+        o = h @ wl
+        for i in range(hi - lo):
+            for j in range(o.shape[1]):
+                out[lo + i, j] = o[i, j] + bl[j]
+    return out
+
+
+@numba.njit(cache=True)
+def _scatter_add(values: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+    """[n, H] float32: row k sums the rows of ``values`` [E, H] whose id is k."""
+    out = np.zeros((n, values.shape[1]), np.float32)
+    for e in range(values.shape[0]):
+        k = ids[e]
+        for j in range(values.shape[1]):
+            out[k, j] += values[e, j]
+    return out
+
+
+_NO_IDS = np.zeros(0, np.int64)
+
+
+class _MLP:
+    """A :class:`~trkx_tf.models.layers.MLP` (at least one hidden layer, equal hidden widths) from its arrays
+    ``linears/<k>/weights/<i>``, ``linears/<k>/b``, ``norms/<k>/scale|offset`` under ``prefix``, checked against
+    the configured shape.
+
+    Args:
+      arrays: the released weights; the keys read are added to ``used``.
+      prefix: the MLP's attribute path.
+      sizes: the configured output width of every layer.
+      parts: the configured width of every input part of the first layer.
+      layernorm: the hidden layers have LayerNorms.
+      used: collects the keys read.
+      what: how errors name the model (e.g. ``"the configured InteractionNetwork"``).
+
+    Raises:
+      CheckpointError: a missing array, or an array of another shape than the configured model needs.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], prefix: str, sizes, parts, layernorm: bool, used: set,
+                 what: str):
+        def take(key, shape):
+            if key not in arrays:
+                raise CheckpointError(f"the released weights do not fit {what} (missing {key}): check the "
+                                      f"release's config.yaml")
+            value = np.asarray(arrays[key], np.float32)
+            if value.shape != tuple(shape):
+                raise CheckpointError(f"{key} has shape {value.shape}, {what} needs {tuple(shape)}")
+            used.add(key)
+            return value
+
+        if len(sizes) < 2 or len(set(sizes[:-1])) != 1:
+            raise ConfigError(f"infer.engine=numpy: {prefix!r} needs a hidden layer and equal hidden widths")
+        width, n_hidden = sizes[0], len(sizes) - 1
+        self.blocks = [take(f"{prefix}linears/0/weights/{i}", (p, width)) for i, p in enumerate(parts)]
+        self.b0 = take(f"{prefix}linears/0/b", (width,))
+        hidden = [take(f"{prefix}linears/{k}/weights/0", (width, width)) for k in range(1, n_hidden)]
+        self.wh = np.ascontiguousarray(np.stack(hidden) if hidden else np.zeros((0, width, width), np.float32))
+        self.bh = np.stack([take(f"{prefix}linears/{k}/b", (width,)) for k in range(1, n_hidden)]) if hidden \
+            else np.zeros((0, width), np.float32)
+        self.wl = np.ascontiguousarray(take(f"{prefix}linears/{n_hidden}/weights/0", (width, sizes[-1])))
+        self.bl = take(f"{prefix}linears/{n_hidden}/b", (sizes[-1],))
+        self.norm = bool(layernorm)
+        if self.norm:
+            self.scales = np.stack([take(f"{prefix}norms/{k}/scale", (width,)) for k in range(n_hidden)])
+            self.offsets = np.stack([take(f"{prefix}norms/{k}/offset", (width,)) for k in range(n_hidden)])
+        else:
+            self.scales = self.offsets = np.zeros((n_hidden, width), np.float32)
+        self.w0 = np.ascontiguousarray(np.concatenate(self.blocks, 0))  # the blocks over the concatenated parts
+
+    def __call__(self, x: np.ndarray, w0: Optional[np.ndarray] = None, table_r=None, ids_r=None, table_s=None,
+                 ids_s=None) -> np.ndarray:
+        """The MLP of the rows of ``x`` [B, K] (the first layer's blocks stacked, unless ``w0`` is given), plus
+        the gathered first-layer terms ``table_r[ids_r]`` and ``table_s[ids_s]`` where given. Returns [B, out]."""
+        w0 = self.w0 if w0 is None else np.ascontiguousarray(w0)
+        empty = np.zeros((0, self.b0.shape[0]), np.float32)
+        return _mlp_rows(np.ascontiguousarray(x, np.float32), w0, self.b0,
+                         empty if table_r is None else table_r, _NO_IDS if ids_r is None else ids_r,
+                         empty if table_s is None else table_s, _NO_IDS if ids_s is None else ids_s,
+                         self.wh, self.bh, self.scales, self.offsets, self.wl, self.bl, _EPS, self.norm)
+
+
+def _check_all_used(arrays: Mapping[str, np.ndarray], used: set, what: str) -> None:
+    """Raises CheckpointError for released arrays the configured model has no place for."""
+    extra = sorted(set(arrays) - used)
+    if extra:
+        raise CheckpointError(f"the released weights do not fit {what} (unexpected {extra[0]}; {len(extra)} "
+                              f"unexpected): check the release's config.yaml")
+
+
+class NumpyEdgeFilter:
+    """The edge filter's logits from its released arrays (see the module docstring).
+
+    Args:
+      arrays: the released weights (``filter.npz``).
+      filter_cfg: the ``model.filter`` config section.
+      n_features: F.
+
+    Raises:
+      CheckpointError: arrays that do not form the configured filter.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], filter_cfg, n_features: int):
+        self.edge_features = bool(filter_cfg.edge_features)
+        what, used = "the configured EdgeFilter", set()
+        inputs = 2 * n_features + (len(EDGE_FEATURES) if self.edge_features else 0)
+        self.mlp = _MLP(arrays, "_block/_edge_model/", [filter_cfg.hidden] * filter_cfg.layers + [1], [inputs],
+                        filter_cfg.layernorm, used, what)
+        _check_all_used(arrays, used, what)
+
+    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray,
+                 edges: Optional[np.ndarray]) -> np.ndarray:
+        """[n_edge] float32 logits (edges [n_edge, A] when the model takes them)."""
+        parts = ([edges] if self.edge_features else []) + [nodes[receivers], nodes[senders]]
+        return self.mlp(np.concatenate(parts, 1))[:, 0]
+
+
+class NumpyInteractionNetwork:
+    """The Interaction Network's logits from its released arrays (see the module docstring).
+
+    Args:
+      arrays: the released weights (``gnn.npz``).
+      gnn_cfg: the ``model.gnn`` config section.
+      n_features: F.
+
+    Raises:
+      ConfigError: a model this engine does not evaluate.
+      CheckpointError: arrays that do not form the configured model.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], gnn_cfg, n_features: int):
+        if getattr(gnn_cfg, "kind", "interaction") != "interaction" or gnn_cfg.skip != "residual":
+            raise ConfigError("infer.engine=numpy evaluates the Interaction Network with skip=residual only; use "
+                              "infer.engine=tensorflow for this model")
+        self.steps = int(gnn_cfg.steps)
+        self.both = gnn_cfg.aggregation == "both"
+        self.edge_features = bool(gnn_cfg.edge_features)
+        h, layers, ln = gnn_cfg.hidden, gnn_cfg.layers, gnn_cfg.layernorm
+        what, used = "the configured InteractionNetwork", set()
+        edge_inputs = [n_features, n_features] + ([len(EDGE_FEATURES)] if self.edge_features else [])
+        layout = {"node_encoder": ([h] * layers, [n_features]), "edge_encoder": ([h] * layers, edge_inputs),
+                  "edge_core": ([h] * layers, [h, h, h]), "node_core": ([h] * layers, [h] * (3 if self.both else 2)),
+                  "decoder": ([h] * (layers - 1) + [1], [h])}
+        self.node_encoder, self.edge_encoder, self.edge_core, self.node_core, self.decoder = (
+            _MLP(arrays, f"{name}/", sizes, parts, ln, used, what) for name, (sizes, parts) in layout.items())
+        _check_all_used(arrays, used, what)
+
+    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray,
+                 edges: Optional[np.ndarray]) -> np.ndarray:
+        """[n_edge] float32 logits (edges [n_edge, A] when the model takes them)."""
+        n = len(nodes)
+        v = self.node_encoder(nodes)
+        e = self.edge_encoder(np.concatenate([nodes[receivers], nodes[senders]]
+                                             + ([edges] if self.edge_features else []), 1))
+        core = self.edge_core
+        w_e, w_r, w_s = core.blocks
+        for _ in range(self.steps):
+            # the node terms of the edge core's first layer are projected per node and gathered in the kernel
+            m = core(e, w_e, v @ w_r, receivers, v @ w_s, senders)
+            aggregates = [_scatter_add(m, receivers, n)] + ([_scatter_add(m, senders, n)] if self.both else [])
+            e += m
+            v = v + self.node_core(np.concatenate(aggregates + [v], 1))
+        return self.decoder(e)[:, 0]
+
+
+def set_threads(threads: int) -> None:
+    """Runs the kernels on ``threads`` threads (0: numba's default, one per core)."""
+    if threads:
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """float32 sigmoid, without overflow warnings."""
+    out = np.empty_like(logits, np.float32)
+    np.exp(-np.abs(logits), out=out)
+    return np.where(logits >= 0, 1.0 / (1.0 + out), out / (1.0 + out)).astype(np.float32, copy=False)
+
+
+class NumpyScorer:
+    """An :class:`~trkx_tf.reco.scorers.EdgeScorer` of a released model evaluated by this engine.
+
+    Args:
+      model: a :class:`NumpyEdgeFilter` or :class:`NumpyInteractionNetwork`.
+      n_features: F, node features the model was trained with.
+      chunk_edges: edges scored per call (the filter), or None for all at once (a message-passing model).
+      edge_fn: ``edge_fn(nodes, senders, receivers) -> [n_edge, A]`` edge features, or None.
+    """
+
+    def __init__(self, model, n_features: int, chunk_edges: Optional[int] = None, edge_fn=None):
+        if chunk_edges is not None and chunk_edges < 1:
+            raise ConfigError(f"infer.filter_chunk_edges must be >= 1, got {chunk_edges}")
+        self.model, self.n_features, self.chunk_edges, self.edge_fn = model, int(n_features), chunk_edges, edge_fn
+
+    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+        from trkx_tf.reco.scorers import check_nodes
+
+        nodes = check_nodes(nodes, self.n_features)
+        senders, receivers = np.asarray(senders, np.int64), np.asarray(receivers, np.int64)
+        n = len(senders)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        step = n if self.chunk_edges is None else self.chunk_edges
+        out = []
+        # the kernels run their blocks on numba's threads, each block's products on one BLAS thread
+        with threadpool_limits(1, user_api="blas"):
+            for i in range(0, n, step):
+                s, r = senders[i:i + step], receivers[i:i + step]
+                edges = self.edge_fn(nodes, s, r) if self.edge_fn is not None else None
+                out.append(sigmoid(self.model(nodes, s, r, edges)))
+        return np.concatenate(out)
+
+
+def uses_numpy_engine(cfg) -> bool:
+    """Whether released models run on this engine: ``infer.engine`` is ``numpy``, or ``auto`` and the engine
+    evaluates the configured models (the Interaction Network with ``skip=residual``).
+
+    Raises:
+      ConfigError: ``infer.engine=numpy`` for a model it does not evaluate.
+    """
+    supported = cfg.model.gnn.kind == "interaction" and cfg.model.gnn.skip == "residual"
+    if cfg.infer.engine == "numpy" and not supported:
+        raise ConfigError("infer.engine=numpy evaluates the Interaction Network with skip=residual only; use "
+                          "infer.engine=tensorflow (or auto) for this model")
+    return cfg.infer.engine == "numpy" or (cfg.infer.engine == "auto" and supported)
+
+
+def numpy_scorer(cfg, kind: str, arrays: Mapping[str, np.ndarray], n_features: int) -> NumpyScorer:
+    """The :class:`NumpyScorer` of released weights: chunks and edge features as
+    :func:`trkx_tf.reco.scorers.scorer_for_model` makes them for the TensorFlow models.
+
+    Args:
+      cfg: the whole config (``model``, ``graph``, ``infer``).
+      kind: ``"filter"`` or ``"gnn"``.
+      arrays: the released weights.
+      n_features: F.
+
+    Raises:
+      ConfigError: a model this engine does not evaluate.
+      CheckpointError: arrays that do not form the configured model.
+    """
+    from trkx_tf.reco.scorers import edge_feature_fn
+
+    if kind == "filter":
+        model = NumpyEdgeFilter(arrays, cfg.model.filter, n_features)
+    else:
+        model = NumpyInteractionNetwork(arrays, cfg.model.gnn, n_features)
+    chunk = cfg.infer.filter_chunk_edges if kind == "filter" else None
+    return NumpyScorer(model, n_features, chunk_edges=chunk, edge_fn=edge_feature_fn(cfg, kind))
