@@ -80,11 +80,14 @@ def group_by_module(uid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def unique_edges(senders: np.ndarray, receivers: np.ndarray, n_node: int) -> tuple[np.ndarray, np.ndarray]:
     """Drops self-loops and repeated hit pairs (either direction, first kept), sorted by (sender, receiver)."""
     keep = senders != receivers
-    senders, receivers = senders[keep], receivers[keep]
-    _, first = np.unique(pair_keys(senders, receivers, n_node), return_index=True)
-    senders, receivers = senders[first], receivers[first]
-    order = np.lexsort((receivers, senders))
-    return senders[order].astype(np.int64), receivers[order].astype(np.int64)
+    senders, receivers = np.asarray(senders, np.int64)[keep], np.asarray(receivers, np.int64)[keep]
+    canonical = pair_keys(senders, receivers, n_node)
+    ordered = np.sort(canonical)
+    if (ordered[1:] == ordered[:-1]).any():  # a hit pair twice: its first edge stays (the slower, stable path)
+        _, first = np.unique(canonical, return_index=True)
+        senders, receivers = senders[first], receivers[first]
+    order = np.argsort(senders * np.int64(max(n_node, 1)) + receivers)  # the pairs are unique: one key each
+    return senders[order], receivers[order]
 
 
 def _pair_view(a: np.ndarray) -> np.ndarray:
