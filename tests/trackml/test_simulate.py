@@ -420,3 +420,17 @@ def test_prompt_power_grows_forward_and_draws_one_number_each():
     assert (pb[fwd] > 1.0).mean() < 0.8 * (pa[fwd] > 1.0).mean()
     np.testing.assert_array_equal(tsallis_sampler(0.159, 6.5, 0.1, eta_slope=0.0)(np.random.default_rng(1),
                                                                                   len(eta), eta), pa)
+
+
+def test_shallow_crossings_along_v_leave_no_hit(toy_geometry):
+    off = simulate_event(toy_geometry, 3, event_rng(4, 3), pileup=40, model=PhysicsModel(max_v_slope=0.0))
+    huge = simulate_event(toy_geometry, 3, event_rng(4, 3), pileup=40, model=PhysicsModel(max_v_slope=1e9))
+    assert_events_equal(off, huge)  # 0: no limit; a limit nothing reaches: the same event
+    cut = simulate_event(toy_geometry, 3, event_rng(4, 3), pileup=40, model=PhysicsModel(max_v_slope=0.5))
+    validate_event(cut)
+    t = cut.truth.merge(cut.hits, on="hit_id")
+    t = t[t["particle_id"] != 0]
+    rows = toy_geometry.rows(t["volume_id"].to_numpy(), t["layer_id"].to_numpy(), t["module_id"].to_numpy())
+    d = np.einsum("nij,ni->nj", toy_geometry.rotation[rows], t[["tpx", "tpy", "tpz"]].to_numpy(np.float64))
+    assert np.all(np.abs(d[:, 1]) <= 0.5 * np.abs(d[:, 2]) * (1 + 1e-4))
+    assert len(t) < (off.truth["particle_id"] != 0).sum()

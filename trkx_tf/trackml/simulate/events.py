@@ -21,7 +21,7 @@ from trkx_tf.trackml.io import Event, write_event
 from trkx_tf.trackml.score import hit_weights
 from trkx_tf.trackml.simulate.physics import MAX_PILEUP, Particles, PhysicsModel, generate_primaries, tsallis_sampler
 from trkx_tf.trackml.simulate.propagation import propagate, secondaries
-from trkx_tf.trackml.simulate.response import check_model, detected_rows, digitise, noise
+from trkx_tf.trackml.simulate.response import check_model, detected_rows, digitise, noise, shallow_rows
 from trkx_tf.trackml.simulate.systematics import LayerShift, field_model, misaligned
 
 
@@ -89,7 +89,11 @@ def simulate_event(
     true_xyz = np.concatenate([hits1.xyz, hits2.xyz])
     true_local = np.concatenate([hits1.local, hits2.local])
     mom = np.concatenate([hits1.mom, hits2.mom])
-    # hit efficiency: a crossing may leave no hit (after the secondaries: they start at crossings regardless)
+    # too shallow crossings, then the hit efficiency: a crossing may leave no hit (after the secondaries: they start
+    # at crossings regardless)
+    steep = shallow_rows(actual, module, mom, model)
+    if steep is not None:
+        particle, module, true_xyz, true_local, mom = (a[steep] for a in (particle, module, true_xyz, true_local, mom))
     detected = detected_rows(len(particle), rng, model)
     if detected is not None:
         particle, module, true_xyz, true_local, mom = (a[detected] for a in (particle, module, true_xyz,

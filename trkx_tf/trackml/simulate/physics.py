@@ -63,6 +63,7 @@ class PhysicsModel:
     quasi_elastic_slope: float = 10.0  # GeV^-2: the nucleon-nucleon elastic slope at a few GeV
     max_half_turns: float = 1.25
     hit_efficiency: float = 0.992  # per module crossing: it leaves a hit (the labelled events' layer skips, docs/trackml.md)
+    max_v_slope: float = 10.0  # crossings with |dv/dw| above it (tracks along a module's v axis) leave no hit; 0: none
     noise_per_area: bool = False  # noise spread by module area (True) or equally over modules (False)
 
 

@@ -118,6 +118,20 @@ def check_model(model: PhysicsModel) -> None:
         raise DataError(f"simulate: hit_efficiency must be in (0, 1], got {model.hit_efficiency}")
 
 
+def shallow_rows(geometry: Geometry, module: np.ndarray, mom: np.ndarray, model: PhysicsModel) -> Optional[np.ndarray]:
+    """Rows of the crossings that are not too shallow along the module's v axis: ``|d_v / d_w|`` of the direction in
+    the module's frame at most ``model.max_v_slope`` (None: all of them; 0 turns the limit off, nothing is computed).
+
+    Args:
+      module: ``[n]`` module rows of the crossings.
+      mom: ``[n, 3]`` their momenta.
+    """
+    if model.max_v_slope <= 0 or len(module) == 0:
+        return None
+    d = np.einsum("nij,ni->nj", geometry.rotation[module], mom)
+    return np.flatnonzero(np.abs(d[:, 1]) <= model.max_v_slope * np.abs(d[:, 2]))
+
+
 def detected_rows(n: int, rng: np.random.Generator, model: PhysicsModel) -> Optional[np.ndarray]:
     """Rows of the ``n`` crossings that leave a hit (None: all of them; no random numbers drawn)."""
     if model.hit_efficiency >= 1.0 or n == 0:
