@@ -23,8 +23,9 @@ Each event is built in seven steps, all vectorised with numpy:
    (nuclear interaction); a barrel-module crossing of a primary starts a soft secondary with probability
    ``secondary_probability`` (material interactions: central, soft); secondaries are propagated the same way.
 6. **Hit efficiency.** A crossing that runs along the module's v axis more steeply than ``max_v_slope`` (|dv/dw|;
-   the real innermost barrel layer has no particle hits beyond |η| ≈ 3) leaves no hit. Each other module crossing of a charged particle leaves a hit with probability ``hit_efficiency``
-   (a dead or unread sensor, a cluster below threshold); the particle goes on regardless (its scattering in that
+   the real innermost barrel layer has no particle hits beyond |η| ≈ 3) leaves no hit. Each other module crossing
+   of a charged particle leaves a hit with probability ``hit_efficiency`` (a dead or unread sensor, a cluster below
+   threshold); the particle goes on regardless (its scattering in that
    module, a possible interaction or secondary there, all happen). Its random numbers come from a child stream of
    the event's (:func:`~trkx_tf.trackml.simulate.response.efficiency_rng`), and none is drawn at efficiency 1, so
    efficiency 1 is the fully efficient simulator bit for bit.
