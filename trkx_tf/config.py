@@ -437,7 +437,7 @@ class TransformerConfig(Section):
     events_per_step: int = Field(8, ge=1)  # per data rank
     cluster: Literal["hdbscan", "dbscan"] = "hdbscan"  # EncReg track building in the regressed space
     min_cluster_size: int = Field(3, ge=2)  # HDBSCAN min_cluster_size / DBSCAN min_samples
-    eps: float = Field(0.05, gt=0.0)  # DBSCAN radius; HDBSCAN cluster_selection_epsilon
+    eps: float = Field(0.05, ge=0.0)  # DBSCAN radius (> 0); HDBSCAN cluster_selection_epsilon (0: none)
     qpt_scale: float = Field(1.0, gt=0.0)  # q/pT (1/GeV) is multiplied by this before clustering
     phi_sectors: int = Field(16, ge=1)  # local attention on full events: φ sectors ...
     eta_sectors: int = Field(8, ge=1)  # ... times η sectors (equal hit counts) ...

@@ -52,6 +52,8 @@ def cluster_points(points: np.ndarray, method: str = "hdbscan", min_cluster_size
         labels = HDBSCAN(min_cluster_size=min_cluster_size, cluster_selection_epsilon=float(eps),
                          copy=True).fit_predict(points)
     elif method == "dbscan":
+        if eps <= 0:
+            raise ConfigError(f"transformer.eps must be > 0 for DBSCAN (got {eps})")
         labels = DBSCAN(eps=float(eps), min_samples=min_cluster_size).fit_predict(points)
     else:
         raise ConfigError(f"transformer.cluster must be 'hdbscan' or 'dbscan' (got {method!r})")
