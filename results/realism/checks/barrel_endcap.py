@@ -1,6 +1,7 @@
 """Barrel -> end-cap labelled doublets per event by (inner barrel layer, first disk) and their dr: 8 real labelled
 events (1001-1039) against 4 simulated events (seed 1, noise 0.175, defaults).
-Usage: PYTHONPATH=. python results/realism/checks/barrel_endcap.py"""
+(The .txt was made before max_v_slope existed: pass model=PhysicsModel(max_v_slope=0) to simulate_event to
+reproduce it.) Usage: PYTHONPATH=. python results/realism/checks/barrel_endcap.py"""
 import numpy as np
 import pandas as pd
 from trkx_tf.graphs.truth import event_partial_truth

@@ -1,6 +1,7 @@
 """Hits per event on the innermost pixel barrel layer (volume 8, layer 2) by |z| (mm): 6 real labelled events
 (1001-1010) against 3 simulated events (seed 1, noise 0.175, defaults); and the labelled hits there.
-Usage: PYTHONPATH=. python results/realism/checks/layer2_z.py"""
+(The .txt was made before max_v_slope existed: pass model=PhysicsModel(max_v_slope=0) to simulate_event to
+reproduce it.) Usage: PYTHONPATH=. python results/realism/checks/layer2_z.py"""
 import numpy as np
 from trkx_tf.graphs.truth import event_partial_truth
 from trkx_tf.trackml.geometry import Geometry
