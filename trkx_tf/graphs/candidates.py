@@ -9,8 +9,8 @@ builder returns ``n_edge`` directed candidate edges as two int64 arrays ``(sende
   learned from the truth graphs of training events says which module pairs are connected and, for each, a window
   on the two doublet variables ``dphi`` and ``z0`` (:mod:`trkx_tf.graphs.doublets`). On a new event the hits are
   grouped by module and sorted by φ inside each; for every hit of a connected module pair's inner module a binary
-  search finds the outer module's hits inside the pair's dphi window (vectorised numpy, in chunks), and a pair is
-  kept when both variables are inside the window.
+  search finds the outer module's hits inside the pair's dphi window, and a pair is kept when both variables are
+  inside the window (a numba kernel over the module pairs, :mod:`trkx_tf.graphs.window_search`).
 * :class:`EmbeddingBuilder` (``embedding``): a radius graph (:func:`trkx_tf.graphs.neighbours.radius_graph`,
   chunked, scipy cKDTree / faiss / hnswlib), at most ``max_neighbours`` per hit, in the space of a learned
   embedding. The builder receives the embedding as a plain ``embed`` function
@@ -28,11 +28,11 @@ import pandas as pd
 
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.graphs.doublets import doublet_variables, find_rows, module_uid, unique_edges, wrap_angle
+from trkx_tf.graphs.window_search import window_pairs
 from trkx_tf.graphs.features import cylindrical
 from trkx_tf.graphs.module_map import ModuleMap
 from trkx_tf.graphs.neighbours import radius_graph  # the embedding builder's query (re-exported for callers)
 
-_CHUNK = 1 << 22  # inner hits searched at once by the module-map builder
 _KEY_STRIDE = 16.0  # the module-map builder's sort key: module position · stride + φ about the module centre
 _PHI_SLACK = 1e-9  # rad: the binary search window is this much wider than the dphi window (rounding)
 
@@ -119,32 +119,10 @@ class ModuleMapBuilder(EdgeBuilder):
         narrow = (spread[pb] < np.pi / 2) & (lo > -np.pi / 2) & (hi < np.pi / 2)
         lo = np.where(narrow, lo - _PHI_SLACK, -_KEY_STRIDE / 2)
         hi = np.where(narrow, hi + _PHI_SLACK, _KEY_STRIDE / 2)
-        na = count[pa]
-        csum = np.cumsum(na)
-        out_s, out_r = [], []
-        first = 0
-        while first < len(live):  # chunks of module pairs with at most ~_CHUNK inner hits (at least one pair)
-            base = csum[first - 1] if first else 0
-            last = max(int(np.searchsorted(csum, base + _CHUNK, side="right")), first + 1)
-            sl = slice(first, last)
-            first = last
-            c = na[sl]
-            pair = np.repeat(np.arange(len(c)), c)
-            qa = start[pa[sl]][pair] + np.arange(len(pair)) - np.repeat(np.cumsum(c) - c, c)
-            b = pb[sl][pair]
-            d = np.where(narrow[sl][pair], wrap_angle(centre[b] - phi_s[qa]), 0.0)
-            j0 = np.searchsorted(key, b * _KEY_STRIDE + lo[sl][pair] - d, side="left")
-            n = np.maximum(np.searchsorted(key, b * _KEY_STRIDE + hi[sl][pair] - d, side="right") - j0, 0)
-            qb = np.repeat(j0, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-            qa = np.repeat(qa, n)
-            w = np.repeat(live[sl][pair], n)
-            dphi, z0 = doublet_variables(r_s, phi_s, z_s, qa, qb)
-            keep = (dphi >= self.lo[w, 0]) & (dphi <= self.hi[w, 0]) & (z0 >= self.lo[w, 1]) & (z0 <= self.hi[w, 1])
-            out_s.append(order[qa[keep]])
-            out_r.append(order[qb[keep]])
-        if not out_s:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return unique_edges(np.concatenate(out_s), np.concatenate(out_r), n_node)
+        window = np.concatenate([self.lo[live], self.hi[live]], 1)[:, [0, 2, 1, 3]]  # dphi lo, hi, z0 lo, hi
+        qa, qb = window_pairs(start[pa], count[pa], start[pb], count[pb], pb * _KEY_STRIDE, centre[pb], narrow,
+                              lo, hi, np.ascontiguousarray(window), key, r_s, phi_s, z_s)
+        return unique_edges(order[qa], order[qb], n_node)
 
     def explain(self, hits: pd.DataFrame, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
         """Why the builder keeps or drops given hit pairs (e.g. the true edges it misses).
