@@ -42,6 +42,9 @@ class EdgeBuilder(abc.ABC):
 
     name: str = ""
 
+    def warm_up(self) -> None:
+        """Loads what the first event would otherwise wait for (compiled kernels); nothing by default."""
+
     @abc.abstractmethod
     def build(self, hits: pd.DataFrame, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidate edges of one event.
@@ -123,6 +126,12 @@ class ModuleMapBuilder(EdgeBuilder):
         qa, qb = window_pairs(start[pa], count[pa], start[pb], count[pb], pb * _KEY_STRIDE, centre[pb], narrow,
                               lo, hi, np.ascontiguousarray(window), key, r_s, phi_s, z_s)
         return unique_edges(order[qa], order[qb], n_node)
+
+    def warm_up(self) -> None:
+        """Loads the compiled window search (numba's cache) with one call on no module pairs."""
+        none_i, none_f = np.zeros(0, np.int64), np.zeros(0)
+        window_pairs(none_i, none_i, none_i, none_i, none_f, none_f, np.zeros(0, bool), none_f, none_f,
+                     np.zeros((0, 4)), none_f, none_f, none_f, none_f)
 
     def explain(self, hits: pd.DataFrame, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
         """Why the builder keeps or drops given hit pairs (e.g. the true edges it misses).

@@ -210,14 +210,15 @@ def make_pipeline(cfg, n_features: Optional[int] = None, with_cells: bool = Fals
 
 
 def warm_up(pipeline: Pipeline, n_features: int) -> None:
-    """Traces the models' ``tf.function`` and loads the compiled labelling once on a tiny graph, so that the first
-    event's timings exclude start-up costs."""
+    """Traces the models' ``tf.function`` (or loads the numpy engine's kernels) and loads the compiled labelling and
+    window search once on a tiny graph, so that the first event's timings exclude start-up costs."""
     nodes = np.zeros((3, n_features), np.float32)
     s, r = np.array([0, 1], np.int32), np.array([1, 2], np.int32)
     for scorer in (pipeline.filter, pipeline.gnn):
         if scorer is not None:
             scorer(nodes, s, r)
     label_tracks(pipeline.labelling, 3, s, r, np.ones(2, np.float32), pipeline.gnn_threshold, np.arange(3.0))
+    pipeline.builder.warm_up()
 
 
 @dataclasses.dataclass
