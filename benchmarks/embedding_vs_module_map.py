@@ -62,7 +62,8 @@ def diagnose(points: np.ndarray, tg, margin: float, rng) -> dict:
             "random_quantiles": dict(zip(["0.0001", "0.001", "0.01", "0.5"],
                                          np.quantile(d_rand, [1e-4, 1e-3, 1e-2, 0.5]).round(4).tolist())),
             "feature_std": points.std(0).round(3).tolist(),
-            "hits_within_margin_mean": float(per_hit.mean()), "hits_within_margin_p99": float(np.quantile(per_hit, .99)),
+            "hits_within_margin_mean": float(per_hit.mean()),
+            "hits_within_margin_p99": float(np.quantile(per_hit, .99)),
             "share_capped_at_256": float((per_hit >= 256).mean())}
 
 

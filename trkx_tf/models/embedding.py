@@ -25,9 +25,8 @@ class EmbeddingMLP(snt.Module):
     Exa.TrkX paper: 6 hidden layers of 512, tanh, LayerNorm, D = 8). With ``periodic_phi`` the first layer also
     takes ``cos(pi x[:, 1]), sin(pi x[:, 1])`` as a second input part (column 1 is ``phi / pi``,
     :data:`trkx_tf.graphs.features.BASE_FEATURES`) in place of column 1 (zeroed), so the embedding is continuous
-    across phi = +-pi; the
-    first-layer weight of the features stays ``[F, hidden]`` (what :func:`trkx_tf.train.checkpoints.load_embedding_model`
-    reads F from).
+    across phi = +-pi; the first-layer weight of the features stays ``[F, hidden]`` (what
+    :func:`trkx_tf.train.checkpoints.load_embedding_model` reads F from).
 
     Args:
       dim: D, the embedding dimension.
