@@ -212,3 +212,34 @@ def real_subset(event: Event) -> Event:
     labelled = event.partial_truth["hit_id"].to_numpy()
     hits = event.hits[event.hits["hit_id"].isin(labelled)].reset_index(drop=True)
     return Event(event.event_id, hits, partial_truth=event.partial_truth)
+
+
+def make_real_subsets(labelled_dir: os.PathLike | str, out_dir: os.PathLike | str,
+                      ids: Sequence[int] = ()) -> list[int]:
+    """Writes :func:`real_subset` of real labelled events (hits and partial truth) to ``out_dir``.
+
+    Args:
+      labelled_dir: events with partial-truth files (``../shared/trackml/labelled``).
+      out_dir: created if needed.
+      ids: these events (empty: all with a partial truth). Event 1000 is refused: it is the test event.
+
+    Returns:
+      The ids written.
+
+    Raises:
+      DataError: no such event, or event 1000 asked for.
+    """
+    from trkx_tf.trackml.io import event_ids_with
+
+    labelled = event_ids_with(labelled_dir, "partial-truth")
+    ids = list(ids) or labelled
+    if not ids:
+        raise DataError(f"{labelled_dir}: no events with a partial truth")
+    missing = sorted(set(ids) - set(labelled) - {1000})
+    if missing:
+        raise DataError(f"{labelled_dir}: event {missing[0]} has no partial truth (nothing written)")
+    if 1000 in ids:
+        raise DataError("event 1000 is the test event: it has no labelled subset (reconstruct it whole)")
+    for event_id in ids:
+        write_event(out_dir, real_subset(read_event(labelled_dir, event_id, parts=("hits", "partial-truth"))))
+    return ids

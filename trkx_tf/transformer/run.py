@@ -176,7 +176,7 @@ def infer_events(cfg: Config, run_root: os.PathLike | str, events_dir: os.PathLi
     out.mkdir(parents=True, exist_ok=True)
     per_event, sums = [], {"correct": 0.0, "hits": 0.0, "dm": 0, "reco": 0, "perfect": 0.0, "lhc": 0.0, "parts": 0}
     for event_id in ids:
-        event = read_event(events_dir, event_id, parts=("hits", "particles", "truth"))
+        event = read_event(events_dir, event_id, parts=("hits", "particles", "truth", "partial-truth"))
         features = hit_inputs(event.hits)
         t0 = time.perf_counter()
         if local:
@@ -210,6 +210,8 @@ def infer_events(cfg: Config, run_root: os.PathLike | str, events_dir: os.PathLi
                 sums["perfect"] += paper["perfect_efficiency"] * paper["particles"]
                 sums["lhc"] += paper["lhc_efficiency"] * paper["particles"]
                 sums["parts"] += paper["particles"]
+        elif event.partial_truth is not None:  # a real labelled subset: its groups stand for particles
+            record.update(_partial_metrics(event, tracks, cfg.eval))
         per_event.append(record)
         log.info("event %d: %s", event_id, {k: v for k, v in record.items() if k != "event_id"})
     summary = _summary(per_event, sums)
@@ -217,6 +219,18 @@ def infer_events(cfg: Config, run_root: os.PathLike | str, events_dir: os.PathLi
                    run=str(run_root), events_dir=str(events_dir), head=t.head, events=per_event)
     write_text_atomic(out / "metrics.json", json.dumps(summary, indent=1))
     return summary
+
+
+def _partial_metrics(event, tracks: np.ndarray, eval_cfg) -> dict:
+    """Double-majority, perfect and LHC efficiencies over the labelled groups of a real event (unlabelled hits: 0)."""
+    from trkx_tf.transformer import cluster as C
+
+    groups = event.partial_truth.set_index("hit_id")["group"]
+    pid = groups.reindex(event.hits["hit_id"].to_numpy()).fillna(0).to_numpy(np.int64)
+    paper = C.paper_efficiencies(pid, tracks, eval_cfg.reconstructable_hits)
+    return {"partial_dm_efficiency": C.double_majority_efficiency(pid, tracks, eval_cfg.min_track_hits,
+                                                                  eval_cfg.reconstructable_hits),
+            **{f"partial_{k}": v for k, v in paper.items()}}
 
 
 def task_classes(task, outputs: np.ndarray) -> np.ndarray:
@@ -234,7 +248,8 @@ def _summary(per_event: list, sums: dict) -> dict:
     def ratio(a, b):
         return float(sums[a] / sums[b]) if sums[b] else math.nan
 
-    return {"n_events": len(per_event), "score": mean("score"), "fit_accuracy": ratio("correct", "hits"),
+    return {"n_events": len(per_event), "score": mean("score"), "partial_dm_efficiency": mean("partial_dm_efficiency"),
+            "partial_perfect_efficiency": mean("partial_perfect_efficiency"), "fit_accuracy": ratio("correct", "hits"),
             "dm_efficiency": ratio("dm", "reco"), "perfect_efficiency": ratio("perfect", "parts"),
             "lhc_efficiency": ratio("lhc", "parts"), "time_per_event_s": mean("total_s"),
             "model_time_per_event_s": mean("model_s")}
