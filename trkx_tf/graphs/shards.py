@@ -118,17 +118,18 @@ class ShardInfo:
                       for f in dataclasses.fields(cls)})
 
 
-def checksum(arrays: Mapping[str, np.ndarray]) -> str:
-    """``sha256:<hex>`` over the datasets in :data:`DATASETS` order: each name, dtype, shape and C-order bytes.
+def checksum(arrays: Mapping[str, np.ndarray], names: Sequence[str] = DATASETS) -> str:
+    """``sha256:<hex>`` over the datasets in ``names`` order: each name, dtype, shape and C-order bytes.
 
     Args:
-      arrays: dataset name -> array, every name of :data:`DATASETS`.
+      arrays: dataset name -> array, every name of ``names``.
+      names: the datasets, in order (default: the graph shards' :data:`DATASETS`).
 
     Returns:
       The checksum string.
     """
     h = hashlib.sha256()
-    for name in DATASETS:
+    for name in names:
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{list(a.shape)}|".encode())
         h.update(a.reshape(-1).view(np.uint8))  # the C-order bytes, without a copy

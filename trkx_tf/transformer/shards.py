@@ -30,7 +30,6 @@ A batch (what the model and the tasks take) is ``{"hits" [B, Nb, F], "mask" [B, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 
 from trkx_tf.errors import DataError, ShardError
 from trkx_tf.files import atomic_path, write_text_atomic
+from trkx_tf.graphs import shards as graph_shards
 from trkx_tf.graphs.buckets import choose_buckets
 from trkx_tf.trackml.io import list_events, read_event
 from trkx_tf.transformer.data import INPUT_FEATURES, TARGETS, hit_inputs, hit_targets
@@ -53,13 +53,8 @@ DATASETS = {"hits": "float32", "hit_id": "int64", "particle_id": "int64", "targe
 
 
 def checksum(arrays: dict) -> str:
-    """``sha256:<hex>`` of the datasets in :data:`DATASETS` order (name, dtype, shape, C-order bytes)."""
-    h = hashlib.sha256()
-    for name in DATASETS:
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{list(a.shape)}|".encode())
-        h.update(a.reshape(-1).view(np.uint8))
-    return "sha256:" + h.hexdigest()
+    """``sha256:<hex>`` of the datasets in :data:`DATASETS` order, as the graph shards' checksum."""
+    return graph_shards.checksum(arrays, tuple(DATASETS))
 
 
 def event_arrays(events_dir: os.PathLike | str, event_id: int) -> dict:
