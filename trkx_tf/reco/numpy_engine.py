@@ -10,10 +10,12 @@ module. This module evaluates the same functions from those arrays: the edge-fil
              T times:  m = edge_core([e, v_r, v_s]);  a = Σ_receiver m;  e += m;  v += node_core([a, v])
              logit = decoder(e)
 
-Matrix products run in numpy (its BLAS, multi-threaded); each hidden layer's LayerNorm + ReLU is one parallel
-numba kernel over rows (statistics in float64 per row), and the receivers' sums a numba scatter-add. A
-``trkx-infer`` process that uses this engine (``infer.engine=numpy``) never imports TensorFlow, which saves its
-start-up (seconds) and its memory; the scores agree with the TensorFlow models to float32 rounding (tested).
+Each MLP is one numba kernel (:func:`_mlp_rows`) over blocks of 256 rows spread over the cores: a block's
+products (BLAS, one thread per kernel thread), biases, gathered node terms, LayerNorms (float32 statistics) and
+ReLUs run while it sits in cache. The receivers' sums are a numba scatter-add, the small node-side products numpy.
+A ``trkx-infer`` process that uses this engine (``infer.engine=numpy``, or ``auto`` for a release) never imports
+TensorFlow, which saves its start-up (seconds) and its memory; the scores agree with the TensorFlow models to
+float32 rounding (tested to 1e-5).
 
 Supported: the filter with or without LayerNorm and edge features; the IN with ``skip=residual``,
 ``aggregation=receivers`` or ``both``, any ``layers >= 2``, with or without LayerNorm and edge features. Other
