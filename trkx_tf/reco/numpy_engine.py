@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from trkx_tf.errors import CheckpointError, ConfigError
 from trkx_tf.graphs.features import EDGE_FEATURES
+from trkx_tf.reco.scorers import ChunkedScorer, edge_feature_fn
 
 _EPS = np.float32(1e-5)  # the LayerNorm epsilon of trkx_tf.models.layers.LayerNorm
 _BLOCK = 256  # rows per block of the fused kernel: a block's activations stay in the core's cache
@@ -118,6 +119,13 @@ def _scatter_add(values: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
 
 
 _NO_IDS = np.zeros(0, np.int64)
+_UNSUPPORTED = ("infer.engine=numpy evaluates the Interaction Network with skip=residual only; use "
+                "infer.engine=tensorflow (or auto) for this model")
+
+
+def _evaluates(gnn_cfg) -> bool:
+    """Whether this engine evaluates the configured GNN."""
+    return gnn_cfg.kind == "interaction" and gnn_cfg.skip == "residual"
 
 
 class _MLP:
@@ -230,9 +238,8 @@ class NumpyInteractionNetwork:
     """
 
     def __init__(self, arrays: Mapping[str, np.ndarray], gnn_cfg, n_features: int):
-        if getattr(gnn_cfg, "kind", "interaction") != "interaction" or gnn_cfg.skip != "residual":
-            raise ConfigError("infer.engine=numpy evaluates the Interaction Network with skip=residual only; use "
-                              "infer.engine=tensorflow for this model")
+        if not _evaluates(gnn_cfg):
+            raise ConfigError(_UNSUPPORTED)
         self.steps = int(gnn_cfg.steps)
         self.both = gnn_cfg.aggregation == "both"
         self.edge_features = bool(gnn_cfg.edge_features)
@@ -277,38 +284,27 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return np.where(logits >= 0, 1.0 / (1.0 + out), out / (1.0 + out)).astype(np.float32, copy=False)
 
 
-class NumpyScorer:
-    """An :class:`~trkx_tf.reco.scorers.EdgeScorer` of a released model evaluated by this engine.
+class NumpyScorer(ChunkedScorer):
+    """A :class:`~trkx_tf.reco.scorers.ChunkedScorer` of a released model evaluated by this engine.
 
     Args:
       model: a :class:`NumpyEdgeFilter` or :class:`NumpyInteractionNetwork`.
-      n_features: F, node features the model was trained with.
-      chunk_edges: edges scored per call (the filter), or None for all at once (a message-passing model).
-      edge_fn: ``edge_fn(nodes, senders, receivers) -> [n_edge, A]`` edge features, or None.
+      n_features, chunk_edges, edge_fn: see :class:`~trkx_tf.reco.scorers.ChunkedScorer`.
     """
 
+    index_dtype = np.int64  # what the kernels are compiled for
+
     def __init__(self, model, n_features: int, chunk_edges: Optional[int] = None, edge_fn=None):
-        if chunk_edges is not None and chunk_edges < 1:
-            raise ConfigError(f"infer.filter_chunk_edges must be >= 1, got {chunk_edges}")
-        self.model, self.n_features, self.chunk_edges, self.edge_fn = model, int(n_features), chunk_edges, edge_fn
+        super().__init__(n_features, chunk_edges, edge_fn)
+        self.model = model
+
+    def _score(self, nodes, senders, receivers, edges):
+        return sigmoid(self.model(nodes, senders, receivers, edges))
 
     def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        from trkx_tf.reco.scorers import check_nodes
-
-        nodes = check_nodes(nodes, self.n_features)
-        senders, receivers = np.asarray(senders, np.int64), np.asarray(receivers, np.int64)
-        n = len(senders)
-        if n == 0:
-            return np.zeros(0, np.float32)
-        step = n if self.chunk_edges is None else self.chunk_edges
-        out = []
         # the kernels run their blocks on numba's threads, each block's products on one BLAS thread
         with threadpool_limits(1, user_api="blas"):
-            for i in range(0, n, step):
-                s, r = senders[i:i + step], receivers[i:i + step]
-                edges = self.edge_fn(nodes, s, r) if self.edge_fn is not None else None
-                out.append(sigmoid(self.model(nodes, s, r, edges)))
-        return np.concatenate(out)
+            return super().__call__(nodes, senders, receivers)
 
 
 def uses_numpy_engine(cfg) -> bool:
@@ -318,10 +314,9 @@ def uses_numpy_engine(cfg) -> bool:
     Raises:
       ConfigError: ``infer.engine=numpy`` for a model it does not evaluate.
     """
-    supported = cfg.model.gnn.kind == "interaction" and cfg.model.gnn.skip == "residual"
+    supported = _evaluates(cfg.model.gnn)
     if cfg.infer.engine == "numpy" and not supported:
-        raise ConfigError("infer.engine=numpy evaluates the Interaction Network with skip=residual only; use "
-                          "infer.engine=tensorflow (or auto) for this model")
+        raise ConfigError(_UNSUPPORTED)
     return cfg.infer.engine == "numpy" or (cfg.infer.engine == "auto" and supported)
 
 
@@ -339,8 +334,6 @@ def numpy_scorer(cfg, kind: str, arrays: Mapping[str, np.ndarray], n_features: i
       ConfigError: a model this engine does not evaluate.
       CheckpointError: arrays that do not form the configured model.
     """
-    from trkx_tf.reco.scorers import edge_feature_fn
-
     if kind == "filter":
         model = NumpyEdgeFilter(arrays, cfg.model.filter, n_features)
     else:

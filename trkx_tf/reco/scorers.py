@@ -15,6 +15,7 @@ Shape vocabulary as in :mod:`trkx_tf.graphs.batch` (``n_node``, ``n_edge``, ``F`
 
 from __future__ import annotations
 
+import abc
 import functools
 import logging
 import os
@@ -35,31 +36,68 @@ class EdgeScorer(Protocol):
         """Args: nodes [n_node, F] float32, senders/receivers [n_edge] int32. Returns: [n_edge] float32 in [0, 1]."""
 
 
-class ModelScorer:
-    """An :class:`EdgeScorer` of a trained edge classifier (``EdgeFilter`` or ``InteractionNetwork``).
+class ChunkedScorer(abc.ABC):
+    """What every :class:`EdgeScorer` here shares: checking the node features, scoring the edges
+    ``chunk_edges`` at a time against the same nodes (which bounds the memory of a per-edge model, the filter; a
+    message-passing model must see the whole graph at once, ``chunk_edges=None``), and the edge features of a
+    model that takes them.
+
+    Args:
+      n_features: F, node features the model was trained with.
+      chunk_edges: edges scored per call, or None for all at once.
+      edge_fn: ``edge_fn(nodes, senders, receivers) -> [n_edge, A]`` edge features for a model that takes them,
+        or None.
+
+    Raises:
+      ConfigError: ``chunk_edges`` < 1.
+    """
+
+    #: the dtype the senders and receivers are passed on in
+    index_dtype = np.int32
+
+    def __init__(self, n_features: int, chunk_edges: Optional[int] = None, edge_fn=None):
+        if chunk_edges is not None and chunk_edges < 1:
+            raise ConfigError(f"infer.filter_chunk_edges must be >= 1, got {chunk_edges}")
+        self.n_features = int(n_features)
+        self.chunk_edges = chunk_edges
+        self.edge_fn = edge_fn
+
+    @abc.abstractmethod
+    def _score(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray,
+               edges: Optional[np.ndarray]) -> np.ndarray:
+        """[k] scores of one chunk of k edges (``edges`` [k, A], or None without an ``edge_fn``)."""
+
+    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
+        nodes = check_nodes(nodes, self.n_features)
+        senders = np.asarray(senders, self.index_dtype)
+        receivers = np.asarray(receivers, self.index_dtype)
+        n = len(senders)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        step = n if self.chunk_edges is None else self.chunk_edges
+        out = []
+        for i in range(0, n, step):
+            s, r = senders[i:i + step], receivers[i:i + step]
+            out.append(self._score(nodes, s, r, None if self.edge_fn is None else self.edge_fn(nodes, s, r)))
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+class ModelScorer(ChunkedScorer):
+    """A :class:`ChunkedScorer` of a trained edge classifier (``EdgeFilter`` or ``InteractionNetwork``).
 
     The model sees one graph: ``n_node = [n_node]``, ``n_edge = [n_edge]``, ``edge_mask`` all ones (no padding).
-    With ``chunk_edges`` the edges are scored ``chunk_edges`` at a time against the same nodes, which bounds the
-    memory of a per-edge model (the filter); a message-passing model must see the whole graph at once
-    (``chunk_edges=None``).
 
     Args:
       model: a built Sonnet module mapping a batch dict to [n_edge] logits.
-      n_features: F, node features the model was trained with.
-      chunk_edges: edges scored per call, or None for all at once.
-      edge_fn: ``edge_fn(nodes, senders, receivers) -> [n_edge, A]`` edge features for a model that takes them
-        (``batch["edges"]``), or None.
+      n_features, chunk_edges: see :class:`ChunkedScorer`.
+      edge_fn: see :class:`ChunkedScorer`; the model then gets them as ``batch["edges"]``.
     """
 
     def __init__(self, model, n_features: int, chunk_edges: Optional[int] = None, edge_fn=None):
         import tensorflow as tf
 
-        if chunk_edges is not None and chunk_edges < 1:
-            raise ConfigError(f"infer.filter_chunk_edges must be >= 1, got {chunk_edges}")
+        super().__init__(n_features, chunk_edges, edge_fn)
         self.model = model
-        self.n_features = int(n_features)
-        self.chunk_edges = chunk_edges
-        self.edge_fn = edge_fn
         signature = [tf.TensorSpec([None, self.n_features], tf.float32, name="nodes"),
                      tf.TensorSpec([None], tf.int32, name="senders"),
                      tf.TensorSpec([None], tf.int32, name="receivers"),
@@ -76,23 +114,10 @@ class ModelScorer:
 
         self._fn = tf.function(scores, input_signature=signature, autograph=False)
 
-    def _edges(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        if self.edge_fn is None:
-            return np.zeros((len(senders), 0), np.float32)
-        return self.edge_fn(nodes, senders, receivers)
-
-    def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
-        nodes = check_nodes(nodes, self.n_features)
-        senders = np.asarray(senders, np.int32)
-        receivers = np.asarray(receivers, np.int32)
-        n = len(senders)
-        if n == 0:
-            return np.zeros(0, np.float32)
-        step = n if self.chunk_edges is None else self.chunk_edges
-        out = [self._fn(nodes, senders[i:i + step], receivers[i:i + step],
-                        self._edges(nodes, senders[i:i + step], receivers[i:i + step])).numpy()
-               for i in range(0, n, step)]
-        return np.concatenate(out).astype(np.float32, copy=False)
+    def _score(self, nodes, senders, receivers, edges):
+        if edges is None:
+            edges = np.zeros((len(senders), 0), np.float32)
+        return self._fn(nodes, senders, receivers, edges).numpy()
 
 
 def check_nodes(nodes: np.ndarray, n_features: int) -> np.ndarray:
