@@ -33,7 +33,6 @@ from trkx_tf.graphs.features import cylindrical
 from trkx_tf.graphs.module_map import ModuleMap
 from trkx_tf.graphs.neighbours import radius_graph  # the embedding builder's query (re-exported for callers)
 
-_KEY_STRIDE = 16.0  # the module-map builder's sort key: module position · stride + φ about the module centre
 _PHI_SLACK = 1e-9  # rad: the binary search window is this much wider than the dphi window (rounding)
 
 
@@ -102,16 +101,15 @@ class ModuleMapBuilder(EdgeBuilder):
         r, phi, z = cylindrical(hits)
         # The hits sorted by module, and inside a module by φ about the module's centre (``local``): the outer hits
         # that can fall into a pair's dphi window are then one run of its outer module, found by binary search on
-        # ``key`` (module position · _KEY_STRIDE + local) instead of forming every hit pair of the two modules.
+        # ``local`` instead of forming every hit pair of the two modules.
         modules, inv = np.unique(uid, return_inverse=True)
         centre = np.arctan2(np.bincount(inv, np.sin(phi), len(modules)), np.bincount(inv, np.cos(phi), len(modules)))
         local = wrap_angle(phi - centre[inv])
         order = np.lexsort((local, inv))
         count = np.bincount(inv, minlength=len(modules))
         start = np.cumsum(count) - count
-        r_s, phi_s, z_s = r[order], phi[order], z[order]
-        key = inv[order] * _KEY_STRIDE + local[order]
-        spread = np.maximum.reduceat(np.abs(local[order]), start)
+        r_s, phi_s, z_s, local_s = r[order], phi[order], z[order], local[order]
+        spread = np.maximum.reduceat(np.abs(local_s), start)
         pa = np.minimum(np.searchsorted(modules, self.pair_a), len(modules) - 1)
         pb = np.minimum(np.searchsorted(modules, self.pair_b), len(modules) - 1)
         live = np.flatnonzero((modules[pa] == self.pair_a) & (modules[pb] == self.pair_b))
@@ -120,18 +118,16 @@ class ModuleMapBuilder(EdgeBuilder):
         # ±π/2 (no second wrap); other pairs search their whole outer module. The exact cut follows either way.
         lo, hi = self.lo[live, 0], self.hi[live, 0]
         narrow = (spread[pb] < np.pi / 2) & (lo > -np.pi / 2) & (hi < np.pi / 2)
-        lo = np.where(narrow, lo - _PHI_SLACK, -_KEY_STRIDE / 2)
-        hi = np.where(narrow, hi + _PHI_SLACK, _KEY_STRIDE / 2)
         window = np.concatenate([self.lo[live], self.hi[live]], 1)[:, [0, 2, 1, 3]]  # dphi lo, hi, z0 lo, hi
-        qa, qb = window_pairs(start[pa], count[pa], start[pb], count[pb], pb * _KEY_STRIDE, centre[pb], narrow,
-                              lo, hi, np.ascontiguousarray(window), key, r_s, phi_s, z_s)
+        qa, qb = window_pairs(start[pa], count[pa], start[pb], count[pb], centre[pb], narrow, lo - _PHI_SLACK,
+                              hi + _PHI_SLACK, np.ascontiguousarray(window), local_s, r_s, phi_s, z_s)
         return unique_edges(order[qa], order[qb], n_node)
 
     def warm_up(self) -> None:
         """Loads the compiled window search (numba's cache) with one call on no module pairs."""
         none_i, none_f = np.zeros(0, np.int64), np.zeros(0)
-        window_pairs(none_i, none_i, none_i, none_i, none_f, none_f, np.zeros(0, bool), none_f, none_f,
-                     np.zeros((0, 4)), none_f, none_f, none_f, none_f)
+        window_pairs(none_i, none_i, none_i, none_i, none_f, np.zeros(0, bool), none_f, none_f, np.zeros((0, 4)),
+                     none_f, none_f, none_f, none_f)
 
     def explain(self, hits: pd.DataFrame, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
         """Why the builder keeps or drops given hit pairs (e.g. the true edges it misses).
