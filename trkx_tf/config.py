@@ -359,6 +359,17 @@ class EventFoldersConfig(Section):
     first: int = Field(0, ge=0)  # only the first N events (sorted ids) of all the folders; 0: all
 
 
+class ReleaseStageConfig(Section):
+    """The pipeline's ``release`` stage: ``trkx-release`` of the trained models, the module map, the chosen
+    thresholds and the test sets' metrics into ``<out>/<name>`` (replaced whole; trkx_tf/release.py)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the release's name: trkx-infer --model NAME
+    out: str = "models"  # the releases folder
+    data: str = ""  # what the models were trained on (one line of the model card)
+    description: str = ""  # one line for trkx-info
+    note: str = ""  # anything else the model card must say
+
+
 class PipelineConfig(Section):
     """``trkx-pipeline run``: the stages from simulation to evaluation (trkx_tf/pipeline/__init__.py)."""
 
@@ -373,6 +384,7 @@ class PipelineConfig(Section):
     validation: Optional[EventSetConfig] = None  # the thresholds stage chooses on these; None: no such stage
     thresholds: ThresholdsConfig = ThresholdsConfig()
     test: tuple[EventSetConfig, ...] = ()  # inferred and evaluated (stages infer_<name>, eval_<name>)
+    release: Optional[ReleaseStageConfig] = None  # the last stage: the models released as <out>/<name>
     set: dict[str, tuple[str, ...]] = {}  # stage name -> extra KEY=VALUE overrides of that stage's command
 
 

@@ -18,7 +18,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 STAGES = ["simulate", "simulate_sim", "module_map", "build", "train_filter", "build_filtered", "train_gnn",
-          "thresholds", "infer_sim", "eval_sim"]
+          "thresholds", "infer_sim", "eval_sim", "release"]
 TINY = """
 run: {{out_dir: runs, name: tiny, seed: 0}}
 data: {{detector: {detector}, events_dir: data/events, shards_dir: data/shards, val_fraction: 0.25}}
@@ -34,6 +34,7 @@ pipeline:
   validation: {{name: val, dir: data/events, ids: [3]}}
   thresholds: {{filter_grid: [0.01, 0.05, 0.2], gnn_grid: [0.3, 0.5], labelling: [cc, walk]}}
   test: [{{name: sim, dir: data/test, simulate: 1, first_event: 100}}]
+  release: {{name: tiny, out: models, data: 4 simulated mu=5 events}}
 """
 
 
@@ -89,7 +90,7 @@ def test_end_to_end(root):
         assert r["status"] == "done" and r["exit"] == 0 and r["wall_s"] > 0, (name, r)
         assert r["outputs"] and all(len(o["sha256"]) == 64 and o["files"] > 0 for o in r["outputs"].values())
         assert r["command"]["shell"].split()[0] in ("trkx-simulate", "trkx-pipeline", "trkx-build", "trkx-train",
-                                                   "trkx-infer", "trkx-eval")
+                                                   "trkx-infer", "trkx-eval", "trkx-release")
     chosen = (root / "runs/tiny/thresholds/thresholds.yaml").read_text()
     assert {"infer.filter_threshold", "infer.gnn_threshold", "infer.labelling"} <= {
         line.split(":")[0] for line in chosen.splitlines() if not line.startswith("#")}
@@ -102,6 +103,11 @@ def test_end_to_end(root):
     eff = 100 * metrics["tracks"]["pt>0.5"]["technical_efficiency"]
     assert f"sim: technical efficiency (pt>0.5) {eff:.1f} %, purity" in out[0]  # the summary after the stages
     assert (root / "runs/tiny-gnn/checkpoints/checkpoint").exists()
+    card = json.loads((root / "models/tiny/release.json").read_text())  # the release stage: chosen settings, metrics
+    assert card["name"] == "tiny" and set(card["models"]) == {"filter", "gnn"}
+    assert card["inference"]["gnn_threshold"] == table["chosen"]["infer.gnn_threshold"], card["inference"]
+    assert card["metrics"]["sim"]["events"] == [100]
+    assert any(c.startswith("trkx-train ") and "run.name=tiny-gnn" in c for c in card["training"]["commands"])
 
 
 def test_second_run_skips_every_stage(root):
@@ -127,7 +133,7 @@ def test_dry_run_says_what_would_run_and_why(root):
 def test_changed_training_key_reruns_that_stage_and_downstream(root):
     lines = run(root, "--set", GNN3)
     ran = [name for name, line in lines.items() if line.startswith("running")]
-    assert ran == ["train_gnn", "thresholds", "infer_sim", "eval_sim"], lines
+    assert ran == ["train_gnn", "thresholds", "infer_sim", "eval_sim", "release"], lines
     epochs = [json.loads(x)["epoch"] for x in (root / "runs/tiny-gnn/metrics.jsonl").read_text().splitlines()
               if '"epoch"' in x]
     assert epochs == [0, 1, 2]  # a fresh run: the old run folder was removed

@@ -11,7 +11,8 @@ import pytest
 from trkx_tf.config import load_config
 from trkx_tf.errors import ConfigError, PipelineError
 from trkx_tf.pipeline.hashing import PathSpec, hash_spec
-from trkx_tf.pipeline.runner import Pipeline, format_plan
+from trkx_tf.pipeline.report import format_plan
+from trkx_tf.pipeline.runner import Pipeline
 from trkx_tf.pipeline.stages import Stage
 
 # copies its input file to its output file, appending the value of --tag

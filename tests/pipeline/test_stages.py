@@ -96,3 +96,41 @@ def test_threshold_choices():
             for m, t, eff, sc in (("cc", 0.3, 0.90, 0.70), ("walk", 0.2, 0.95, 0.69), ("walk", 0.3, 0.95, 0.71))]
     assert choose_labelling(rows, "technical_efficiency", "pt>0.5") is rows[1]  # first of a tie
     assert choose_labelling(rows, "score", "pt>0.5") is rows[2]
+
+
+def test_sim200_release_stage(repo):
+    s = _by_name(load_config(repo / "configs" / "sim200.yaml"))
+    r = s["release"]
+    assert list(s)[-1] == "release" and r.owns == ()  # trkx-release replaces models/sim200 whole itself
+    assert r.argv[:7] == ("trkx-release", "--config", "runs/sim200/config.yaml", "--name", "sim200", "--out",
+                          "models")
+    assert [r.argv[i + 1] for i, a in enumerate(r.argv) if a == "--metrics"] == [
+        "test=runs/sim200/eval/test/metrics.json", "event1000=runs/sim200/eval/event1000/metrics.json"]
+    assert r.argv[r.argv.index("--thresholds") + 1] == "runs/sim200/thresholds/thresholds.yaml"
+    assert set(r.after) >= {"train_filter", "train_gnn", "thresholds", "eval_test", "eval_event1000"}
+    assert [o.path for o in r.outputs] == ["models/sim200"]
+    # the release's config slice is not part of any other stage's: adding it reran nothing upstream
+    assert all("pipeline.release" not in x.config_keys for name, x in s.items() if name != "release")
+
+
+def test_real_labelled_events_stages():
+    real = "data.real={events_dir: ../shared/trackml/labelled, shards_dir: data/real, train_events: 40, val_events: 8}"
+    plain = _by_name(load_config(None))
+    s = _by_name(load_config(None, [real]))
+    names = list(s)
+    assert names.index("build") < names.index("build_real") < names.index("train_filter")
+    assert names.index("build_filtered") < names.index("build_real_filtered") < names.index("train_gnn")
+    b = s["build_real"]
+    assert b.argv[:6] == ("trkx-build", "--config", "runs/demo/config.yaml", "--no-progress", "--real", "--out")
+    assert b.argv[6] == "data/real" and "module_map" in b.after
+    f = s["build_real_filtered"]
+    assert f.argv[6] == "data/real-filtered" and "graph.filter_ckpt=runs/demo-filter/checkpoints" in f.argv
+    assert "train_filter" in f.after
+    assert {"build", "build_real"} <= set(s["train_filter"].after)
+    assert "data.real.shards_dir=data/real-filtered" in s["train_gnn"].overrides
+    assert {"build_filtered", "build_real_filtered"} <= set(s["train_gnn"].after)
+    for name in ("train_filter", "train_gnn"):
+        assert "data.real" in s[name].config_keys
+        assert "data.real" not in plain[name].config_keys  # a pipeline without real events keeps its hashes
+    # the mixing fraction retrains, it does not rebuild the real shards
+    assert "data.real" not in b.config_keys and "data.real.events_dir" in b.config_keys

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         print("thresholds: " + ", ".join(f"{k}={v}" for k, v in chosen.items()) + f" ({args.out}/thresholds.yaml)")
         return 0
 
-    from trkx_tf.pipeline.runner import Pipeline, eval_summaries, format_plan
+    from trkx_tf.pipeline.report import eval_summaries, format_plan
+    from trkx_tf.pipeline.runner import Pipeline
 
     pipe = Pipeline(cfg)
     if args.dry_run:

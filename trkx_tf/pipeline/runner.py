@@ -26,9 +26,6 @@ made them; an existing folder the pipeline did not make stops the run (it may be
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -45,12 +42,11 @@ from typing import Optional, Sequence, TextIO
 
 from trkx_tf.config import Config, save_config
 from trkx_tf.errors import PipelineError
-from trkx_tf.files import write_text_atomic
 from trkx_tf.pipeline import hashing
+from trkx_tf.pipeline.records import Records, RunLock, now_utc
 from trkx_tf.pipeline.stages import (CONFIG_FILE, PIPELINE_FILE, Stage, config_slice, effective_config,
                                      pipeline_dir, read_set_file, select, set_args)
 
-RECORD_VERSION = 1
 #: exit status of a ``trkx-train`` stopped by SIGTERM/SIGUSR1 after its checkpoint (trkx_tf.train.session)
 EXIT_REQUEUE = 99
 
@@ -59,43 +55,6 @@ class PipelineStopped(PipelineError):
     """SIGUSR1 stopped the run (the stage it hit is recorded as interrupted): run again to continue. Exit 99."""
 
     exit_status = EXIT_REQUEUE
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Records:
-    """``pipeline.json``: the stage records and the stat cache, written atomically on every :meth:`save`."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = {"version": RECORD_VERSION, "stages": {}, "files": {}}
-        if path.exists():
-            try:
-                loaded = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise PipelineError(f"{path}: unreadable ({exc.__class__.__name__}); move it away to start over")
-            if loaded.get("version") != RECORD_VERSION:
-                raise PipelineError(f"{path}: version {loaded.get('version')}, expected {RECORD_VERSION}")
-            self.data = loaded
-
-    @property
-    def stages(self) -> dict:
-        return self.data["stages"]
-
-    @property
-    def cache(self) -> dict:
-        return self.data["files"]
-
-    def prune(self) -> None:
-        """Drops the stat-cache entries of files that no longer exist (removed outputs)."""
-        for key in [k for k in self.cache if not os.path.exists(k)]:
-            del self.cache[key]
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=False) + "\n")
 
 
 @dataclass
@@ -251,7 +210,7 @@ class Pipeline:
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as log:
-            log.write(f"\n=== {_now()} {shlex.join(argv)}\n")
+            log.write(f"\n=== {now_utc()} {shlex.join(argv)}\n")
             log.flush()
             try:
                 proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -307,7 +266,7 @@ class Pipeline:
         from tqdm import tqdm
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        with _Lock(self.dir / ".pipeline.lock"):
+        with RunLock(self.dir / ".pipeline.lock"):
             save_config(self.cfg, self.dir / CONFIG_FILE)
             self.records.prune()
             chosen = set(select(self.stages, first, last, only))
@@ -361,7 +320,7 @@ class Pipeline:
         rec = {"status": "running", "hash": d.hash,
                "command": {"argv": d.argv, "shell": shlex.join(d.argv), "executable": exe},
                "env": dict(stage.env), "config": d.slice, "inputs": d.inputs,
-               "owns": sorted(set(rec_old.get("owns", [])) | set(stage.owns)), "started": _now(),
+               "owns": sorted(set(rec_old.get("owns", [])) | set(stage.owns)), "started": now_utc(),
                "log": str(log_path)}
         self.records.stages[stage.name] = rec
         self.records.save()
@@ -398,7 +357,7 @@ class Pipeline:
             self.records.save()
             raise PipelineError(f"stage {stage.name} exited 0 but did not write {missing[0]}; log: {log_path}")
         rec["outputs"] = {k: h.record() for k, h in hashing.hash_many(stage.outputs, self.records.cache).items()}
-        rec.update(status="done", finished=_now())
+        rec.update(status="done", finished=now_utc())
         self.records.save()
         say(f"{stage.name}: done in {rec['wall_s']:,.1f} s")
 
@@ -411,26 +370,6 @@ class _Stopped(Exception):
         self.code = code
 
 
-def eval_summaries(pipe: "Pipeline") -> list[str]:
-    """One line per evaluated test set with a ``metrics.json``: technical efficiency, purity and TrackML score of
-    the first pT selection (``pt>0.5`` by default)."""
-    lines = []
-    for stage in pipe.stages:
-        if not stage.name.startswith("eval_"):
-            continue
-        path = Path(stage.outputs[0].path) / "metrics.json"
-        try:
-            m = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        sel = next((k for k in m.get("tracks", {}) if k != "all"), "all")
-        t = m["tracks"][sel]
-        lines.append(f"{stage.name[5:]}: technical efficiency ({sel}) {100 * t['technical_efficiency']:.1f} %, "
-                     f"purity {100 * t['purity']:.1f} %, TrackML score {m['score']['all']:.3f} "
-                     f"({m['score'].get(sel, float('nan')):.3f} {sel}) on events {m.get('events')}: {path}")
-    return lines
-
-
 def _last_line(path: Path) -> str:
     """The last non-empty line of a log (the one-line error of a trkx command), shortened."""
     try:
@@ -440,43 +379,3 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "no log"
     return (lines[-1] if lines else "no output")[:300]
-
-
-class _Lock:
-    """An exclusive ``flock`` on the pipeline folder: two runs of one pipeline at once refuse."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: Optional[int] = None
-
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self.fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise PipelineError(f"{self.path.parent}: another trkx-pipeline runs this pipeline") from None
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
-
-def format_plan(decisions: Sequence[Decision], commands: bool = True) -> str:
-    """The dry-run table: every stage, what would happen to it and why, and the commands that would run."""
-    width = max(len(d.stage.name) for d in decisions)
-    lines = [f"{'stage':<{width}}  {'action':<6}  reason"]
-    for d in decisions:
-        lines.append(f"{d.stage.name:<{width}}  {d.action:<6}  {d.reason}")
-    if commands:
-        todo = [d for d in decisions if d.action in ("run", "resume")]
-        if todo:
-            lines.append("")
-            lines.append("commands:")
-        for d in todo:
-            argv = d.argv or list(d.stage.argv) + [a for f in d.stage.set_files for a in ("--set", f"@{f}")]
-            env = " ".join(f"{k}={v}" for k, v in d.stage.env.items())
-            lines.append(f"  {d.stage.name}: {(env + ' ') if env else ''}{shlex.join(argv)}")
-    return "\n".join(lines)

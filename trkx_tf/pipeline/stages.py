@@ -6,24 +6,29 @@ tests and ``--dry-run`` can look at the commands. Every command reads the resolv
 ``pipeline.set.<stage>``), so the *effective config* of a stage is that file with those overrides, and its
 *config slice* is the part of the effective config the command depends on.
 
-==================  ===================================================================  =========================
-stage               command                                                              output
-==================  ===================================================================  =========================
-simulate            ``trkx-simulate``: the training events                               ``data.events_dir``
-events              ``trkx-pipeline link-events``: instead, the training events of       ``data.events_dir``
-                    ``pipeline.events.dirs`` (less the validation and test sets' ids)
-simulate_<set>      ``trkx-simulate``: an event set with ``simulate: N`` (map, val, test) the set's ``dir``
-module_map          ``trkx-pipeline learn-map``: module map from the training split or   ``<dir>/module_map.npz``
-                    ``pipeline.map_events`` (absent when ``graph.module_map.path`` is set)
-build               ``trkx-build``: shards of every candidate edge                        ``data.shards_dir``
-train_filter        ``trkx-train`` (under ``pipeline.launcher``): the edge filter          ``<out>/<name>-filter``
-gnn_events          ``trkx-pipeline link-events``: the first ``pipeline.gnn_events``        ``<dir>/gnn-events``
-build_filtered      ``trkx-build --filter-ckpt``: the edges the filter keeps               filtered shards
-train_gnn           ``trkx-train`` (under ``pipeline.launcher``): the GNN                  ``<out>/<name>-gnn``
-thresholds          ``trkx-pipeline thresholds`` on ``pipeline.validation``                ``<dir>/thresholds``
-infer_<set>         ``trkx-infer`` on a ``pipeline.test`` set, with the chosen thresholds   ``<dir>/infer/<set>``
-eval_<set>          ``trkx-eval`` of those tracks                                           ``<dir>/eval/<set>``
-==================  ===================================================================  =========================
+===================  ===================================================================  =========================
+stage                command                                                              output
+===================  ===================================================================  =========================
+simulate             ``trkx-simulate``: the training events                               ``data.events_dir``
+events               ``trkx-pipeline link-events``: instead, the training events of       ``data.events_dir``
+                     ``pipeline.events.dirs`` (less the validation and test sets' ids)
+simulate_<set>       ``trkx-simulate``: an event set with ``simulate: N`` (map, val, test) the set's ``dir``
+module_map           ``trkx-pipeline learn-map``: module map from the training split or   ``<dir>/module_map.npz``
+                     ``pipeline.map_events`` (absent when ``graph.module_map.path`` is set)
+build                ``trkx-build``: shards of every candidate edge                        ``data.shards_dir``
+build_real           ``trkx-build --real`` (with ``data.real``): the real labelled events'  ``data.real.shards_dir``
+                     masked-label shards, mixed into both trainings
+train_filter         ``trkx-train`` (under ``pipeline.launcher``): the edge filter          ``<out>/<name>-filter``
+gnn_events           ``trkx-pipeline link-events``: the first ``pipeline.gnn_events``        ``<dir>/gnn-events``
+build_filtered       ``trkx-build --filter-ckpt``: the edges the filter keeps               filtered shards
+build_real_filtered  the same for the real labelled events (with ``data.real``)             ``<real shards>-filtered``
+train_gnn            ``trkx-train`` (under ``pipeline.launcher``): the GNN                  ``<out>/<name>-gnn``
+thresholds           ``trkx-pipeline thresholds`` on ``pipeline.validation``                ``<dir>/thresholds``
+infer_<set>          ``trkx-infer`` on a ``pipeline.test`` set, with the chosen thresholds   ``<dir>/infer/<set>``
+eval_<set>           ``trkx-eval`` of those tracks                                           ``<dir>/eval/<set>``
+release              ``trkx-release`` (``pipeline.release``): weights, map, thresholds,      ``<out>/<name>``
+                     the test sets' metrics and these commands in a model card
+===================  ===================================================================  =========================
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ _TRAIN_KEYS = ("train", "backend", "run.seed", "pipeline.launcher", "pipeline.np
 #: config keys of whole-event inference (graph construction, both models, the scorer's arithmetic)
 _INFER_KEYS = ("graph.builder", "graph.use_cells", "graph.r_scale", "graph.z_scale", "graph.module_map",
                "graph.embedding", "model.filter", "model.gnn", "infer")
+#: config keys of the real labelled events' shards (which events, how they are split; not the mixing fraction)
+_REAL_SPLIT_KEYS = ("data.real.events_dir", "data.real.train_events", "data.real.val_events")
 _MAP_LEARN_KEYS = ("graph.builder", "graph.module_map.pt_min", "graph.module_map.connect_pt_min",
                    "graph.module_map.quantile", "graph.module_map.skip_layers")
 
@@ -305,12 +312,20 @@ def pipeline_stages(cfg: Config) -> list[Stage]:
     add("build", ["trkx-build", "--config", conf, "--no-progress", "--input", cfg.data.events_dir, "--out", shards,
                   *map_args, *set_args(sets)], sets, ["graph", "data.val_fraction"], [train_events, *map_input],
         [PathSpec(shards)])
+    real = cfg.data.real  # real labelled events mixed into both trainings: their masked-label shards
+    real_keys = ("data.real",) if real else ()
+    if real:
+        sets = ["graph.filter_ckpt=null", *extra("build"), *extra("build_real")]
+        add("build_real", ["trkx-build", "--config", conf, "--no-progress", "--real", "--out", real.shards_dir,
+                           *map_args, *set_args(sets)], sets, ["graph", *_REAL_SPLIT_KEYS],
+            [PathSpec(real.events_dir), *map_input], [PathSpec(real.shards_dir)])
     filter_run = Path(cfg.run.out_dir) / f"{cfg.run.name}-filter"
     filter_ckpt = str(filter_run / "checkpoints")
     sets = ["train.model=filter", f"run.name={cfg.run.name}-filter", f"data.shards_dir={shards}",
             *extra("train_filter")]
     argv, env = _train_argv(cfg, conf, sets)
-    add("train_filter", argv, sets, ["model.filter", *_TRAIN_KEYS], [PathSpec(shards)], [PathSpec(filter_ckpt)],
+    add("train_filter", argv, sets, ["model.filter", *_TRAIN_KEYS, *real_keys],
+        [PathSpec(shards), *([PathSpec(real.shards_dir)] if real else [])], [PathSpec(filter_ckpt)],
         owns=[str(filter_run)], env=env, resumable=True)
 
     # 4. the GNN's shards: the edges the filter keeps, of all or the first gnn_events training events
@@ -327,11 +342,23 @@ def pipeline_stages(cfg: Config) -> list[Stage]:
                            *map_args, *set_args(sets)], sets,
         ["graph", "data.val_fraction", "model.filter", "infer.filter_threshold", "infer.compute_dtype"],
         [PathSpec(gnn_input), PathSpec(filter_ckpt), *map_input], [PathSpec(filtered)])
+    gnn_inputs = [PathSpec(filtered)]
+    real_sets: list[str] = []
+    if real:
+        real_filtered = f"{real.shards_dir.rstrip('/')}-filtered"
+        sets = [f"graph.filter_ckpt={filter_ckpt}", *extra("build_filtered"), *extra("build_real_filtered")]
+        add("build_real_filtered", ["trkx-build", "--config", conf, "--no-progress", "--real", "--out",
+                                    real_filtered, *map_args, *set_args(sets)], sets,
+            ["graph", *_REAL_SPLIT_KEYS, "model.filter", "infer.filter_threshold", "infer.compute_dtype"],
+            [PathSpec(real.events_dir), PathSpec(filter_ckpt), *map_input], [PathSpec(real_filtered)])
+        gnn_inputs.append(PathSpec(real_filtered))
+        real_sets = [f"data.real.shards_dir={real_filtered}"]
     gnn_run = Path(cfg.run.out_dir) / f"{cfg.run.name}-gnn"
     gnn_ckpt = str(gnn_run / "checkpoints")
-    sets = ["train.model=gnn", f"run.name={cfg.run.name}-gnn", f"data.shards_dir={filtered}", *extra("train_gnn")]
+    sets = ["train.model=gnn", f"run.name={cfg.run.name}-gnn", f"data.shards_dir={filtered}", *real_sets,
+            *extra("train_gnn")]
     argv, env = _train_argv(cfg, conf, sets)
-    add("train_gnn", argv, sets, ["model.gnn", *_TRAIN_KEYS], [PathSpec(filtered)], [PathSpec(gnn_ckpt)],
+    add("train_gnn", argv, sets, ["model.gnn", *_TRAIN_KEYS, *real_keys], gnn_inputs, [PathSpec(gnn_ckpt)],
         owns=[str(gnn_run)], env=env, resumable=True)
     models = ["--filter-ckpt", filter_ckpt, "--gnn-ckpt", gnn_ckpt, *map_args]
     model_inputs = [PathSpec(filter_ckpt), PathSpec(gnn_ckpt), *map_input]
@@ -361,6 +388,20 @@ def pipeline_stages(cfg: Config) -> list[Stage]:
         add(f"eval_{t.name}", ["trkx-eval", "--config", conf, "--no-progress", "--input", t.dir, *_events_args(t),
                                "--submissions", sub, "--out", out, *set_args(sets)], sets, ["eval"],
             [_events_spec(t), PathSpec(sub)], [PathSpec(out)])
+
+    # 7. the release: replaced whole by trkx-release itself (written beside, then renamed), so it owns nothing
+    if p.release is not None:
+        r = p.release
+        evals = {t.name: run / "eval" / t.name for t in p.test}
+        sets = list(extra("release"))
+        argv = ["trkx-release", "--config", conf, "--name", r.name, "--out", r.out, *models,
+                *(["--thresholds", set_files[0]] if set_files else []),
+                *(a for name, d in evals.items() for a in ("--metrics", f"{name}={d / 'metrics.json'}")),
+                "--pipeline-json", str(run / PIPELINE_FILE), "--data", r.data, "--description", r.description,
+                *(["--note", r.note] if r.note else []), *set_args(sets)]
+        add("release", argv, sets, [*_INFER_KEYS, "pipeline.release"],
+            [*model_inputs, *(PathSpec(f) for f in set_files), *(PathSpec(str(d)) for d in evals.values())],
+            [PathSpec(str(Path(r.out) / r.name))], owns=[])
 
     names = [s.name for s in stages]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -400,3 +441,4 @@ def select(stages: Sequence[Stage], first: Optional[str] = None, last: Optional[
     if i > j:
         raise ConfigError(f"--from {first} comes after --to {last} (order: {', '.join(names)})")
     return names[i:j + 1]
+
