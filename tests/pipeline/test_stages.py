@@ -134,3 +134,9 @@ def test_real_labelled_events_stages():
         assert "data.real" not in plain[name].config_keys  # a pipeline without real events keeps its hashes
     # the mixing fraction retrains, it does not rebuild the real shards
     assert "data.real" not in b.config_keys and "data.real.events_dir" in b.config_keys
+
+
+def test_fine_tuning_checkpoint_is_a_training_input():
+    s = _by_name(load_config(None, ["pipeline.set={train_gnn: [train.init_checkpoint=runs/old-gnn/checkpoints]}"]))
+    assert "runs/old-gnn/checkpoints" in [i.path for i in s["train_gnn"].inputs]
+    assert "runs/old-gnn/checkpoints" not in [i.path for i in s["train_filter"].inputs]

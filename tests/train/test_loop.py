@@ -9,7 +9,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trkx_tf.config import load_config
-from trkx_tf.errors import ConfigError
+from trkx_tf.errors import CheckpointError, ConfigError
 from trkx_tf.graphs.candidates import radius_graph
 from trkx_tf.models.embedding import embed_hits
 from trkx_tf.models.interaction import InteractionNetwork
@@ -122,3 +122,30 @@ def test_train_from_config_for_each_model(tmp_path, toy_batches):
     nodes = toy_batches[0]["nodes"][toy_batches[0]["node_mask"] > 0]
     senders, receivers = radius_graph(embed_hits(model, nodes), 0.5, 8)
     assert len(senders) > 0 and (senders < receivers).all()
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path, toy_source):
+    def weights(model):
+        return {v.name: v.numpy() for v in model.trainable_variables}
+
+    tf.random.set_seed(0)
+    trained = InteractionNetwork(hidden=8, layers=2, steps=2)
+    fit(trained, EdgeTask(), Adam(WarmupSchedule(3e-3, 2)), toy_source, epochs=2, run_dir=RunDir(tmp_path / "base"))
+    init = str(tmp_path / "base" / "checkpoints")
+    tf.random.set_seed(1)
+    tuned = InteractionNetwork(hidden=8, layers=2, steps=2)
+    # a learning rate of 1e-12: after one epoch the weights are still the ones it started from
+    fit(tuned, EdgeTask(), Adam(WarmupSchedule(1e-12, 0)), toy_source, epochs=1, run_dir=RunDir(tmp_path / "ft"),
+        init_checkpoint=init)
+    want, got = weights(trained), weights(tuned)
+    assert got.keys() == want.keys()
+    for name in got:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6, err_msg=name)
+    # the run's own checkpoint wins over init_checkpoint when it resumes
+    again = fit(tuned, EdgeTask(), Adam(WarmupSchedule(1e-12, 0)), toy_source, epochs=2,
+                run_dir=RunDir(tmp_path / "ft"), init_checkpoint=init)
+    assert again.restored_from is not None
+    # weights of another shape: one clear error
+    with pytest.raises(CheckpointError):
+        fit(InteractionNetwork(hidden=4, layers=2, steps=2), EdgeTask(), Adam(WarmupSchedule(1e-3, 0)), toy_source,
+            epochs=1, init_checkpoint=init)

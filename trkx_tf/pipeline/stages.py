@@ -199,6 +199,12 @@ def _train_argv(cfg: Config, config_path: str, overrides: Sequence[str]) -> tupl
     return launch.argv, dict(launch.env)
 
 
+def _init_weights(cfg: Config, overrides: Sequence[str], stage: str) -> list[PathSpec]:
+    """A training stage's fine-tuning checkpoint (``train.init_checkpoint`` of its effective config), an input."""
+    path = effective_config(cfg, overrides, f"pipeline.set.{stage}").train.init_checkpoint
+    return [PathSpec(path)] if path else []
+
+
 def _under(a: str, b: str) -> bool:
     """Whether path ``a`` is ``b`` or inside it, or ``b`` inside ``a`` (as written, normalised)."""
     a, b = os.path.normpath(a), os.path.normpath(b)
@@ -325,8 +331,9 @@ def pipeline_stages(cfg: Config) -> list[Stage]:
             *extra("train_filter")]
     argv, env = _train_argv(cfg, conf, sets)
     add("train_filter", argv, sets, ["model.filter", *_TRAIN_KEYS, *real_keys],
-        [PathSpec(shards), *([PathSpec(real.shards_dir)] if real else [])], [PathSpec(filter_ckpt)],
-        owns=[str(filter_run)], env=env, resumable=True)
+        [PathSpec(shards), *([PathSpec(real.shards_dir)] if real else []),
+         *_init_weights(cfg, sets, "train_filter")], [PathSpec(filter_ckpt)], owns=[str(filter_run)], env=env,
+        resumable=True)
 
     # 4. the GNN's shards: the edges the filter keeps, of all or the first gnn_events training events
     gnn_input = cfg.data.events_dir
@@ -358,8 +365,9 @@ def pipeline_stages(cfg: Config) -> list[Stage]:
     sets = ["train.model=gnn", f"run.name={cfg.run.name}-gnn", f"data.shards_dir={filtered}", *real_sets,
             *extra("train_gnn")]
     argv, env = _train_argv(cfg, conf, sets)
-    add("train_gnn", argv, sets, ["model.gnn", *_TRAIN_KEYS, *real_keys], gnn_inputs, [PathSpec(gnn_ckpt)],
-        owns=[str(gnn_run)], env=env, resumable=True)
+    add("train_gnn", argv, sets, ["model.gnn", *_TRAIN_KEYS, *real_keys],
+        [*gnn_inputs, *_init_weights(cfg, sets, "train_gnn")], [PathSpec(gnn_ckpt)], owns=[str(gnn_run)], env=env,
+        resumable=True)
     models = ["--filter-ckpt", filter_ckpt, "--gnn-ckpt", gnn_ckpt, *map_args]
     model_inputs = [PathSpec(filter_ckpt), PathSpec(gnn_ckpt), *map_input]
 

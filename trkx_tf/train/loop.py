@@ -37,7 +37,7 @@ from trkx_tf.config import Config
 from trkx_tf.errors import ConfigError, TrainingError
 from trkx_tf.rundir import RunDir
 from trkx_tf.train.backend import Backend, SingleBackend
-from trkx_tf.train.checkpoints import TrainingCheckpoint
+from trkx_tf.train.checkpoints import TrainingCheckpoint, restore_model
 from trkx_tf.train.metrics import Counts
 from trkx_tf.train.optim import Adam, WarmupSchedule, scaled_lr
 from trkx_tf.train.replicas import split_replicas, stack_replicas
@@ -215,6 +215,8 @@ class FitOptions:
       seed: seed of the host-side randomness (pair mining), combined with epoch and position.
       stop_after_steps: end the call after this many steps, saving a checkpoint with the data position (for
         time-limited jobs and resume tests); None: no limit.
+      init_checkpoint: the model's starting weights (fine-tuning) when the run has no checkpoint to resume; None:
+        the initial weights.
     """
 
     epochs: int
@@ -226,6 +228,7 @@ class FitOptions:
     log_every: int
     seed: int
     stop_after_steps: Optional[int] = None
+    init_checkpoint: Optional[str] = None
 
     @classmethod
     def from_config(cls, cfg: Optional[Config] = None, **changes) -> "FitOptions":
@@ -238,7 +241,8 @@ class FitOptions:
         tc = cfg.train
         options = cls(epochs=tc.epochs, checkpoint_every=tc.checkpoint_every, keep_checkpoints=tc.keep_checkpoints,
                       max_steps_per_epoch=tc.max_steps_per_epoch, early_stopping_patience=tc.early_stopping_patience,
-                      early_stopping_metric=tc.early_stopping_metric, log_every=tc.log_every, seed=cfg.run.seed)
+                      early_stopping_metric=tc.early_stopping_metric, log_every=tc.log_every, seed=cfg.run.seed,
+                      init_checkpoint=tc.init_checkpoint)
         return options.replace(**changes)
 
     def replace(self, **changes) -> "FitOptions":
@@ -306,6 +310,8 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
     if restored_from:
         log.info("resumed from %s (epoch %d, position %d, step %d)", restored_from, int(state.epoch),
                  int(state.position), int(optimizer.iterations.numpy()))
+    elif opt.init_checkpoint:  # fine-tuning: every rank reads the same weights (the broadcast below agrees anyway)
+        log.info("initial weights from %s (fine-tuning)", restore_model(model, opt.init_checkpoint))
     backend.broadcast(steps.variables + list(state.variables))
     if on_ready is not None:
         on_ready()
