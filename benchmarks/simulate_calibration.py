@@ -211,8 +211,8 @@ def realism(args, geometry, model, argv) -> int:
         f"- simulated: {args.events} events, pileup {args.pileup:g}, seed {args.seed}, noise fraction "
         f"{args.noise_fraction:g}, PhysicsModel defaults{' with ' + str(changed) if changed else ''};",
         f"- real: {len(ids)} labelled events of `{labelled.name}/` (ids {ids[0]}-{ids[-1]}; event 1000 never);",
-        f"- labels: each event reduced to the labelled events' rules (a simulated event's full truth cut by "
-        f"`partial_truth_from_full`);",
+        "- labels: each event reduced to the labelled events' rules (a simulated event's full truth cut by "
+        "`partial_truth_from_full`);",
         f"- module map: learned from {args.map_events} further simulated events (ids 100000+) with the default "
         f"`graph.module_map` settings (pt_min {cfg.graph.module_map.pt_min}, quantile "
         f"{cfg.graph.module_map.quantile}, margin {cfg.graph.module_map.margin}).",

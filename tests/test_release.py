@@ -5,8 +5,6 @@ The released weights must give the same tracks as the checkpoints they came from
 """
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 

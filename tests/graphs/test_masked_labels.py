@@ -1,7 +1,6 @@
 """Masked labels: events with a partial truth in trkx-build (edges of unknown truth weigh 0), and the training
 counts that must ignore them."""
 
-import dataclasses
 import json
 
 import numpy as np

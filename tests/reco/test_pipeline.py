@@ -156,7 +156,7 @@ def test_cli_infer_then_eval_with_real_models(tmp_path, module_map, events_dir, 
 
     cfg = _small_cfg(tmp_path, module_map)
     f_prefix = _save(build_edge_model("filter", cfg.model, 3), tmp_path / "filter")
-    g_prefix = _save(build_edge_model("gnn", cfg.model, 3), tmp_path / "gnn")
+    _save(build_edge_model("gnn", cfg.model, 3), tmp_path / "gnn")
     sets = ["--set", "model.filter.hidden=8", "--set", "model.filter.layers=2", "--set", "model.gnn.hidden=8",
             "--set", "model.gnn.layers=2", "--set", "model.gnn.steps=2", "--set", "infer.filter_chunk_edges=50",
             "--set", "infer.filter_threshold=0.0", "--set", "infer.labelling=walk"]

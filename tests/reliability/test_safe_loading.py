@@ -9,7 +9,6 @@ import inspect
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "trkx_tf"
 

@@ -7,7 +7,6 @@ horovodrun, and the last one the real trkx-train once it is installed.
 
 import json
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path

@@ -6,9 +6,7 @@ The tests at the end run the real trkx-train on configs/demo.yaml and skip while
 """
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

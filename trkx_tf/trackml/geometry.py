@@ -411,7 +411,6 @@ class Crossings:
 def _layer_starts(layer: Layer, helix: Helix, s_min, s_max, max_turns: int):
     """Newton starting points on one layer: (track, s_start, s_lo, s_hi) ``[n_branches]`` each."""
     lo, mid, hi = layer.envelope
-    n = len(helix)
     if layer.barrel:
         roots = [helix.radius_crossings(r) for r in (lo, mid, hi)]
         period = helix.period()
