@@ -156,6 +156,35 @@ def test_weights_must_fit(toy):
         load_weights(model, {**weights, key: np.zeros((1, 1), np.float32)}, "w.npz")
 
 
+def test_fine_tuning_starts_from_a_release(toy, tmp_path):
+    """``train.init_checkpoint`` naming a release folder: each model takes the release's weights of its kind (found
+    by its variables), checksums checked; a model no weights fit gets one clear error."""
+    from trkx_tf.errors import CheckpointError, DataError
+    from trkx_tf.release import initial_weights
+
+    assert _export(toy, tmp_path / "models") == 0
+    rel = tmp_path / "models" / "toy-rel"
+    cfg = load_config(None, SETS)
+    for kind in ("filter", "gnn"):
+        model = build_edge_model(kind, cfg.model, 3)
+        assert initial_weights(model, rel) == str(rel / f"{kind}.npz")
+        with np.load(rel / f"{kind}.npz") as want:
+            got = model_weights(model)
+            assert sorted(got) == sorted(want.files)
+            for name in got:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    # a checkpoint folder still restores as before
+    model = build_edge_model("gnn", cfg.model, 3)
+    assert initial_weights(model, toy / "gnn").startswith(str(toy / "gnn"))
+    with pytest.raises(CheckpointError, match="none of the release's weights"):
+        initial_weights(build_edge_model("gnn", load_config(None, SETS + ["model.gnn.layers=3"]).model, 3), rel)
+    data = bytearray((rel / "gnn.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (rel / "gnn.npz").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="checksum does not match"):
+        initial_weights(build_edge_model("gnn", cfg.model, 3), rel)
+
+
 def test_info_lists_the_releases(capsys):
     assert info_main(["--models"]) == 0
     out = capsys.readouterr().out

@@ -232,8 +232,9 @@ class TrainConfig(Section):
     early_stopping_metric: Literal["val_loss", "val_efficiency", "val_purity", "val_f1",
                                    "loss", "efficiency", "purity", "f1"] = "val_loss"
     log_every: int = Field(10, ge=1)  # steps between per-step TensorBoard scalars (step/loss, step/learning_rate)
-    # fine-tuning: the model's weights from this checkpoint (prefix or folder) when the run has none of its own to
-    # resume; the optimizer, schedule and data position start fresh. None: initial weights from run.seed
+    # fine-tuning: the model's weights from this checkpoint (prefix or folder) or release folder (models/NAME) when
+    # the run has none of its own to resume; the optimizer, schedule and data position start fresh. None: initial
+    # weights from run.seed
     init_checkpoint: Optional[str] = None
 
 

@@ -110,6 +110,44 @@ def load_weights(model, arrays: Mapping[str, np.ndarray], what: str) -> None:
         var.assign(value.astype(var.dtype.as_numpy_dtype))
 
 
+def initial_weights(model, path: os.PathLike | str) -> str:
+    """Sets a built model's starting weights for fine-tuning (``train.init_checkpoint``).
+
+    Args:
+      model: the built module (its variables created).
+      path: a release folder (the one ``<kind>.npz`` of it whose variables are exactly the model's, checksum
+        checked) or a checkpoint prefix or folder (:func:`~trkx_tf.train.checkpoints.restore_model`).
+
+    Returns:
+      What the weights came from: the release's weights file, or the checkpoint prefix.
+
+    Raises:
+      DataError: an unreadable or damaged release file.
+      CheckpointError: no weights of the release fit the model, or the checkpoint does not fit it.
+    """
+    import tensorflow as tf
+
+    from trkx_tf.files import load_npz
+    from trkx_tf.train.checkpoints import restore_model
+
+    release = Path(path)
+    if not (release / RELEASE_FILE).is_file():
+        return restore_model(model, path)
+    card = read_card(release)
+    _check_files(release, card)
+    names = {"/".join(str(p) for p in var_path)
+             for var_path, _ in model._flatten(predicate=lambda v: isinstance(v, tf.Variable), with_path=True)}
+    for kind, entry in card.get("models", {}).items():
+        file = release / entry["file"]
+        arrays = load_npz(file, f"{kind} weights")
+        if set(arrays) == names:
+            load_weights(model, arrays, str(file))
+            return str(file)
+    raise CheckpointError(f"{release}: none of the release's weights ({', '.join(card.get('models', {})) or 'none'}) "
+                          f"has the variables of the configured {type(model).__name__} (check the model section "
+                          f"against the release's config.yaml)")
+
+
 def resolve_release(name: str, folder: Optional[os.PathLike | str] = None) -> Path:
     """The folder of a release: a folder path given as such, else ``<folder>/<name>`` (default :data:`RELEASES_DIR`).
 

@@ -37,7 +37,8 @@ from trkx_tf.config import Config
 from trkx_tf.errors import ConfigError, TrainingError
 from trkx_tf.rundir import RunDir
 from trkx_tf.train.backend import Backend, SingleBackend
-from trkx_tf.train.checkpoints import TrainingCheckpoint, restore_model
+from trkx_tf.release import initial_weights
+from trkx_tf.train.checkpoints import TrainingCheckpoint
 from trkx_tf.train.metrics import Counts
 from trkx_tf.train.optim import Adam, WarmupSchedule, scaled_lr
 from trkx_tf.train.replicas import split_replicas, stack_replicas
@@ -311,7 +312,7 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
         log.info("resumed from %s (epoch %d, position %d, step %d)", restored_from, int(state.epoch),
                  int(state.position), int(optimizer.iterations.numpy()))
     elif opt.init_checkpoint:  # fine-tuning: every rank reads the same weights (the broadcast below agrees anyway)
-        log.info("initial weights from %s (fine-tuning)", restore_model(model, opt.init_checkpoint))
+        log.info("initial weights from %s (fine-tuning)", initial_weights(model, opt.init_checkpoint))
     backend.broadcast(steps.variables + list(state.variables))
     if on_ready is not None:
         on_ready()
