@@ -20,7 +20,8 @@ misshapen one. The module map is :meth:`trkx_tf.graphs.module_map.ModuleMap.save
 ``release.json`` (``format`` 1): ``name``, ``format``, ``created`` (UTC), ``description``, ``models`` (kind ->
 {file, variables, parameters, sha256}), ``module_map`` ({file, pairs, events, sha256}), ``features`` (names,
 F), ``training`` (``data``: what the models were trained on; ``config``: the training config file; ``commands``:
-the commands that made them; ``commit``: the repository's commit; ``checkpoints``), ``metrics`` (evaluated set ->
+the commands that made them; ``commit``: the repository's commit; ``stage_seconds``: each pipeline stage's wall
+time, when made by ``trkx-pipeline``), ``metrics`` (evaluated set ->
 ``trkx-eval``'s headline numbers; ``event1000`` when measured), ``test_event`` (the statement that event 1000 of
 the TrackML training sample is test-only: never trained, tuned or selected on), ``size_bytes``.
 
@@ -491,6 +492,10 @@ def format_card(card: Mapping) -> str:
               f"- config: {t.get('config', 'not recorded')}", f"- commit: {t.get('commit', 'not recorded')}"]
     if t.get("note"):
         lines.append(f"- note: {t['note']}")
+    if t.get("stage_seconds"):
+        total = sum(t["stage_seconds"].values())
+        lines.append(f"- wall time per pipeline stage (last run; {total / 60:.0f} min in all): "
+                     + ", ".join(f"{k} {v:,.0f} s" for k, v in t["stage_seconds"].items()))
     if t.get("commands"):
         lines += ["- commands:", "", "```", *t["commands"], "```"]
     lines += ["", "## Metrics", ""]

@@ -108,6 +108,8 @@ def test_end_to_end(root):
     assert card["inference"]["gnn_threshold"] == table["chosen"]["infer.gnn_threshold"], card["inference"]
     assert card["metrics"]["sim"]["events"] == [100]
     assert any(c.startswith("trkx-train ") and "run.name=tiny-gnn" in c for c in card["training"]["commands"])
+    stage_seconds = card["training"]["stage_seconds"]  # each stage's wall time, as pipeline.json recorded it
+    assert stage_seconds["train_gnn"] == records(root)["train_gnn"]["wall_s"] > 0 and "release" not in stage_seconds
 
 
 def test_second_run_skips_every_stage(root):

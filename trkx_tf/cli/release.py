@@ -80,14 +80,18 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ConfigError(f"--metrics {item!r}: expected SET=PATH")
         metrics[key] = _read_json(path, "metrics")
-    commands = []
+    commands, stage_seconds = [], {}
     if args.pipeline_json:
         record = _read_json(args.pipeline_json, "pipeline record")
-        commands = [s["command"]["shell"] for s in record.get("stages", {}).values()
-                    if isinstance(s, dict) and isinstance(s.get("command"), dict) and s["command"].get("shell")]
+        stages = {name: s for name, s in record.get("stages", {}).items() if isinstance(s, dict)}
+        commands = [s["command"]["shell"] for s in stages.values()
+                    if isinstance(s.get("command"), dict) and s["command"].get("shell")]
+        stage_seconds = {name: s["wall_s"] for name, s in stages.items() if isinstance(s.get("wall_s"), (int, float))}
     commands += args.commands
     training = {"data": args.data, "config": args.training_config or args.config, "commands": commands,
                 "commit": args.commit}
+    if stage_seconds:  # the wall time of each stage's last run (the release stage is running now)
+        training["stage_seconds"] = stage_seconds
     if args.note:
         training["note"] = args.note
     folder = export_release(cfg, args.out or RELEASES_DIR, args.name, gnn_ckpt=args.gnn_ckpt,
