@@ -13,12 +13,13 @@ setup:  ## install apt packages, the pinned venv, Horovod (cached wheel) and trk
 
 
 TRACKML ?= ../shared/trackml
+RELEASE ?= sim200
 
-demo: setup  ## the whole chain on the embedded default as cached pipeline stages, then the released model on event 1000
+demo: setup  ## the whole chain on the embedded default as cached pipeline stages, then the best released model on event 1000
 	$(BIN)/trkx-info
 	$(BIN)/trkx-pipeline run --config $(CONFIG) --no-progress --set pipeline.np=$(NP)
-	@echo "== the released model demo-mu20 (models/demo-mu20, no training) on the real test event 1000 =="
-	$(BIN)/trkx-infer --model demo-mu20 --no-progress --input $(TRACKML) --events 1000 --out runs/demo-release/infer
+	@echo "== the released model $(RELEASE) (models/$(RELEASE), no training) on the real test event 1000 =="
+	$(BIN)/trkx-infer --model $(RELEASE) --no-progress --input $(TRACKML) --events 1000 --out runs/demo-release/infer
 	$(BIN)/trkx-eval --no-progress --input $(TRACKML) --events 1000 --submissions runs/demo-release/infer \
 	    --out runs/demo-release/eval
 	@echo "record: runs/demo/pipeline.json (each stage's command, wall time, output hashes); a second make demo does nothing"
