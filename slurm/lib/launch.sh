@@ -30,6 +30,8 @@ trkx_setup_env() {
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
     export TF_NUM_INTRAOP_THREADS=${TF_NUM_INTRAOP_THREADS:-$OMP_NUM_THREADS}
     export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+    # a hung (not dead) Horovod rank ends the job after 10 minutes instead of stalling it until the time limit
+    export HOROVOD_STALL_SHUTDOWN_TIME_SECONDS=${HOROVOD_STALL_SHUTDOWN_TIME_SECONDS:-600}
 }
 
 # Fills the array TRKX_LAUNCH with the command that starts $SLURM_NTASKS MPI (Horovod) ranks.
