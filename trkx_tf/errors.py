@@ -7,6 +7,12 @@ failed); anything else is a bug and keeps its traceback.
 """
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, at most ``limit`` characters (its class name when it has none):
+    how the errors below quote a library's exception in their one line."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:limit]
+
+
 class TrkxError(Exception):
     """Base class of every documented trkx-tf error; its message is one line that says what to do."""
 

@@ -6,6 +6,7 @@ traceback, and nothing left behind (no output folder, no temporary file).
 
 import errno
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -101,6 +102,14 @@ def test_eval_counts_a_repeated_event_once(tracks, events_dir, tmp_path):
     b = (tmp_path / "b" / "metrics.json").read_text()
     assert a.replace(str(tmp_path / "a"), "") == b.replace(str(tmp_path / "b"), "")
     assert '"event_id": 1' in b and b.count('"event_id": 1,') == a.count('"event_id": 1,')
+
+
+def test_infer_runs_a_repeated_event_once(model, events_dir, tmp_path):
+    proc = run_cli("trkx-infer", *infer_args(model, events_dir, tmp_path / "out", "--events", "1", "1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    timings = json.loads((tmp_path / "out" / "timings.json").read_text())
+    assert [e["event_id"] for e in timings["events"]] == [1]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*-submission.csv")) == ["event000000001-submission.csv"]
 
 
 # --------------------------------------------------------------------------------------------- checkpoints

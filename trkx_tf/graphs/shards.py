@@ -46,7 +46,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from trkx_tf.errors import ShardError
+from trkx_tf.errors import ShardError, first_line
 from trkx_tf.files import atomic_path, write_text_atomic
 from trkx_tf.graphs.features import EDGE_FEATURES, edge_features
 from trkx_tf.graphs.graph import EventGraph
@@ -59,9 +59,6 @@ GRAPH_CHECKSUM = "graph_sha256"
 #: what h5py raises on a damaged file (besides OSError: wrong attribute types, broken metadata, failed filters)
 _H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, OverflowError, AttributeError)
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
 
 #: dataset -> (dtype, axis kind): "node" [G, Nb(, F)], "edge" [G, Eb(, A)], "graph" [G]
 DATASETS: dict[str, tuple[str, str]] = {
@@ -350,7 +347,7 @@ class Shard:
         except FileNotFoundError:
             raise ShardError(f"{self.path}: shard file not found") from None
         except _H5_ERRORS as exc:
-            raise ShardError(f"{self.path}: not a readable HDF5 shard ({_first_line(exc)}) "
+            raise ShardError(f"{self.path}: not a readable HDF5 shard ({first_line(exc)}) "
                              f"(rebuild the shards with trkx-build)") from None
         try:
             self._check(verify, expected_checksum)
@@ -359,7 +356,7 @@ class Shard:
             raise
         except _H5_ERRORS as exc:  # h5py's errors on damaged metadata, attributes of the wrong type or shape
             self._file.close()
-            raise self._fail(f"corrupt shard ({exc.__class__.__name__}: {_first_line(exc)})") from None
+            raise self._fail(f"corrupt shard ({exc.__class__.__name__}: {first_line(exc)})") from None
         except BaseException:
             self._file.close()
             raise
@@ -432,7 +429,7 @@ class Shard:
         try:
             return {name: self._file[name][()] for name in DATASETS}
         except _H5_ERRORS as exc:
-            raise self._fail(f"cannot read datasets ({_first_line(exc)}): the shard is corrupt") from None
+            raise self._fail(f"cannot read datasets ({first_line(exc)}): the shard is corrupt") from None
 
     def graph(self, i: int, verify: bool = True) -> dict[str, np.ndarray]:
         """The padded arrays of graph i (datasets without the leading G axis; per-graph ones as 0-d arrays).
@@ -449,7 +446,7 @@ class Shard:
         try:
             out = {name: self._file[name][i] for name in DATASETS}
         except _H5_ERRORS as exc:
-            raise self._fail(f"cannot read graph {i} ({_first_line(exc)}): the shard is corrupt") from None
+            raise self._fail(f"cannot read graph {i} ({first_line(exc)}): the shard is corrupt") from None
         if verify:
             actual = graph_checksum(out)
             if actual != self._graph_sums[i]:

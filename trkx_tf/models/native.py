@@ -27,6 +27,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from trkx_tf.errors import first_line
+
 log = logging.getLogger("trkx_tf")
 
 SOURCE = Path(__file__).with_name("native") / "edge_ln.cc"
@@ -89,7 +91,7 @@ def _load():
         return tf.load_op_library(str(build()))
     except (RuntimeError, OSError, subprocess.SubprocessError, tf.errors.NotFoundError) as exc:
         log.warning("trkx_tf native kernels unavailable, using the XLA kernels (slower on CPUs): %s",
-                    str(exc).splitlines()[0])
+                    first_line(exc))
         return None
 
 
@@ -115,5 +117,5 @@ def status() -> str:
     try:
         path = build()
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        return f"unavailable ({str(exc).splitlines()[0]}): XLA kernels"
+        return f"unavailable ({first_line(exc)}): XLA kernels"
     return f"built for this CPU: {path}"

@@ -40,7 +40,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from trkx_tf.errors import DataError
+from trkx_tf.errors import DataError, first_line
 from trkx_tf.files import atomic_path
 
 PARTS = ("hits", "particles", "truth", "cells", "partial-truth")
@@ -154,10 +154,6 @@ def list_events(folder: os.PathLike | str) -> list[int]:
     return event_ids_with(folder, "hits", "events")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0]
-
-
 def _read_csv(path: Path) -> pd.DataFrame:
     """The CSV file as a frame; a file cut short (no line end after its last data row) is refused.
 
@@ -171,10 +167,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
         else:
             raw = path.read_bytes()
     except EOFError as exc:
-        raise DataError(f"{path.name}: cannot parse CSV (EOFError: {_first_line(exc)}): the file is truncated; "
+        raise DataError(f"{path.name}: cannot parse CSV (EOFError: {first_line(exc)}): the file is truncated; "
                         f"copy or regenerate it") from None
     except (OSError, zlib.error) as exc:
-        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {_first_line(exc)})") from None
+        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {first_line(exc)})") from None
     n_lines = raw.count(b"\n")
     if n_lines >= 1 and not raw.rstrip(b" \t").endswith((b"\n", b"\r")):
         raise DataError(f"{path.name}: the last line (data row {n_lines - 1}) has no line end: the file is "
@@ -184,7 +180,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path.name}: file is empty (no header)") from None
     except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {_first_line(exc)})") from None
+        raise DataError(f"{path.name}: cannot parse CSV ({exc.__class__.__name__}: {first_line(exc)})") from None
 
 
 def _conform(df: pd.DataFrame, schema: dict[str, str], name: str, nan_allowed: Iterable[str] = ()) -> pd.DataFrame:

@@ -29,14 +29,10 @@ import os
 import shutil
 from typing import Optional
 
-from trkx_tf.errors import CheckpointError, ConfigError
+from trkx_tf.errors import CheckpointError, ConfigError, first_line
 
 #: The first layer's weight of the embedding MLP in a training checkpoint: its shape is [F, hidden].
 _EMBEDDING_FIRST_WEIGHT = "model/mlp/linears/0/weights/0/"
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    return (str(exc).splitlines() or [""])[0][:limit]
 
 
 def _latest(folder: str) -> Optional[str]:
@@ -56,7 +52,7 @@ def _latest(folder: str) -> Optional[str]:
         state = tf.train.get_checkpoint_state(folder)
     except Exception as exc:  # noqa: BLE001 - a damaged text proto raises protobuf's ParseError, among others
         raise CheckpointError(f"{os.path.join(folder, 'checkpoint')}: unreadable checkpoint state file "
-                              f"({type(exc).__name__}: {_first_line(exc)}); remove it to start afresh") from None
+                              f"({type(exc).__name__}: {first_line(exc)}); remove it to start afresh") from None
     prefix = state.model_checkpoint_path if state is not None else ""
     if not prefix:
         return None
@@ -85,7 +81,7 @@ def verify_checkpoint(prefix: str) -> None:
             reader.get_tensor(name)
     except (tf.errors.OpError, IndexError, ValueError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"{prefix}: checkpoint damaged or truncated ({type(exc).__name__}: "
-                              f"{_first_line(exc)}); use an earlier checkpoint or train again") from None
+                              f"{first_line(exc)}); use an earlier checkpoint or train again") from None
 
 
 def resolve_checkpoint(path: os.PathLike | str) -> str:
@@ -134,7 +130,7 @@ def restore(checkpoint, prefix: str, what: str, *, partial: bool) -> None:
             status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        raise CheckpointError(f"{prefix}: does not fit {what} ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(f"{prefix}: does not fit {what} ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def restore_model(model, path: os.PathLike | str) -> str:

@@ -31,7 +31,7 @@ from typing import Callable, ContextManager, Sequence
 import numpy as np
 import tensorflow as tf
 
-from trkx_tf.errors import BackendError
+from trkx_tf.errors import BackendError, first_line
 from trkx_tf.train.backend import Backend
 
 log = logging.getLogger("trkx_tf.train")
@@ -126,7 +126,7 @@ class TFDistBackend(Backend):
                 self.strategy = tf.distribute.MirroredStrategy(devices=local_devices(local_replicas))
         except (ValueError, RuntimeError, tf.errors.OpError) as exc:
             raise BackendError(f"tf.distribute strategy could not start ({exc.__class__.__name__}: "
-                               f"{str(exc).splitlines()[0][:200]})") from None
+                               f"{first_line(exc)})") from None
         self._replicas = len(self.strategy.extended.worker_devices)
         if self.strategy.num_replicas_in_sync != self._replicas * self._workers:
             raise BackendError(f"tf.distribute runs {self.strategy.num_replicas_in_sync} replicas for "
