@@ -13,7 +13,7 @@ setup:  ## install apt packages, the pinned venv, Horovod (cached wheel) and trk
 
 
 TRACKML ?= ../shared/trackml
-RELEASE ?= sim200
+RELEASE ?= sim200-real
 
 demo: setup  ## the whole chain on the embedded default as cached pipeline stages, then the best released model on event 1000
 	$(BIN)/trkx-info
