@@ -156,6 +156,32 @@ def test_weights_must_fit(toy):
         load_weights(model, {**weights, key: np.zeros((1, 1), np.float32)}, "w.npz")
 
 
+def test_a_byte_identical_module_map_is_stored_once(toy, tmp_path, capsys):
+    """A second release with the same module map (a fine-tuned one) references its sibling's file instead of a copy,
+    runs the same, and names the missing file in one line when the sibling is gone."""
+    assert _export(toy, tmp_path / "models", "base") == 0
+    assert _export(toy, tmp_path / "models", "tuned") == 0
+    base, tuned = tmp_path / "models" / "base", tmp_path / "models" / "tuned"
+    card = read_card(tuned)
+    assert card["module_map"]["release"] == "base" and not (tuned / "module_map.npz").exists()
+    assert "release" not in read_card(base)["module_map"] and (base / "module_map.npz").is_file()
+    assert card["size_bytes"] < read_card(base)["size_bytes"] - (base / "module_map.npz").stat().st_size + 10000
+    assert "shared with the release base" in (tuned / "MODEL_CARD.md").read_text()
+    for rel in (base, tuned):
+        assert infer_main(["--model", str(rel), "--input", str(toy / "events"), "--out", str(tmp_path / rel.name),
+                           "--no-progress"]) == 0
+    sub = "event000000100-submission.csv"
+    assert (tmp_path / "base" / sub).read_bytes() == (tmp_path / "tuned" / sub).read_bytes()
+    # re-exporting the base keeps its own file (a release never references itself)
+    assert _export(toy, tmp_path / "models", "base") == 0 and (base / "module_map.npz").is_file()
+    (base / "module_map.npz").unlink()
+    capsys.readouterr()
+    code = infer_main(["--model", str(tuned), "--input", str(toy / "events"), "--out", str(tmp_path / "o"),
+                       "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "base/module_map.npz: a file of the release is missing" in err, err
+
+
 def test_fine_tuning_starts_from_a_release(toy, tmp_path):
     """``train.init_checkpoint`` naming a release folder: each model takes the release's weights of its kind (found
     by its variables), checksums checked; a model no weights fit gets one clear error."""

@@ -9,7 +9,9 @@ A release is a folder ``models/<name>/`` (the top-level ``models/`` of the repos
                     reads it instead of ``--config``; ``--set`` overrides still apply on top)
     filter.npz      the edge filter's weights (absent for a release without a filter)
     gnn.npz         the GNN's weights
-    module_map.npz  the module map of the candidate-edge builder
+    module_map.npz  the module map of the candidate-edge builder (absent when the map is byte-identical to a sibling
+                    release's: the card's ``module_map.release`` names that release, whose file is used and
+                    checksum-checked; a fine-tuned release shares its base's map this way)
 
 Weights only: each ``<kind>.npz`` is ``np.savez_compressed`` of one float32 array per model variable, keyed by the
 variable's attribute path in the Sonnet module (``_mlp/_layers/0/w``, what :func:`model_weights` returns); no
@@ -18,11 +20,11 @@ optimizer state, no step counters, no pickles, no TensorFlow graph. :func:`load_
 misshapen one. The module map is :meth:`trkx_tf.graphs.module_map.ModuleMap.save`'s arrays, compressed.
 
 ``release.json`` (``format`` 1): ``name``, ``format``, ``created`` (UTC), ``description``, ``models`` (kind ->
-{file, variables, parameters, sha256}), ``module_map`` ({file, pairs, events, sha256}), ``features`` (names,
-F), ``training`` (``data``: what the models were trained on; ``config``: the training config file; ``commands``:
-the commands that made them; ``commit``: the repository's commit; ``stage_seconds``: each pipeline stage's wall
-time, when made by ``trkx-pipeline``), ``metrics`` (evaluated set ->
-``trkx-eval``'s headline numbers; ``event1000`` when measured), ``test_event`` (the statement that event 1000 of
+{file, variables, parameters, sha256}), ``module_map`` ({file, pairs, events, sha256; ``release`` when shared}),
+``features`` (names, F), ``training`` (``data``: what the models were trained on; ``config``: the training config
+file; ``commands``: the commands that made them; ``commit``: the repository's commit; ``stage_seconds``: each
+pipeline stage's wall time, when made by ``trkx-pipeline``), ``metrics`` (evaluated set -> ``trkx-eval``'s headline
+numbers; ``event1000`` when measured), ``test_event`` (the statement that event 1000 of
 the TrackML training sample is test-only: never trained, tuned or selected on), ``size_bytes``.
 
 :func:`export_release` writes a release from checkpoints (``trkx-release``), checks that the released weights score
@@ -273,7 +275,7 @@ def release_pipeline(cfg, release: os.PathLike | str):
         scorers[kind] = scorer_for_model(cfg, kind, model, n_features)
     if "gnn" not in scorers:
         raise DataError(f"{release}: the release has no GNN weights")
-    builder = make_builder(cfg.graph, module_map=ModuleMap.load(release / card["module_map"]["file"]))
+    builder = make_builder(cfg.graph, module_map=ModuleMap.load(module_map_file(release, card)))
     icfg = cfg.infer
     pipeline = Pipeline(builder, scorers["gnn"], scorers.get("filter"), filter_threshold=icfg.filter_threshold,
                         gnn_threshold=icfg.gnn_threshold, labelling=icfg.labelling, with_cells=with_cells,
@@ -283,10 +285,18 @@ def release_pipeline(cfg, release: os.PathLike | str):
     return pipeline
 
 
+def module_map_file(release: os.PathLike | str, card: Mapping) -> Path:
+    """The module map of a release: its own ``module_map.npz``, or the one of the release it shares it with
+    (``module_map.release``, a sibling folder)."""
+    entry = card.get("module_map", {})
+    owner = Path(release).parent / entry["release"] if entry.get("release") else Path(release)
+    return owner / entry.get("file", "")
+
+
 def _check_files(release: Path, card: dict) -> None:
-    entries = [*card.get("models", {}).values(), card.get("module_map", {})]
-    for entry in entries:
-        path = release / entry.get("file", "")
+    paths = [(release / entry.get("file", ""), entry) for entry in card.get("models", {}).values()]
+    paths.append((module_map_file(release, card), card.get("module_map", {})))
+    for path, entry in paths:
         if not path.is_file():
             raise DataError(f"{path}: a file of the release is missing")
         if entry.get("sha256") and _sha256(path) != entry["sha256"]:
@@ -416,6 +426,10 @@ def export_release(
             "metrics": {k: headline_metrics(v) for k, v in (metrics or {}).items()},
             "test_event": TEST_EVENT_STATEMENT,
         }
+        shared = _same_module_map(out_dir, name, card["module_map"]["sha256"])
+        if shared:  # byte-identical to a sibling release's map: stored once, referenced here
+            mm_path.unlink()
+            card["module_map"]["release"] = shared
         card["size_bytes"] = 0
         (work / CARD_FILE).write_text(format_card(card))
         card["size_bytes"] = sum(p.stat().st_size for p in work.iterdir()) + 4096  # + the card itself, about
@@ -435,6 +449,16 @@ def export_release(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def _same_module_map(out_dir: Path, name: str, sha256: str) -> Optional[str]:
+    """The release in ``out_dir`` (not ``name``) that holds a module map file with this checksum, if any."""
+    for card in list_releases(out_dir):
+        entry = card.get("module_map", {})
+        if card.get("name") != name and not entry.get("release") and entry.get("sha256") == sha256 \
+                and (out_dir / card["name"] / entry.get("file", "")).is_file():
+            return card["name"]
+    return None
 
 
 def _checkpoint_features(cfg, gnn_ckpt) -> list[str]:
@@ -482,7 +506,9 @@ def format_card(card: Mapping) -> str:
         lines.append(f"- `{m['file']}`: {kind}, {m['parameters']:,} parameters in {m['variables']} arrays "
                      f"(float32, weights only)")
     mm = card.get("module_map", {})
-    lines.append(f"- `{mm.get('file')}`: module map, {mm.get('pairs', 0):,} module pairs learned from "
+    where = f"`../{mm['release']}/{mm.get('file')}` (shared with the release {mm['release']})" if mm.get("release") \
+        else f"`{mm.get('file')}`"
+    lines.append(f"- {where}: module map, {mm.get('pairs', 0):,} module pairs learned from "
                  f"{mm.get('events')} training events")
     lines += ["", f"Node features: {', '.join(card['features']['names'])} (r/{card['features']['r_scale']:g}, "
               f"z/{card['features']['z_scale']:g}). Inference: filter threshold "
