@@ -54,6 +54,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -79,9 +80,9 @@ log = logging.getLogger("trkx_tf.graphs.build")
 _SHARD_NAME = "{split}-b{bucket:02d}-{k:05d}.h5"
 LOCK_FILE = ".trkx-build.lock"
 MODULE_MAP_FILE = "module_map.npz"
-_TMP_DIR = ".tmp-build-{pid}"
+_TMP_PREFIX = ".tmp-build-"  # the work folder: mkdtemp's unpredictable name, made by rank 0 and shared
 #: what a dead build may leave behind: its work folder and temporary files of atomic writes
-_STALE = re.compile(r"^(\.tmp-build-\d+|\..+\.(h5|json|yaml|npz)\.tmp\w+)$")
+_STALE = re.compile(r"^(\.tmp-build-\w+|\..+\.(h5|json|yaml|npz)\.tmp\w+)$")
 
 
 def _remove_stale(out_dir: Path) -> list[str]:
@@ -367,9 +368,9 @@ def _build(cfg: Config, input_dir: Path, out_dir: Path, ids: list[int], workers:
            embed, edge_filter, splits: Optional[dict] = None, ranks: Ranks = SINGLE) -> BuildSummary:
     """The body of :func:`build_shards`, with the output folder locked and free of stale temporary files."""
     t_start = time.perf_counter()
-    tmp_dir = out_dir / _TMP_DIR.format(pid=ranks.bcast(os.getpid()))
-    setup = ranks.step(_setup, cfg, input_dir, ids, workers, embed, edge_filter, splits, tmp_dir, ranks.root)
+    tmp_dir = Path(ranks.bcast(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=out_dir) if ranks.root else None))
     try:
+        setup = ranks.step(_setup, cfg, input_dir, ids, workers, embed, edge_filter, splits, tmp_dir, ranks.root)
         return _passes(cfg, input_dir, out_dir, tmp_dir, progress, embed, ranks, *setup, t_start)
     finally:
         if ranks.root:

@@ -23,6 +23,7 @@ from typing import Optional
 
 from trkx_tf.config import Config, save_config
 from trkx_tf.errors import ConfigError
+from trkx_tf.files import write_text_atomic
 from trkx_tf.hpo.study import StudyError, open_storage
 
 
@@ -176,7 +177,7 @@ def write_report(study_name: str, storage: os.PathLike | str, out: os.PathLike |
             w.writerows(rows)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     imp = importances(study)
-    (out / "importances.json").write_text(json.dumps(imp, indent=2) + "\n")
+    write_text_atomic(out / "importances.json", json.dumps(imp, indent=2) + "\n")
     spec = study.user_attrs.get("space", {})
     objective = spec.get("objective", {})
     by_state = {}
@@ -213,7 +214,7 @@ def write_report(study_name: str, storage: os.PathLike | str, out: os.PathLike |
         lines += ["## Plots", ""] + [f"![{n}]({n})" for n in names] + [""]
     lines += ["## Trials", "", _markdown_table(rows)]
     report = out / "report.md"
-    report.write_text("\n".join(lines))
+    write_text_atomic(report, "\n".join(lines))
     return report
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -87,18 +88,21 @@ def link_events(events_dirs: os.PathLike | str | Sequence[os.PathLike | str], ou
                         f"fewer than the {max(first, 1)} asked for")
     ids = ids[:first] if first else ids
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    keep = {event_prefix(e): where[e].resolve() for e in ids}
-    n = 0
-    for src in sorted(set(keep.values())):
-        for name in sorted(os.listdir(src)):
-            if keep.get(name.split("-", 1)[0]) == src:
-                os.symlink(src / name, tmp / name)
-                n += 1
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))  # unpredictable, never a planted link
+    try:
+        keep = {event_prefix(e): where[e].resolve() for e in ids}
+        n = 0
+        for src in sorted(set(keep.values())):
+            for name in sorted(os.listdir(src)):
+                if keep.get(name.split("-", 1)[0]) == src:
+                    os.symlink(src / name, tmp / name)
+                    n += 1
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     source = dirs[0] if len(dirs) == 1 else f"{len(dirs)} folders"
     return f"linked {n} files of {len(ids)} events {ids[0]}..{ids[-1]} of {source} into {out}"

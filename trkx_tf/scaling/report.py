@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any, Optional, Sequence
 
+from trkx_tf.files import write_text_atomic
 from trkx_tf.scaling.checks import check_study
 from trkx_tf.scaling.projection import PAPER_EFFICIENCY, PAPER_EPOCH_MIN, project_from_config, target_step_compute_s
 from trkx_tf.scaling.records import load_study
@@ -397,5 +398,5 @@ def write_report(folder: os.PathLike | str, projection=None) -> Path:
     if command.exists():
         lines += ["## Commands that made this study", "", "```", command.read_text().rstrip(), "```", ""]
     path = folder / "report.md"
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
     return path
