@@ -11,8 +11,10 @@ import errno
 import fcntl
 import logging
 import os
+import signal
 import struct
 import tempfile
+import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -36,6 +38,28 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextlib.contextmanager
+def signals_deferred(signals: tuple = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Holds these signals back while the block runs and delivers the first one received after it (its previous
+    handler runs, or the default action). Outside the main thread, where handlers cannot be set, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), received[0])
+
+
+@contextlib.contextmanager
 def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     """A fresh temporary file beside ``path`` for a writer that wants a file name (h5py, pandas, numpy); renamed
     onto ``path`` when the block ends without an error, removed otherwise.
@@ -55,8 +79,9 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
       OSError: the folder is missing or not writable, or the disk is full (the temporary file is removed).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=path.parent)
-    os.close(fd)
+    with signals_deferred():  # a SIGTERM/SIGINT here would leave a file no cleanup knows the name of
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=path.parent)
+        os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())

@@ -43,6 +43,18 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path, toy_source, v
     assert [r["epoch"] for r in records] == [0, 1] and records[1]["resumed_at_batch"] == 1
 
 
+def test_resume_after_the_last_step_of_an_epoch(tmp_path, toy_source, val_source):
+    """A preemption checkpoint written after an epoch's last step (position = steps of the epoch): the resumed run
+    finishes that epoch with no step (its training loss is unknown, not a failure) and trains the next."""
+    part = new_run(tmp_path, toy_source, val_source, stop_after_steps=3)  # the 3 steps of epoch 0
+    assert part.interrupted and part.epoch == 0 and part.steps == 3
+    rest = new_run(tmp_path, toy_source, val_source)
+    assert rest.restored_from is not None and rest.steps == 6
+    records = RunDir(tmp_path).read_metrics()
+    assert [r["epoch"] for r in records] == [0, 1] and records[0]["steps"] == 0 and records[0]["resumed_at_batch"] == 3
+    assert np.isnan(records[0]["loss"]) and np.isfinite(records[0]["val_loss"]) and np.isfinite(records[1]["loss"])
+
+
 def test_tensorboard_and_metrics_files(tmp_path, toy_source, val_source):
     result = new_run(tmp_path, toy_source, val_source, hparams={"hidden": 8, "model": "gnn"}, log_every=1)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -363,7 +363,9 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
         wall = time.perf_counter() - t_epoch
         record = {"epoch": epoch, "step": int(optimizer.iterations.numpy()), "learning_rate": float(optimizer.lr()),
                   **_epoch_sums(backend, sums, counts, np.array([wall, step_time, sums[4]]))}
-        if not math.isfinite(record["loss"]):  # the same on every rank (global sums)
+        # the same on every rank (global sums); an epoch whose last step ran before a preemption's checkpoint runs no
+        # step when resumed: its training sums went with the interrupted process (loss nan), nothing failed
+        if sums[4] > 0 and not math.isfinite(record["loss"]):
             if float(backend.host_sum(np.array([sums[1]]))[0]) <= 0:
                 raise TrainingError(_failure(f"epoch {epoch}: no training edge has a non-zero weight (the shards "
                                              f"carry no labels: the loss is 0/0)", checkpoint)
