@@ -107,6 +107,7 @@ def test_two_workers_resume_report_and_best_config(tmp_path, tiny_filter_config)
 def test_pruning_stops_a_poor_trial(tmp_path, tiny_filter_config):
     """Trial 0 learns (lr 3e-2); trial 1 (lr 1e-7, same seed: the same initial model) reports a worse validation
     loss after its first epoch than trial 0 did and is pruned there: its trkx-train is stopped (SQLite storage)."""
+    EPOCHS = 20  # tiny epochs: enough of them that the pruned trial cannot finish between two polls
     space = write_space(tmp_path, """
         objective: {metric: val_loss, direction: minimize}
         sampler: {name: random, seed: 0}
@@ -118,14 +119,14 @@ def test_pruning_stops_a_poor_trial(tmp_path, tiny_filter_config):
           - {train.lr: 1.0e-7}
         """)
     storage = tmp_path / "hpo.db"
-    _hpo("run", "--space", space, "--config", tiny_filter_config, "--set", "train.epochs=5", "--study", "prune",
+    _hpo("run", "--space", space, "--config", tiny_filter_config, "--set", f"train.epochs={EPOCHS}", "--study", "prune",
          "--storage", storage, "--trials", 2, "--poll", 0.2)
     t0, t1 = _study(storage, "prune").trials
-    assert t0.params["train.lr"] == 3.0e-2 and t0.state.name == "COMPLETE" and len(t0.intermediate_values) == 5
+    assert t0.params["train.lr"] == 3.0e-2 and t0.state.name == "COMPLETE" and len(t0.intermediate_values) == EPOCHS
     assert t1.params["train.lr"] == 1.0e-7 and t1.state.name == "PRUNED"
     assert t1.intermediate_values[0] > t0.intermediate_values[0]
-    assert len(t1.intermediate_values) < 5
-    assert len(_epoch_records(t1.user_attrs["run_dir"])) < 5  # stopped before its last epoch
+    assert len(t1.intermediate_values) < EPOCHS
+    assert len(_epoch_records(t1.user_attrs["run_dir"])) < EPOCHS  # stopped before its last epoch
     assert not [p for p in psutil.process_iter(["cmdline"])
                 if t1.user_attrs["run_dir"] in " ".join(p.info["cmdline"] or [])]
 
