@@ -356,7 +356,9 @@ def infer(
         records = []
         try:
             for event_id in tqdm(share, desc="infer: events", unit="ev", disable=not progress, dynamic_ncols=True):
-                records.append(_infer_event(cfg, pipeline, input_dir, out_dir, event_id))
+                with signals_deferred():  # SIGTERM / Ctrl-C stop the run between events, never inside a library
+                    record = _infer_event(cfg, pipeline, input_dir, out_dir, event_id)
+                records.append(record)
         except BaseException:
             for d in created:  # the folders this run made, while nothing was written into them
                 try:
