@@ -128,8 +128,6 @@ def initial_weights(model, path: os.PathLike | str) -> str:
       DataError: an unreadable or damaged release file.
       CheckpointError: no weights of the release fit the model, or the checkpoint does not fit it.
     """
-    import tensorflow as tf
-
     from trkx_tf.files import load_npz
     from trkx_tf.train.checkpoints import restore_model
 
@@ -138,8 +136,7 @@ def initial_weights(model, path: os.PathLike | str) -> str:
         return restore_model(model, path)
     card = read_card(release)
     _check_files(release, card)
-    names = {"/".join(str(p) for p in var_path)
-             for var_path, _ in model._flatten(predicate=lambda v: isinstance(v, tf.Variable), with_path=True)}
+    names = set(model_weights(model))
     for kind, entry in card.get("models", {}).items():
         file = release / entry["file"]
         arrays = load_npz(file, f"{kind} weights")

@@ -268,14 +268,13 @@ def _infer_event(cfg, pipeline: Pipeline, input_dir: Path, out_dir: Path, event_
     t = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     submission = submission_path(out_dir, event_id)
-    with signals_deferred():  # a SIGTERM or Ctrl-C now stops the run after this event's files, never inside them
-        try:
-            write_submission(submission, submission_frame(event_id, result.hit_id, result.track_id))
-            if cfg.infer.save_edges:
-                write_edges(edges_path(out_dir, event_id), result.edges)
-        except BaseException:  # an event's outputs are written together or not at all (a full disk)
-            submission.unlink(missing_ok=True)
-            raise
+    try:  # (infer runs each event with SIGTERM / Ctrl-C held back: a stop never lands inside these files)
+        write_submission(submission, submission_frame(event_id, result.hit_id, result.track_id))
+        if cfg.infer.save_edges:
+            write_edges(edges_path(out_dir, event_id), result.edges)
+    except BaseException:  # an event's outputs are written together or not at all (a full disk)
+        submission.unlink(missing_ok=True)
+        raise
     result.seconds["writing"] = time.perf_counter() - t
     result.seconds["total"] = time.perf_counter() - t0
     sizes = np.bincount(result.track_id)
