@@ -293,8 +293,10 @@ class ScalingConfig(Section):
     steps_per_epoch: int = Field(10, ge=1)  # the same at every N
     global_batch: int = Field(2, ge=1)  # strong: graphs per step over all ranks; every N must divide it
     rank_batch: int = Field(1, ge=1)  # weak: graphs per step per rank
-    launcher: Literal["horovodrun", "horovodrun-gloo", "mpirun", "srun", "sbatch", "tfconfig"] = "horovodrun"
-    backend: Literal["horovod", "tfdist"] = "horovod"
+    launcher: Literal["horovodrun", "horovodrun-gloo", "mpirun", "srun", "sbatch", "tfconfig", "plain"] = "horovodrun"
+    # single (launcher plain): one trkx-train process, no distributed backend: the reference the 1-rank runs of
+    # the distributed backends are checked against (trkx_tf/scaling/checks.py)
+    backend: Literal["horovod", "tfdist", "single"] = "horovod"
     tasks_per_node: int = Field(2, ge=1)  # srun / sbatch: ranks placed on each node
     sbatch_args: tuple[str, ...] = ()  # extra sbatch options (launcher sbatch), e.g. ["--gpus-per-task=1"]
     timeout_s: int = Field(3600, ge=1)  # per run

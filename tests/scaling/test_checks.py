@@ -47,3 +47,15 @@ def test_the_report_prints_the_warnings(tmp_path, strong_runs):
     text = write_report(tmp_path / "s").read_text()
     assert "## Warnings: implausible measurements" in text
     assert "superlinear" in text
+
+
+def test_a_1_rank_run_far_from_plain_trkx_train_is_flagged():
+    from trkx_tf.scaling.checks import check_reference
+
+    plain = _row(1, 1.0, 2.0, backend="single")
+    near, far = _row(1, 1.0, 2.2), _row(1, 1.0, 2.2 * 2, backend="tfdist")
+    lines = check_reference([plain, near, far, _row(2, 0.9, 1.1)])
+    assert len(lines) == 1 and lines[0].startswith("- strong/tfdist, **1 rank:")
+    assert "2.200 s against 1.000 s for plain trkx-train" in lines[0] and "(2.20x)" in lines[0]
+    assert check_reference([near, far]) == []  # no plain run: nothing to compare
+    assert check_study([plain, near, far], cpu_count=2) == lines  # part of the study's checks

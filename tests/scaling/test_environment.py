@@ -30,3 +30,23 @@ def test_the_record_holds_the_placement_the_thread_variables_and_the_load(monkey
     assert env["placement"] == {"threads": 1, "pin_cores": True, "env": {"OMP_NUM_THREADS": "1"}}
     assert len(env["load_average"]) == 3 and all(x >= 0 for x in env["load_average"])
     assert env["cores_allowed"] and env["stack"] == {"tensorflow": "2.18.1"}
+
+
+def test_the_commit_is_dirty_only_for_changes_of_the_code_itself(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "study.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    clean = environment.code_commit(tmp_path / "pkg")
+    assert len(clean) == 12 and "+" not in clean
+    (tmp_path / "study.md").unlink()  # a study rewriting its own tracked records
+    assert environment.code_commit(tmp_path / "pkg") == clean
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert environment.code_commit(tmp_path / "pkg") == clean + "+dirty"

@@ -136,6 +136,7 @@ def test_a_failed_run_names_its_log(tmp_path):
     (["scaling.ranks=[]"], "at least one rank count"),
     (["scaling.ranks=[2,2]"], "distinct and >= 1"),
     (["scaling.name=a/b"], "plain folder name"),
+    (["scaling.backend=single", "scaling.launcher=plain"], "backend=single runs one plain trkx-train"),
 ])
 def test_bad_studies_are_config_errors(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -185,3 +186,9 @@ def test_sweep_of_the_demo_with_trkx_train(tmp_path, monkeypatch, tiny_shards):
     records = run_sweep(cfg)
     assert [r["ranks"] for r in records["summary"]] == [1, 2]
     assert records["summary"][0]["efficiency"] == 1.0
+    # the reference: one plain trkx-train (no launcher, backend single) on the same workload, into the same study
+    records = run_sweep(cfg, ranks=[1], backend="single", launcher="plain")
+    assert [(r["backend"], r["ranks"]) for r in records["summary"]] == [("horovod", 1), ("horovod", 2),
+                                                                        ("single", 1)]
+    plain = records["summary"][2]
+    assert plain["global_batch"] == 2 and plain["step_time_s"] > 0

@@ -65,10 +65,18 @@ def test_tfconfig_starts_one_worker_per_rank_with_its_task_index():
     ("tfconfig", "horovod", "set scaling.backend=tfdist"),
     ("ssh", "horovod", "unknown launcher 'ssh'"),
     ("srun", "gloo", "unknown backend 'gloo'"),
+    ("plain", "horovod", "goes with scaling.backend=single"),
+    ("horovodrun", "single", "goes with scaling.backend=single"),
 ])
 def test_impossible_combinations_are_config_errors(launcher, backend, message):
     with pytest.raises(ConfigError, match=message):
         launch_commands(launcher, 2, "cfg.yaml", [], backend=backend, trainer="t", ports=[1, 2])
+
+
+def test_plain_runs_one_trkx_train_and_only_at_one_rank():
+    assert _one("plain", 1, backend="single").argv == tuple(TRAIN)
+    with pytest.raises(ConfigError, match=r"scaling.ranks must be \[1\]"):
+        _one("plain", 2, backend="single")
 
 
 def test_free_ports_are_distinct():

@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeats", type=int, help="runs per rank count (scaling.repeats)")
     run.add_argument("--name", help="study name: the folder under scaling.out_dir (scaling.name)")
     run.add_argument("--mode", choices=["strong", "weak"], help="scaling.mode")
-    run.add_argument("--launcher", help="horovodrun, horovodrun-gloo, mpirun, srun, sbatch or tfconfig")
-    run.add_argument("--backend", choices=["horovod", "tfdist"], help="scaling.backend")
+    run.add_argument("--launcher", help="horovodrun, horovodrun-gloo, mpirun, srun, sbatch, tfconfig or plain "
+                     "(one trkx-train, with --backend single --ranks 1: the reference for the 1-rank runs)")
+    run.add_argument("--backend", choices=["horovod", "tfdist", "single"], help="scaling.backend")
     report = sub.add_parser(
         "report", help="write report.md and the PNG plots of a recorded study",
         description="--config defaults to the study's own config.yaml; --set adjusts e.g. scaling.projection.*",

@@ -13,6 +13,10 @@ causes:
 - **imbalance**: the slowest rank's mean step time is more than ``max_imbalance`` (default 0.10) above the mean.
 - **loaded host**: the 1-minute load average when a run started was above the host's cores (other processes
   shared the cores the ranks were timed on).
+- **1 rank far from plain trkx-train** (:func:`check_reference`): where the study holds runs of one plain
+  ``trkx-train`` (launcher ``plain``, backend ``single``) on the same workload, a distributed backend's 1-rank step
+  time per graph differs from it by more than ``max_cost_ratio``. A 1-rank run should cost what a plain training
+  costs; when it does not, the launcher, the backend's own work or the rank's placement skews every efficiency.
 """
 
 from __future__ import annotations
@@ -73,9 +77,32 @@ def check_group(rows: Sequence[dict[str, Any]], *, cpu_count: Optional[int] = No
     return out
 
 
+def check_reference(summary: Sequence[dict[str, Any]], max_cost_ratio: float = 1.25) -> list[str]:
+    """Each distributed backend's 1-rank row against the plain ``trkx-train`` row (backend ``single``) of the same
+    mode: the step time per graph may differ by at most ``max_cost_ratio`` either way.
+
+    Returns:
+      Markdown bullet lines; none when the study has no plain run or no 1-rank run to compare.
+    """
+    plain = {r["mode"]: r for r in summary if r["backend"] == "single" and int(r["ranks"]) == 1}
+    out = []
+    for r in summary:
+        ref = plain.get(r["mode"])
+        if ref is None or r["backend"] == "single" or int(r["ranks"]) != 1:
+            continue
+        cost, ref_cost = (float(x["step_time_s"]) / _graphs_per_rank(x) for x in (r, ref))
+        ratio = cost / ref_cost if ref_cost > 0 else float("inf")
+        if not (1.0 / max_cost_ratio <= ratio <= max_cost_ratio):
+            out.append(f"- {r['mode']}/{r['backend']}, **1 rank: step time per graph {cost:.3f} s against {ref_cost:.3f} "
+                       f"s for plain trkx-train on the same workload ({ratio:.2f}x).** Likely causes: the launcher or "
+                       "backend adds work per step (a busy-waiting controller, a collective on one rank), the rank's "
+                       "placement differs (threads, pinning), or load on its core during one of the two runs.")
+    return out
+
+
 def check_study(summary: Sequence[dict[str, Any]], cpu_count: Optional[int] = None, **bounds) -> list[str]:
-    """:func:`check_group` over every (mode, backend) group of a study's summary rows; bullets prefixed by the
-    group."""
+    """:func:`check_group` over every (mode, backend) group of a study's summary rows (bullets prefixed by the
+    group), then :func:`check_reference`."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in summary:
         groups.setdefault((row["mode"], row["backend"]), []).append(row)
@@ -83,4 +110,5 @@ def check_study(summary: Sequence[dict[str, Any]], cpu_count: Optional[int] = No
     for (mode, backend), rows in sorted(groups.items()):
         out += [line.replace("- ", f"- {mode}/{backend}, ", 1) for line in check_group(rows, cpu_count=cpu_count,
                                                                                       **bounds)]
-    return out
+    reference = {k: v for k, v in bounds.items() if k == "max_cost_ratio"}
+    return out + check_reference(summary, **reference)

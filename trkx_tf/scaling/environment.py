@@ -79,17 +79,15 @@ def load_average() -> list[float]:
         return []
 
 
-def code_commit() -> str:
-    """The git commit of the trkx_tf package's checkout (``+dirty`` when it has uncommitted changes), or
-    ``unknown`` (an installed copy, or no git)."""
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent  # git finds the checkout above it
+def code_commit(root: Optional[os.PathLike | str] = None) -> str:
+    """The git commit of the trkx_tf package's checkout (``+dirty`` when the package itself has uncommitted
+    changes: a study writing its own tracked records does not count), or ``unknown`` (an installed copy, or no
+    git)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent  # git finds the checkout above
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "."],
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -63,12 +63,16 @@ def validate(scaling: ScalingConfig) -> None:
     """Checks the rank counts and the workload split.
 
     Raises:
-      ConfigError: no ranks, a rank count < 1 or repeated, or (strong) a global batch that N does not divide.
+      ConfigError: no ranks, a rank count < 1 or repeated, ranks other than [1] for backend single, or (strong) a
+        global batch that N does not divide.
     """
     if not scaling.ranks:
         raise ConfigError("scaling.ranks: give at least one rank count, e.g. --ranks 1,2")
     if min(scaling.ranks) < 1 or len(set(scaling.ranks)) != len(scaling.ranks):
         raise ConfigError(f"scaling.ranks: rank counts must be distinct and >= 1 (got {list(scaling.ranks)})")
+    if scaling.backend == "single" and tuple(scaling.ranks) != (1,):
+        raise ConfigError(f"scaling.backend=single runs one plain trkx-train: scaling.ranks must be [1] "
+                          f"(got {list(scaling.ranks)})")
     if scaling.mode == "strong":
         bad = [n for n in scaling.ranks if scaling.global_batch % n]
         if bad:

@@ -10,6 +10,8 @@ launcher                  what runs
                           (``mpirun`` when SLURM has no pmix plugin), plain ``srun`` for tf.distribute
 ``sbatch``                from a login node: ``sbatch --wait ... slurm/train_{horovod,tfdist}.sh CONFIG --set ...``
 ``tfconfig``              N local tf.distribute workers, each with its own ``TF_CONFIG``
+``plain``                 one ``trkx-train`` process with ``backend.name=single`` (N = 1 only): the reference
+                          that the distributed backends' 1-rank step is checked against
 ========================  ==========================================================================================
 
 Nothing is started here; :func:`launch_commands` only builds :class:`Launch` objects, so tests can check them.
@@ -30,7 +32,7 @@ from typing import Mapping, Optional, Sequence
 from trkx_tf.errors import BackendError, ConfigError
 
 HOROVOD_LAUNCHERS = ("horovodrun", "horovodrun-gloo", "mpirun")
-LAUNCHERS = HOROVOD_LAUNCHERS + ("srun", "sbatch", "tfconfig")
+LAUNCHERS = HOROVOD_LAUNCHERS + ("srun", "sbatch", "tfconfig", "plain")
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def launch_commands(
       ranks: N.
       config_path: the config file trkx-train reads.
       overrides: its ``--set`` overrides (``"train.graphs_per_step=4"``, ...).
-      backend: ``"horovod"`` or ``"tfdist"``.
+      backend: ``"horovod"``, ``"tfdist"`` or ``"single"`` (launcher ``plain`` only).
       tasks_per_node: ranks per node (``srun``, ``sbatch``): ``nodes = ceil(N / tasks_per_node)``.
       sbatch_args: extra sbatch options (``sbatch``).
       repo: the repository root, where ``slurm/`` is (``sbatch``).
@@ -110,8 +112,13 @@ def launch_commands(
     """
     if launcher not in LAUNCHERS:
         raise ConfigError(f"scaling.launcher: unknown launcher {launcher!r} (one of {', '.join(LAUNCHERS)})")
-    if backend not in ("horovod", "tfdist"):
-        raise ConfigError(f"scaling.backend: unknown backend {backend!r} (horovod or tfdist)")
+    if backend not in ("horovod", "tfdist", "single"):
+        raise ConfigError(f"scaling.backend: unknown backend {backend!r} (horovod, tfdist or single)")
+    if (launcher == "plain") != (backend == "single"):
+        raise ConfigError("scaling.launcher=plain runs one plain trkx-train: it goes with scaling.backend=single, "
+                          "and only with it")
+    if launcher == "plain" and ranks != 1:
+        raise ConfigError(f"scaling.launcher=plain runs one process: scaling.ranks must be [1] (got N={ranks})")
     if launcher in HOROVOD_LAUNCHERS and backend != "horovod":
         raise ConfigError(f"scaling.launcher={launcher} starts Horovod ranks; for tfdist use tfconfig, srun or sbatch")
     if launcher == "tfconfig" and backend != "tfdist":
@@ -125,6 +132,8 @@ def launch_commands(
         argv += [*sbatch_args, str(script), str(config_path), *_set_args(overrides)]
         return [Launch(tuple(argv))]
     train = [trainer or console_script("trkx-train"), "--config", str(config_path), *_set_args(overrides)]
+    if launcher == "plain":
+        return [Launch(tuple(train))]
     if launcher in ("horovodrun", "horovodrun-gloo"):
         argv = [horovodrun or console_script("horovodrun"), "-np", str(ranks), "-H", f"localhost:{ranks}"]
         argv += ["--gloo"] if launcher == "horovodrun-gloo" else []

@@ -88,12 +88,19 @@ def _gradient_bytes(records: dict[str, Any], projection) -> tuple[int, str]:
     return (4 * params[-1], "parameters logged by the trainer") if params else (0, "")
 
 
-def _sensitivity(c: float, projection) -> list[tuple[str, float]]:
-    """E at the largest N (equal loads) when one input changes, the others as stated."""
+def _sensitivity(c: float, projection, base: Optional[dict[str, Any]] = None) -> list[tuple[str, float]]:
+    """E at the largest N (equal loads) when one input changes, the others as stated; with a stated c and a
+    measured 1-rank row ``base``, also c taken from that measurement (this machine's step)."""
     p = projection
     other_node = 8 if p.ranks_per_node != 8 else 4
+    measured = []
+    if base is not None and p.step_compute_s:
+        per_graph = float(base["step_time_s"]) / max(int(base["global_batch"]), 1)
+        measured = [(f"compute per step = this study's measured 1-rank step per graph ({per_graph:.3g} s, "
+                     f"{base['backend']} on this machine)", {"step_compute_s": per_graph})]
     variants = [
         ("as stated", {}),
+        *measured,
         ("compute per step / 4 (a 4x faster device)", {"step_compute_s": c / 4}),
         ("inter-node bandwidth / 2", {"inter_node_gb_s": p.inter_node_gb_s / 2}),
         ("inter-node bandwidth x 2", {"inter_node_gb_s": p.inter_node_gb_s * 2}),
@@ -159,7 +166,7 @@ def projection_rows(records: dict[str, Any], projection) -> tuple[Optional[Proje
         f"compute; {projection.step_overhead_ms:g} ms fixed overhead per step at N > 1; equal loads on every rank "
         "(padded size buckets, the same bucket on every rank at a step)"
     )
-    result = Projection(rows=rows, note=note, sensitivity=_sensitivity(c, stated))
+    result = Projection(rows=rows, note=note, sensitivity=_sensitivity(c, stated, base))
     if projection.unpadded_from:
         loads = unpadded_loads(projection.unpadded_from, projection.unpadded_unit)
         result.unpadded = project_from_config(None, stated, loads)
@@ -384,6 +391,9 @@ def write_report(folder: os.PathLike | str, projection=None) -> Path:
         lines += ["## Warnings: implausible measurements", "",
                   "These rows fail a plausibility check (`trkx_tf/scaling/checks.py`); read their numbers with the "
                   "stated causes in mind.", ""] + warnings + [""]
+    if summary and not any(r["backend"] == "single" for r in summary):
+        lines += ["_The 1-rank runs are not checked against a plain `trkx-train` on the same workload: add one with "
+                  "`trkx-scaling run --name NAME --launcher plain --backend single --ranks 1`._", ""]
     for (mode, backend), rows in _groups(summary).items():
         launchers = sorted({r["launcher"] for r in records["runs"] if r["mode"] == mode and r["backend"] == backend})
         lines += [f"## Measured: {mode} scaling, {backend} ({', '.join(launchers)})", ""]
