@@ -184,7 +184,8 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
       max_steps: at most this many batches per rank (0: all).
 
     Returns:
-      ``{"loss", "efficiency", "purity", "f1", counts...}``.
+      ``{"loss", "efficiency", "purity", "f1", counts..., "weight_sum"}``; the loss is nan when no edge of the
+      source has a non-zero weight (``weight_sum`` 0).
     """
     n = source.num_batches(epoch)
     n = backend.agree_steps(min(n, max_steps) if max_steps else n)
@@ -197,7 +198,7 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
         out = steps.evaluate(batch)
         sums[:2] += (out["loss_sum"], out["weight_sum"])
         counts.add(out["counts"])
-    return _epoch_sums(backend, sums, counts, None)
+    return {**_epoch_sums(backend, sums, counts, None), "weight_sum": float(backend.host_sum(sums[1:2])[0])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,8 +288,9 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
     Raises:
       ConfigError: bad options (unknown option or monitor, ``val_*`` monitor without ``val_source``, empty source).
       CheckpointError: the latest checkpoint does not fit the model.
-      TrainingError: a step's loss is not finite, or an epoch's training edges all weigh 0 (no labels); nothing
-        is saved then, the last checkpoint is kept (the console script exits 3).
+      TrainingError: a step's loss or an epoch's validation loss is not finite, or an epoch's training or
+        validation edges all weigh 0 (no labels); nothing is saved then, the last checkpoint is kept (the console
+        script exits 3).
     """
     opt = (options or FitOptions.from_config()).replace(**changes)
     backend = backend or SingleBackend()
@@ -375,6 +377,12 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
             record["resumed_at_batch"] = start
         if val_source is not None:
             val = evaluate(steps, val_source, backend, epoch)
+            if val.pop("weight_sum") <= 0:  # val_loss 0/0 would be nan: early stopping and model choice blind
+                raise TrainingError(_failure(f"epoch {epoch}: no validation edge has a non-zero weight (the "
+                                             "validation shards carry no labels)", checkpoint)
+                                    + "; rebuild them from labelled events (trkx-build) or train without validation")
+            if not math.isfinite(val["loss"]):
+                raise TrainingError(_failure(f"epoch {epoch}: the validation loss is {val['loss']}", checkpoint))
             record.update({f"val_{k}": v for k, v in val.items()})
         record.update(kind="epoch", backend=backend.name, ranks=backend.size, replicas=backend.num_replicas,
                       global_batch=backend.num_replicas * getattr(train_source, "graphs_per_step", 1))
