@@ -68,7 +68,8 @@ def test_epoch_with_zero_weight_stops_without_a_checkpoint(tmp_path):
 def unlabelled_shards(one_bucket_shards, tmp_path_factory):
     """The one-bucket shards rewritten with every edge weight 0: what trkx-build made from events without truth
     before it refused them (the issue's case); checksums and manifest valid."""
-    from trkx_tf.graphs.shards import Shard, write_shard
+    from trkx_tf.graphs.shard_writer import write_shard
+    from trkx_tf.graphs.shards import Shard
 
     folder = tmp_path_factory.mktemp("unlabelled") / "shards"
     shutil.copytree(one_bucket_shards, folder)
