@@ -369,7 +369,7 @@ class EventFoldersConfig(Section):
 
 class ReleaseStageConfig(Section):
     """The pipeline's ``release`` stage: ``trkx-release`` of the trained models, the module map, the chosen
-    thresholds and the test sets' metrics into ``<out>/<name>`` (replaced whole; trkx_tf/release.py)."""
+    thresholds and the test sets' metrics into ``<out>/<name>`` (replaced whole; trkx_tf/release_writer.py)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the release's name: trkx-infer --model NAME
     out: str = "models"  # the releases folder
