@@ -90,7 +90,8 @@ def test_labelled_validation_still_trains(tmp_path):
 def _rewritten(source, folder, change):
     """The shards of ``source`` copied to ``folder`` with every graph passed through ``change`` (checksums and
     manifest rewritten, so only the content is wrong)."""
-    from trkx_tf.graphs.shards import Shard, write_shard
+    from trkx_tf.graphs.shard_writer import write_shard
+    from trkx_tf.graphs.shards import Shard
 
     shutil.copytree(source, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
