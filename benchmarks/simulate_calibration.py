@@ -199,7 +199,7 @@ def realism(args, geometry, model, argv) -> int:
     git = ["git", "-C", str(ROOT)]
     commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(git + ["status", "--porcelain", "--", "trkx_tf/trackml/simulate", "trkx_tf/trackml/geometry.py",
-                                  "trkx_tf/trackml/partial.py", "trkx_tf/study/realism.py",
+                                  "trkx_tf/trackml/helix.py", "trkx_tf/trackml/partial.py", "trkx_tf/study/realism.py",
                                   "benchmarks/simulate_calibration.py"], capture_output=True, text=True).stdout
     commit += " with uncommitted changes to the simulator or the report" if dirty.strip() else ""
     changed = {k: getattr(model, k) for k in PhysicsModel.__dataclass_fields__

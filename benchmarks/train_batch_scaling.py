@@ -61,7 +61,8 @@ def worker(args) -> dict:
     placement.place_process(args.threads, pin=args.threads == 1)
 
     from trkx_tf.config import load_config
-    from trkx_tf.graphs.reader import ShardReader, assemble_batch
+    from trkx_tf.graphs.epoch_plan import assemble_batch
+    from trkx_tf.graphs.reader import ShardReader
     from trkx_tf.models.registry import build_model
     from trkx_tf.train.backend import SingleBackend
     from trkx_tf.train.optim import Adam

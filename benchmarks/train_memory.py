@@ -70,7 +70,8 @@ def whole_event_batch(shards: str, index: int, max_edges: int, seed: int = 0) ->
     """One graph of a trkx-build folder, cut to its real size, with at most ``max_edges`` edges (true first)."""
     import numpy as np
 
-    from trkx_tf.graphs.reader import ShardReader, assemble_batch
+    from trkx_tf.graphs.epoch_plan import assemble_batch
+    from trkx_tf.graphs.reader import ShardReader
 
     with ShardReader(shards, None, shuffle=False) as reader:
         d = reader.read_graph(index)

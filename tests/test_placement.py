@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from trkx_tf.placement import LaunchEnv, launch_env, prefer_legacy_xla_cpu_runtime
+from trkx_tf.placement import LaunchEnv, launch_env, prefer_legacy_xla_cpu_runtime, slurm_step
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -32,6 +32,15 @@ def test_local_rank_from_env(environ, expected):
 ])
 def test_launch_env_reads_rank_size_and_local_rank(environ, expected):
     assert launch_env(environ) == expected
+
+
+def test_slurm_step_reads_the_slurm_variables_alone():
+    """tf.distribute's SLURM cluster is the step's: Horovod's or MPI's variables do not change it."""
+    assert slurm_step({"HOROVOD_RANK": "1", "HOROVOD_SIZE": "2"}) is None
+    assert slurm_step({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}) == LaunchEnv(0, 1, 0)  # a batch step: one task
+    environ = {"PMI_RANK": "5", "SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": "1",
+               "TF_CONFIG": json.dumps({"task": {"index": 2}})}
+    assert slurm_step(environ) == LaunchEnv(3, 4, 1)
 
 
 CHILD = """

@@ -135,7 +135,7 @@ def test_release_errors(toy, tmp_path, capsys):
     # too large, and a bad name: refused, nothing written
     assert _export(toy, tmp_path / "m2", "bad/name") == 2
     from trkx_tf.errors import OutputError
-    from trkx_tf.release import export_release
+    from trkx_tf.release_writer import export_release
 
     with pytest.raises(OutputError, match="over the limit"):
         export_release(load_config(None, SETS), tmp_path / "m3", "big", gnn_ckpt=toy / "gnn",

@@ -1,7 +1,8 @@
 """The one typed configuration schema of trkx-tf.
 
 A config is a YAML file whose top-level sections map one-to-one onto the frozen schemas below. Every default
-lives here and only here. Unknown keys and wrong types are errors (:class:`~trkx_tf.errors.ConfigError`) whose
+lives here and only here (a library signature that offers one takes it with :func:`schema_default`). Unknown
+keys and wrong types are errors (:class:`~trkx_tf.errors.ConfigError`) whose
 single-line message names the file and the dotted key. Any key can be overridden from the command line with
 ``--set section.key=value``; the value is parsed as YAML (``--set train.lr=1e-3``, ``--set model.gnn.steps=4``,
 ``--set graph.buckets=[1000,2000]``).
@@ -23,6 +24,7 @@ from typing import Any, Literal, Optional, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUndefined
 
 from trkx_tf.errors import ConfigError
 from trkx_tf.files import write_text_atomic
@@ -367,7 +369,7 @@ class EventFoldersConfig(Section):
 
 class ReleaseStageConfig(Section):
     """The pipeline's ``release`` stage: ``trkx-release`` of the trained models, the module map, the chosen
-    thresholds and the test sets' metrics into ``<out>/<name>`` (replaced whole; trkx_tf/release.py)."""
+    thresholds and the test sets' metrics into ``<out>/<name>`` (replaced whole; trkx_tf/release_writer.py)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the release's name: trkx-infer --model NAME
     out: str = "models"  # the releases folder
@@ -478,6 +480,25 @@ class Config(Section):
     pipeline: PipelineConfig = PipelineConfig()
     systematics: SystematicsConfig = SystematicsConfig()
     transformer: TransformerConfig = TransformerConfig()
+
+
+def schema_default(section: type[Section], key: str) -> Any:
+    """The schema's default of one key, for a library signature that offers it (so that it is stated only here).
+
+    Args:
+      section: the section's class, e.g. :class:`TrainConfig`.
+      key: the key, e.g. ``"threshold"``.
+
+    Returns:
+      The default value.
+
+    Raises:
+      KeyError: the section has no such key, or the key has no default.
+    """
+    value = section.model_fields[key].get_default(call_default_factory=True)
+    if value is PydanticUndefined:
+        raise KeyError(f"{section.__name__}.{key} has no default")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------- loading

@@ -1,6 +1,7 @@
 """CPU placement of one process: XLA:CPU's runtime, TensorFlow's thread pools and, optionally, the cores it may run on.
 
-The launcher's variables (rank, size, local rank) are read here, by :func:`launch_env`, and nowhere else.
+The launcher's variables (rank, size, local rank) are read here, by :func:`launch_env`, and nowhere else
+(:func:`slurm_step` is its view of the SLURM variables alone).
 Used by the command entry (:func:`prefer_legacy_xla_cpu_runtime`, called by every console script before
 TensorFlow starts), by training (``backend.threads``, ``backend.pin_cores``: one rank per core for clean scaling
 measurements) and by inference (``infer.threads``). Must run before TensorFlow executes its first op; afterwards
@@ -75,6 +76,26 @@ def launch_env(environ: Optional[Mapping[str, str]] = None) -> LaunchEnv:
         except (ValueError, TypeError, AttributeError):
             local_rank = 0
     return LaunchEnv(ranks[0] if ranks else 0, max(sizes) if sizes else 1, local_rank)
+
+
+def slurm_step(environ: Optional[Mapping[str, str]] = None) -> Optional[LaunchEnv]:
+    """This process's place in a SLURM step (``srun``): :func:`launch_env` of the ``SLURM_*`` variables alone.
+
+    tf.distribute's ``SlurmClusterResolver`` reads the step's variables, not Horovod's or MPI's, so a backend that
+    builds its cluster from SLURM asks this rather than :func:`launch_env` (whose rank may come from another
+    launcher's variables).
+
+    Args:
+      environ: the environment; ``os.environ`` when None.
+
+    Returns:
+      The step's :class:`LaunchEnv` (rank ``SLURM_PROCID``, size ``SLURM_STEP_NUM_TASKS``, local rank
+      ``SLURM_LOCALID``), or None outside a SLURM task (no ``SLURM_PROCID``).
+    """
+    environ = os.environ if environ is None else environ
+    if "SLURM_PROCID" not in environ:
+        return None
+    return launch_env({k: v for k, v in environ.items() if k.startswith("SLURM_")})
 
 
 def prefer_legacy_xla_cpu_runtime(environ: Optional[MutableMapping[str, str]] = None) -> str:

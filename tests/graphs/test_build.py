@@ -11,7 +11,8 @@ from toy import make_event, write_event_csv
 from trkx_tf.cli.build import main
 from trkx_tf.config import load_config
 from trkx_tf.errors import DataError
-from trkx_tf.graphs.build import build_shards, split_events
+from trkx_tf.graphs.build import build_shards
+from trkx_tf.graphs.event_splits import split_events
 from trkx_tf.graphs.module_map import ModuleMap
 from trkx_tf.graphs.reader import ShardReader
 from trkx_tf.graphs.shards import Shard

@@ -366,7 +366,7 @@ def test_skip_layers_config_save_load_and_old_maps(trained, tmp_path):
 
 def test_learn_module_map_follows_the_skip_layers_key(toy_events_dir):
     """trkx-build's learning (learn_module_map) passes graph.module_map.skip_layers to the samples and the fit."""
-    from trkx_tf.graphs.build import learn_module_map
+    from trkx_tf.graphs.map_learning import learn_module_map
 
     ids = [100, 101, 102]
     plain = learn_module_map(toy_events_dir, ids, load_config(None).graph.module_map)

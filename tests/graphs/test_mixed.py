@@ -8,7 +8,8 @@ from trkx_tf.config import load_config
 from trkx_tf.errors import ShardError
 from trkx_tf.graphs.build import build_shards
 from trkx_tf.graphs.mixed import MixedReader, real_counts
-from trkx_tf.graphs.reader import FILLER, ShardReader
+from trkx_tf.graphs.epoch_plan import FILLER
+from trkx_tf.graphs.reader import ShardReader
 from trkx_tf.reco.build import build_real_graphs
 from trkx_tf.trackml.io import Event, write_event
 from trkx_tf.trackml.partial import partial_truth_from_full

@@ -6,8 +6,10 @@ import pytest
 from helpers import random_graph
 from trkx_tf.errors import ShardError
 from trkx_tf.graphs.batch import BATCH_KEYS
-from trkx_tf.graphs.reader import FILLER, ShardReader, assemble_batch, plan_epoch
-from trkx_tf.graphs.shards import Shard, write_manifest, write_shard
+from trkx_tf.graphs.epoch_plan import FILLER, assemble_batch, plan_epoch
+from trkx_tf.graphs.reader import ShardReader
+from trkx_tf.graphs.shard_writer import write_manifest, write_shard
+from trkx_tf.graphs.shards import Shard
 
 BUDGETS = {0: (40, 120), 1: (80, 300)}
 
@@ -143,7 +145,7 @@ def test_reader_shapes_and_content(shard_folder):
 
 def test_filler_graphs_are_empty():
     g = random_graph(10, 30, seed=4)
-    from trkx_tf.graphs.shards import pad_graphs
+    from trkx_tf.graphs.shard_writer import pad_graphs
     padded = {k: v[0] for k, v in pad_graphs([g], 16, 32).items()}
     b = assemble_batch([padded, None], 16, 32, 3)
     assert b["n_node"].tolist() == [10, 0] and b["n_edge"].tolist() == [30, 0]

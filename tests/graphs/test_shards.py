@@ -6,7 +6,8 @@ import pytest
 
 from helpers import random_graph
 from trkx_tf.errors import ShardError
-from trkx_tf.graphs.shards import DATASETS, SCHEMA_VERSION, Shard, ShardInfo, write_shard
+from trkx_tf.graphs.shard_writer import write_shard
+from trkx_tf.graphs.shards import DATASETS, SCHEMA_VERSION, Shard, ShardInfo
 
 
 def write(path, graphs=None, budget=(64, 256), **kw):

@@ -150,3 +150,25 @@ def test_crashing_trial_fails_and_the_study_goes_on(tmp_path, tiny_filter_config
     assert t0.state.name == "FAIL" and t0.user_attrs["returncode"] == 2
     assert t0.user_attrs["error"].startswith("exit status 2: ") and "no-shards" in t0.user_attrs["error"]
     assert t1.state.name == "COMPLETE" and t1.params["data.shards_dir"] == str(tiny_shards)
+
+
+@pytest.mark.multiproc
+def test_a_trial_on_two_horovod_ranks(tmp_path, tiny_filter_config):
+    """A trial is a real multi-rank trkx-train: horovodrun starts 2 ranks over Gloo, the worker follows rank 0's
+    epoch records (which say ranks=2) and records the trial once with its per-epoch values."""
+    space = write_space(tmp_path, """
+        objective: {metric: val_f1, direction: maximize}
+        sampler: {name: random, seed: 3}
+        pruner: {name: none}
+        params:
+          train.lr: {log_uniform: [1.0e-3, 3.0e-2]}
+        """)
+    storage = tmp_path / "hpo.journal"
+    proc = _hpo("run", "--space", space, "--config", tiny_filter_config, "--study", "hvd", "--storage", storage,
+                "--trials", 1, "--poll", 0.3, "--launcher", "horovodrun -np 2 -H localhost:2 --gloo",
+                "--set", "backend.name=horovod")
+    assert "1 complete" in proc.stdout
+    (trial,) = _study(storage, "hvd").trials
+    records = _epoch_records(trial.user_attrs["run_dir"])
+    assert [(r["epoch"], r["ranks"], r["backend"]) for r in records] == [(0, 2, "horovod"), (1, 2, "horovod")]
+    assert trial.intermediate_values == {r["epoch"]: pytest.approx(r["val_f1"]) for r in records}

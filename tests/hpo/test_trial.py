@@ -1,5 +1,6 @@
 """The trial machinery on real processes: following a growing metrics file, stopping a process tree."""
 
+import dataclasses
 import json
 import sys
 import time
@@ -7,6 +8,7 @@ import time
 import psutil
 import pytest
 
+from trkx_tf.errors import BackendError
 from trkx_tf.hpo.study import StudyArgs, counted, trial_command, trial_value
 from trkx_tf.hpo.space import StudySpec
 from trkx_tf.hpo.trial import MetricsFollower, ObjectiveError, run_trial
@@ -87,10 +89,12 @@ def test_trial_command_and_value(tmp_path):
                      trials=2, overrides=("train.epochs=3",), launcher=("horovodrun", "-np", "2"))
     cmd = trial_command(args, {"train.lr": 0.001, "model.filter.hidden": 64, "train.lr_decay": "cosine"},
                         "trial-0007")
-    assert cmd[:3] == ["horovodrun", "-np", "2"] and cmd[3].endswith("trkx-train")
+    assert cmd[0].endswith("/horovodrun") and cmd[1:3] == ["-np", "2"] and cmd[3].endswith("/trkx-train")
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
     assert sets == ["train.epochs=3", "train.lr=0.001", "model.filter.hidden=64", 'train.lr_decay="cosine"',
                     f'run.out_dir="{tmp_path / "j-s-trials"}"', 'run.name="trial-0007"']
+    with pytest.raises(BackendError, match="no-such-launcher is not installed"):
+        trial_command(dataclasses.replace(args, launcher=("no-such-launcher", "-n", "2")), {}, "trial-0008")
     spec = StudySpec.model_validate({"params": {"train.lr": {"uniform": [0.1, 0.2]}},
                                      "objective": {"direction": "minimize", "reduce": "best"}})
     assert trial_value([0.5, 0.2, float("nan"), 0.3], spec) == 0.2

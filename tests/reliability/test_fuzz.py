@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from trkx_tf.errors import DataError, ShardError
 from trkx_tf.graphs.graph import EventGraph
 from trkx_tf.graphs.reader import ShardReader
-from trkx_tf.graphs.shards import DATASETS, Shard, write_manifest, write_shard
+from trkx_tf.graphs.shard_writer import write_manifest, write_shard
+from trkx_tf.graphs.shards import DATASETS, Shard
 from trkx_tf.trackml.io import NAN_ALLOWED, SCHEMAS, read_event
 
 #: TRKX_FUZZ_EXAMPLES=5000 for a deeper run by hand

@@ -122,7 +122,7 @@ def test_second_trkx_train_into_the_same_run_is_refused(one_bucket_shards, tmp_p
 
 def test_disk_full_while_writing_the_shard_manifest_keeps_the_previous_one(tmp_path, monkeypatch):
     """The manifest, a build's commit, is written whole or not at all (ENOSPC simulated at the final flush)."""
-    from trkx_tf.graphs.shards import write_manifest
+    from trkx_tf.graphs.shard_writer import write_manifest
 
     write_manifest(tmp_path, [], ("r", "phi", "z"))
     old = (tmp_path / "manifest.json").read_text()

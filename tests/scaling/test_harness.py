@@ -143,6 +143,18 @@ def test_bad_studies_are_config_errors(tmp_path, overrides, message):
         run_sweep(_cfg(tmp_path, *overrides), environment=ENV, trainer="t", popen=FakeLauncher())
 
 
+def test_the_sbatch_launcher_needs_the_templates_folder(tmp_path, capsys):
+    """The sbatch templates are found in --repo (default: the working directory), not beside the package."""
+    from trkx_tf.cli.scaling import main
+
+    with pytest.raises(ConfigError, match="has no slurm/ folder"):
+        run_sweep(_cfg(tmp_path, "scaling.launcher=sbatch"), repo=tmp_path, environment=ENV, popen=FakeLauncher())
+    argv = ["run", "--launcher", "sbatch", "--name", "s", "--set", f"scaling.out_dir={tmp_path}", "--repo",
+            str(tmp_path)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
 def test_trkx_scaling_run_rejects_a_bad_rank_list_in_one_line(tmp_path, capsys):
     from trkx_tf.cli.scaling import main
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from trkx_tf.errors import DataError
-from trkx_tf.trackml.geometry import Geometry, Helix, intersect
+from trkx_tf.trackml.geometry import Geometry
+from trkx_tf.trackml.helix import Helix, intersect
 
 
 def random_helices(rng, n, pt_scale=0.5, displaced=0.0, z_sigma=20.0, eta_max=3.0):

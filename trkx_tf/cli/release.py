@@ -69,7 +69,8 @@ def _read_json(path: str, what: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from trkx_tf.errors import ConfigError
-    from trkx_tf.release import RELEASES_DIR, export_release
+    from trkx_tf.release import RELEASES_DIR
+    from trkx_tf.release_writer import export_release
 
     if args.thresholds:
         args.overrides = _yaml_overrides(args.thresholds) + list(args.overrides)

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--launcher", help="horovodrun, horovodrun-gloo, mpirun, srun, sbatch, tfconfig or plain "
                      "(one trkx-train, with --backend single --ranks 1: the reference for the 1-rank runs)")
     run.add_argument("--backend", choices=["horovod", "tfdist", "single"], help="scaling.backend")
+    run.add_argument("--repo", default=".", help="the repository root, whose slurm/ holds the sbatch templates "
+                     "(launcher sbatch; default: the working directory)")
     report = sub.add_parser(
         "report", help="write report.md and the PNG plots of a recorded study",
         description="--config defaults to the study's own config.yaml; --set adjusts e.g. scaling.projection.*",
@@ -51,12 +53,6 @@ def _scaling_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _repo() -> Path:
-    """The repository root when running from a checkout (where slurm/ is), else the working directory."""
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "slurm").is_dir() else Path.cwd()
-
-
 def run(args: argparse.Namespace) -> int:
     from trkx_tf.config import load_config
     from trkx_tf.errors import ConfigError
@@ -68,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, [*args.overrides, *_scaling_overrides(args)])
         line = shlex.join(["trkx-scaling", *sys.argv[1:]])
         try:
-            run_sweep(cfg, repo=_repo(), command_line=line)
+            run_sweep(cfg, repo=args.repo, command_line=line)
         except RunInterrupted as exc:
             print(f"trkx-scaling: {exc}", file=sys.stderr)
             return EXIT_REQUEUE

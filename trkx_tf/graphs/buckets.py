@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trkx_tf.config import GraphConfig, schema_default
 from trkx_tf.errors import ConfigError
 
 _MAX_BLOCKS = 384  # the DP works on at most this many blocks of size-sorted graphs
@@ -88,7 +89,8 @@ def _validate_sizes(sizes: np.ndarray) -> np.ndarray:
     return sizes
 
 
-def choose_buckets(sizes: np.ndarray, target: float = 1.10, max_buckets: int = 8, quantum: int = 8) -> np.ndarray:
+def choose_buckets(sizes: np.ndarray, target: float = schema_default(GraphConfig, "bucket_overhead"),
+                   max_buckets: int = schema_default(GraphConfig, "max_buckets"), quantum: int = 8) -> np.ndarray:
     """Budgets for a set of graphs: the fewest buckets whose padding overhead is within target.
 
     Args:
@@ -157,7 +159,8 @@ def _sorted_unique(buckets: np.ndarray) -> np.ndarray:
 
 
 def assign_buckets(sizes: np.ndarray, buckets: Sequence[Sequence[int]] | np.ndarray, quantum: int = 8,
-                   target: float = 1.10, max_buckets: int = 8) -> Assignment:
+                   target: float = schema_default(GraphConfig, "bucket_overhead"),
+                   max_buckets: int = schema_default(GraphConfig, "max_buckets")) -> Assignment:
     """Puts every graph in the smallest bucket it fits; graphs that fit none get buckets of their own.
 
     Args:

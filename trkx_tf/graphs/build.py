@@ -1,7 +1,9 @@
 """``trkx-build`` as a library: TrackML events in, padded HDF5 graph shards out.
 
-This module orchestrates the passes; one event's graphs are made in :mod:`trkx_tf.graphs.event_graphs`, the
-summary is :mod:`trkx_tf.graphs.summary`, the shard files :mod:`trkx_tf.graphs.shards`. The trained models a build
+This module orchestrates the passes; which events go into which split is :mod:`trkx_tf.graphs.event_splits`, the
+module map's learning :mod:`trkx_tf.graphs.map_learning`, one event's graphs are made in
+:mod:`trkx_tf.graphs.event_graphs`, the summary is :mod:`trkx_tf.graphs.summary`, the shard files
+:mod:`trkx_tf.graphs.shard_writer` (schema and reader: :mod:`trkx_tf.graphs.shards`). The trained models a build
 may use (the embedding, the edge filter) come in as plain callables (:mod:`trkx_tf.reco.build` makes them).
 
 Pipeline (deterministic: the same input and config give the same shards, whatever the number of workers)::
@@ -57,7 +59,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -66,13 +68,15 @@ from trkx_tf.errors import ConfigError, DataError, ShardError
 from trkx_tf.files import OutputLock
 from trkx_tf.graphs.buckets import assign_buckets, choose_buckets
 from trkx_tf.graphs.candidates import make_builder
-from trkx_tf.graphs.event_graphs import (EventStats, edge_sample_task, filter_graph_files, graph_task, init_worker,
-                                         load_graph, set_worker, stats_task)
+from trkx_tf.graphs.event_graphs import filter_graph_files, graph_task, load_graph, map_events, set_worker
+from trkx_tf.graphs.event_splits import split_events, unlabelled_events
 from trkx_tf.graphs.features import feature_names, uses_cells
+from trkx_tf.graphs.map_learning import learn_module_map
 from trkx_tf.graphs.module_map import ModuleMap
-from trkx_tf.graphs.shards import ShardInfo, existing_shard, write_manifest, write_shard
+from trkx_tf.graphs.shard_writer import existing_shard, write_manifest, write_shard
+from trkx_tf.graphs.shards import ShardInfo
 from trkx_tf.graphs.summary import BuildSummary, builder_metrics
-from trkx_tf.processes import map_in_processes, resolve_workers
+from trkx_tf.processes import resolve_workers
 from trkx_tf.ranks import SINGLE, Ranks
 
 log = logging.getLogger("trkx_tf.graphs.build")
@@ -110,154 +114,6 @@ def _shard_task(args: tuple) -> tuple[ShardInfo, bool]:
     return write_shard(path, graphs, budget[0], budget[1], **kw), True
 
 
-def _map(fn: Callable, items: list, workers: int, initargs: tuple, progress: bool, desc: str) -> list:
-    """fn over items, in order, in worker processes set up by :func:`~trkx_tf.graphs.event_graphs.init_worker`."""
-    return map_in_processes(fn, items, workers, initializer=init_worker, initargs=initargs, progress=progress,
-                            desc=desc, unit="ev" if "event" in desc else "it", leave=False)
-
-
-def split_events(event_ids: Sequence[int], val_fraction: float) -> dict[str, list[int]]:
-    """Sorted event ids: the last round(val_fraction · n) are validation, the rest training."""
-    ids = sorted(int(e) for e in event_ids)
-    n_val = int(round(len(ids) * val_fraction))
-    return {"train": ids[: len(ids) - n_val], "val": ids[len(ids) - n_val:]}
-
-
-#: The real TrackML event kept for testing: never in a training or validation split of real events.
-TEST_EVENT = 1000
-
-
-def split_real_events(event_ids: Sequence[int], train_events: int, val_events: int) -> dict[str, list[int]]:
-    """The split of real labelled events (``data.real``): the first ``train_events`` sorted ids train, the next
-    ``val_events`` validate, any others are left out.
-
-    Args:
-      event_ids: the events of the folder.
-      train_events: N training events.
-      val_events: M validation events.
-
-    Returns:
-      ``{"train": [N ids], "val": [M ids]}``.
-
-    Raises:
-      DataError: fewer than N + M events, or the test event among them.
-    """
-    ids = sorted(int(e) for e in event_ids)
-    if len(ids) < train_events + val_events:
-        raise DataError(f"data.real: {len(ids)} events, fewer than train_events + val_events = "
-                        f"{train_events} + {val_events}")
-    ids = ids[: train_events + val_events]
-    if TEST_EVENT in ids:
-        raise DataError(f"data.real: event {TEST_EVENT} is the test event; it may not be trained or selected on "
-                        f"(remove it from the real events folder)")
-    return {"train": ids[:train_events], "val": ids[train_events:]}
-
-
-def unlabelled_events(folder: Path, event_ids: Sequence[int], policy: str) -> set[int]:
-    """The events without labels (neither truth + particles nor a partial truth), refused or dropped.
-
-    The shards carry edge labels: an event without them would train on nothing (every label and weight 0).
-
-    Args:
-      folder: the events folder.
-      event_ids: the events to build.
-      policy: ``graph.unlabelled``: ``"refuse"`` or ``"skip"`` (drop them with a warning naming them).
-
-    Returns:
-      The ids to drop (empty unless ``policy`` is ``"skip"``).
-
-    Raises:
-      DataError: with ``"refuse"``, the first unlabelled event, naming the file that is missing.
-    """
-    from trkx_tf.trackml.io import event_prefix, find_part
-
-    unlabelled, why = [], {}
-    for e in event_ids:
-        if find_part(folder, e, "partial-truth") is not None:
-            continue
-        lacking = [p for p in ("truth", "particles") if find_part(folder, e, p) is None]
-        if lacking:
-            unlabelled.append(int(e))
-            why[int(e)] = f"{event_prefix(e)}-{lacking[0]}.csv[.gz]"
-    if not unlabelled:
-        return set()
-    if policy != "skip":
-        e = unlabelled[0]
-        more = f" ({len(unlabelled) - 1} more such event(s))" if len(unlabelled) > 1 else ""
-        raise DataError(f"{folder}: event {e} has no labels: {why[e]} is missing and there is no partial truth"
-                        f"{more}; trkx-build writes labelled graphs: add the truth, remove the event, or set "
-                        f"graph.unlabelled: skip to drop such events")
-    log.warning("graph.unlabelled=skip: dropped %d event(s) without truth or partial truth: %s", len(unlabelled),
-                ", ".join(str(e) for e in unlabelled))
-    return set(unlabelled)
-
-
-def learn_module_map(folder: os.PathLike | str, event_ids: Sequence[int], map_cfg, workers: int = 1,
-                     progress: bool = False, ranks: Ranks = SINGLE) -> ModuleMap:
-    """Learns a module map from the truth of some events of a folder.
-
-    Args:
-      folder: TrackML events folder.
-      event_ids: the training events.
-      map_cfg: the ``graph.module_map`` config section (pt_min, connect_pt_min, quantile, skip_layers).
-      workers: processes.
-      progress: show a progress bar.
-      ranks: the MPI ranks that share the events (the map is fitted on rank 0 and broadcast).
-
-    Returns:
-      The map (on every rank).
-
-    Raises:
-      DataError: no event has truth, or an event is malformed.
-    """
-    cfg_data = config_to_dict(Config())
-    samples = ranks.map(
-        lambda share: _map(edge_sample_task, share, workers, (cfg_data, None, False, log.getEffectiveLevel()),
-                           progress, "module map: events"),
-        [(str(folder), int(e), map_cfg.skip_layers) for e in event_ids], root_only=True)
-
-    def fit():
-        if not ranks.root:
-            return None
-        found = [s for s in samples if s is not None]
-        if not found:
-            raise DataError(f"{folder}: no training event has particles and truth to learn a module map from")
-        return ModuleMap.fit(found, pt_min=map_cfg.pt_min, quantile=map_cfg.quantile,
-                             connect_pt_min=map_cfg.connect_pt_min, skip_layers=map_cfg.skip_layers)
-
-    return ranks.bcast(ranks.step(fit))
-
-
-def evaluate_module_map(
-    cfg: Config,
-    folder: os.PathLike | str,
-    module_map_path: os.PathLike | str,
-    event_ids: Optional[Sequence[int]] = None,
-    workers: int = 1,
-    progress: bool = False,
-) -> list[EventStats]:
-    """The module-map builder's statistics on some events (nothing is written).
-
-    Args:
-      cfg: the config (``graph.module_map`` window settings).
-      folder: TrackML events folder (events need truth and particles for efficiencies).
-      module_map_path: a saved :class:`ModuleMap`.
-      event_ids: which events (None: all of the folder).
-      workers: processes.
-      progress: show a progress bar.
-
-    Returns:
-      One :class:`EventStats` per event, in event order (see :func:`builder_metrics`).
-    """
-    from trkx_tf.trackml.io import list_events
-
-    ids = list_events(folder) if event_ids is None else [int(e) for e in event_ids]
-    cfg_data = config_to_dict(cfg)
-    cfg_data["graph"]["builder"] = "module_map"
-    initargs = (cfg_data, str(module_map_path), False, log.getEffectiveLevel())
-    return _map(stats_task, [(str(folder), e) for e in ids], workers, initargs, progress, "evaluate: events")
-
-
 def build_shards(
     cfg: Config,
     input_dir: os.PathLike | str,
@@ -285,8 +141,8 @@ def build_shards(
       embed: for ``graph.builder: embedding``, the trained embedding as a function
         ``embed(nodes [n_node, F]) -> [n_node, D]`` (:class:`~trkx_tf.graphs.candidates.EmbeddingBuilder`; that
         builder runs in this process: the function is not shipped to workers).
-      splits: ``{"train": ids, "val": ids}``, the events to build (e.g. :func:`split_real_events`); None: every
-        event of input_dir, split by ``data.val_fraction`` (:func:`split_events`).
+      splits: ``{"train": ids, "val": ids}``, the events to build (e.g. :func:`~trkx_tf.graphs.event_splits.split_real_events`); None: every
+        event of input_dir, split by ``data.val_fraction`` (:func:`~trkx_tf.graphs.event_splits.split_events`).
       ranks: the MPI ranks that share the work (:mod:`trkx_tf.ranks`; the module docstring); every rank calls this
         with the same arguments (``edge_filter`` is only called on rank 0).
 
@@ -323,7 +179,8 @@ def build_shards(
 
 
 def _events_to_build(cfg: Config, input_dir: Path, splits: Optional[dict]) -> tuple[list[int], Optional[dict]]:
-    """The events of the build (ids, splits), unlabelled ones dropped or refused (:func:`unlabelled_events`)."""
+    """The events of the build (ids, splits), unlabelled ones dropped or refused
+    (:func:`~trkx_tf.graphs.event_splits.unlabelled_events`)."""
     from trkx_tf.trackml.io import list_events
 
     ids = list_events(input_dir)
@@ -412,7 +269,7 @@ def _passes(cfg: Config, input_dir: Path, out_dir: Path, tmp_dir: Path, progress
         set_worker(cfg, make_builder(gcfg, embed=embed), with_cells)
         results = ranks.map(lambda share: [graph_task(t) for t in share], tasks)
     else:
-        results = ranks.map(lambda share: _map(graph_task, share, n_workers, initargs, progress,
+        results = ranks.map(lambda share: map_events(graph_task, share, n_workers, initargs, progress,
                                                "graphs: events"), tasks)
     entries = []  # (split, event_id, sector, file, n_node, n_edge)
     stats = []
@@ -437,7 +294,7 @@ def _passes(cfg: Config, input_dir: Path, out_dir: Path, tmp_dir: Path, progress
         return assignment, assignment.overhead(sizes), _shard_jobs(gcfg, out_dir, entries, assignment, names)
 
     assignment, padding, jobs = ranks.step(deal)
-    written = ranks.map(lambda share: _map(_shard_task, share, n_workers, initargs, progress, "shards"), jobs)
+    written = ranks.map(lambda share: map_events(_shard_task, share, n_workers, initargs, progress, "shards"), jobs)
     infos = [info for info, _ in written]
     kept = sum(1 for _, was_written in written if not was_written)
     if kept:

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
+from trkx_tf.config import EmbeddingGraphConfig, ModuleMapConfig, schema_default
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.graphs.doublets import doublet_variables, find_rows, module_uid, unique_edges, wrap_angle
 from trkx_tf.graphs.window_search import window_pairs
@@ -62,7 +63,8 @@ class ModuleMapBuilder(EdgeBuilder):
 
     Args:
       module_map: the learned map.
-      margin, rare_margin, min_count: how windows are made from the map's ranges (:meth:`ModuleMap.windows`).
+      margin, rare_margin, min_count: how windows are made from the map's ranges (:meth:`ModuleMap.windows`;
+        defaults: ``graph.module_map``'s).
       neighbours: module pairs never seen in training borrow the windows of the pairs of the ``neighbours``
         nearest modules of the same layer (:meth:`ModuleMap.borrowed_windows`); 0: unseen pairs stay unconnected.
 
@@ -77,8 +79,10 @@ class ModuleMapBuilder(EdgeBuilder):
 
     name = "module_map"
 
-    def __init__(self, module_map: ModuleMap, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1,
-                 neighbours: int = 0):
+    def __init__(self, module_map: ModuleMap, margin: float = schema_default(ModuleMapConfig, "margin"),
+                 rare_margin: float = schema_default(ModuleMapConfig, "rare_margin"),
+                 min_count: int = schema_default(ModuleMapConfig, "min_count"),
+                 neighbours: int = schema_default(ModuleMapConfig, "neighbours")):
         if margin < 0 or rare_margin < 0 or min_count < 1 or neighbours < 0:
             raise ConfigError(f"module map builder: need margin, rare_margin, neighbours >= 0 and min_count >= 1 "
                               f"(got {margin}, {rare_margin}, {neighbours}, {min_count})")
@@ -169,7 +173,7 @@ class EmbeddingBuilder(EdgeBuilder):
     name = "embedding"
 
     def __init__(self, embed: Callable[[np.ndarray], np.ndarray], radius: float, max_neighbours: int,
-                 search: str = "kdtree"):
+                 search: str = schema_default(EmbeddingGraphConfig, "search")):
         if radius <= 0 or max_neighbours < 1:
             raise ConfigError(f"embedding builder: need radius > 0 and max_neighbours >= 1 "
                               f"(got {radius}, {max_neighbours})")

@@ -1,6 +1,6 @@
 """One event's graphs in the graph stage: features, truth, candidate edges, labels and weights, the builder's
-statistics, and the tasks that the build's worker processes run on one event (:mod:`trkx_tf.graphs.build`
-orchestrates them).
+statistics, and the tasks that the build's worker processes run on one event (:func:`map_events` runs them;
+:mod:`trkx_tf.graphs.build` orchestrates them).
 
 Graphs travel between the build's passes as ``.npz`` files (:func:`save_graph`, :func:`load_graph`); the trained
 filter, when the build uses one, rewrites them in place (:func:`filter_graph_files`).
@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from trkx_tf.graphs.module_map import EdgeSample, ModuleMap
 from trkx_tf.graphs.sectors import split_sectors
 from trkx_tf.graphs.truth import (TruthGraph, event_partial_truth, label_edges, label_edges_partial,
                                   partial_truth_graph, truth_graph)
+from trkx_tf.processes import map_in_processes
 
 PT_REPORT = 0.5  # GeV: the efficiency target is quoted for true edges of particles above it
 
@@ -135,6 +136,24 @@ def init_worker(cfg_data: dict, module_map_path: Optional[str], with_cells: bool
     cfg = Config.model_validate(cfg_data)
     mm = ModuleMap.load(module_map_path) if module_map_path else None
     set_worker(cfg, make_builder(cfg.graph, module_map=mm) if mm is not None else None, with_cells)
+
+
+def map_events(fn: Callable, items: list, workers: int, initargs: tuple, progress: bool, desc: str) -> list:
+    """``fn`` over ``items``, in order, in worker processes set up by :func:`init_worker` with ``initargs``.
+
+    Args:
+      fn: a task of this module (:func:`graph_task`, :func:`stats_task`, :func:`edge_sample_task`) or another
+        function that reads the worker's setup.
+      items: its arguments, one per call.
+      workers: processes (:func:`trkx_tf.processes.map_in_processes`).
+      initargs: :func:`init_worker`'s arguments.
+      progress: show a progress bar labelled ``desc`` (counted in events when ``desc`` names them).
+
+    Returns:
+      ``fn``'s results, in the order of ``items``.
+    """
+    return map_in_processes(fn, items, workers, initializer=init_worker, initargs=initargs, progress=progress,
+                            desc=desc, unit="ev" if "event" in desc else "it", leave=False)
 
 
 def set_worker(cfg: Config, builder: Optional[EdgeBuilder], with_cells: bool) -> None:

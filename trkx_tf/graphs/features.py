@@ -45,6 +45,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from trkx_tf.config import GraphConfig, schema_default
 from trkx_tf.errors import DataError
 
 BASE_FEATURES = ("r", "phi", "z")
@@ -180,8 +181,8 @@ def hit_features(
     hits: pd.DataFrame,
     cells: Optional[pd.DataFrame] = None,
     with_cells: bool = False,
-    r_scale: float = 1000.0,
-    z_scale: float = 1000.0,
+    r_scale: float = schema_default(GraphConfig, "r_scale"),
+    z_scale: float = schema_default(GraphConfig, "z_scale"),
 ) -> np.ndarray:
     """The node features of one event.
 
@@ -211,8 +212,8 @@ def edge_features(
     nodes: np.ndarray,
     senders: np.ndarray,
     receivers: np.ndarray,
-    r_scale: float = 1000.0,
-    z_scale: float = 1000.0,
+    r_scale: float = schema_default(GraphConfig, "r_scale"),
+    z_scale: float = schema_default(GraphConfig, "z_scale"),
 ) -> np.ndarray:
     """The ``D`` doublet features of every edge (see the module docstring), from the node features.
 

@@ -2,7 +2,7 @@
 
 Two trkx-build folders (the simulated shards and the real labelled events' masked-label shards, each with its own
 buckets) are read as one :class:`~trkx_tf.train.loop.BatchSource`, dealt to ranks exactly as one folder is
-(:func:`~trkx_tf.graphs.reader.plan_epoch`: one bucket per global step, the same step count on every rank, no
+(:func:`~trkx_tf.graphs.epoch_plan.plan_epoch`: one bucket per global step, the same step count on every rank, no
 communication). The real buckets are numbered after the simulated ones, so a batch never mixes budgets.
 
 The mixing ratio ``fraction`` is the share of real graphs among an epoch's graphs. Every simulated graph is read
@@ -24,7 +24,8 @@ import numpy as np
 import yaml
 
 from trkx_tf.errors import ShardError
-from trkx_tf.graphs.reader import FILLER, BucketShape, PlannedBatches, ShardReader, Step, plan_epoch
+from trkx_tf.graphs.epoch_plan import FILLER, BucketShape, Step, plan_epoch
+from trkx_tf.graphs.reader import PlannedBatches, ShardReader
 
 
 def real_counts(real_bucket: np.ndarray, n_sim: int, fraction: float) -> dict[int, int]:

@@ -21,6 +21,7 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
+from trkx_tf.config import ModuleMapConfig, schema_default
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.files import load_npz, write_npz_atomic
 from trkx_tf.graphs.doublets import PAIR_STRIDE, doublet_variables, module_uid, pair_code
@@ -308,7 +309,9 @@ class ModuleMap:
             all_modules.astype(np.int64), centre, int(skip_layers),
         )
 
-    def windows(self, margin: float = 0.05, rare_margin: float = 0.5, min_count: int = 1
+    def windows(self, margin: float = schema_default(ModuleMapConfig, "margin"),
+                rare_margin: float = schema_default(ModuleMapConfig, "rare_margin"),
+                min_count: int = schema_default(ModuleMapConfig, "min_count")
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The final window of every module pair.
 

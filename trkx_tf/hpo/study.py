@@ -257,9 +257,18 @@ def create_or_load(args: StudyArgs, spec: StudySpec):
 
 
 def trial_command(args: StudyArgs, params: dict, run_name: str) -> list[str]:
-    """The command of one trial: launcher, ``trkx-train``, the base config, the overrides and the parameters."""
-    exe = Path(sys.executable).parent / "trkx-train"
-    cmd = [*args.launcher, str(exe) if exe.exists() else "trkx-train"]
+    """The command of one trial: launcher, ``trkx-train``, the base config, the overrides and the parameters.
+
+    The launcher's program and ``trkx-train`` are found on PATH or beside this interpreter (an environment that is
+    not activated still finds its own ``horovodrun``).
+
+    Raises:
+      BackendError: the launcher's program or trkx-train is installed nowhere.
+    """
+    from trkx_tf.scaling.launchers import console_script
+
+    launcher = [console_script(args.launcher[0]), *args.launcher[1:]] if args.launcher else []
+    cmd = [*launcher, console_script("trkx-train")]
     if args.config:
         cmd += ["--config", str(Path(args.config).resolve())]
     for item in [*args.overrides, *(override(k, v) for k, v in params.items()),
@@ -435,11 +444,13 @@ def run_study(args: StudyArgs, workers: int = 1, stale_after_s: float = STALE_AF
 
     Raises:
       SearchSpaceError, ConfigError, StudyError: checked once before any worker starts.
+      BackendError: the launcher's program or trkx-train is not installed (before any worker starts).
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_space(args.space, args.config, args.overrides)
+    trial_command(args, {}, "check")  # a missing launcher fails here in one line, not in every trial
     with study_lock(args.storage):
         create_or_load(args, spec)  # once, before the workers: they only load it
     if workers <= 1:

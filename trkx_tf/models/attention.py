@@ -48,6 +48,7 @@ from typing import Mapping, Optional
 import sonnet as snt
 import tensorflow as tf
 
+from trkx_tf.config import GNNConfig, schema_default
 from trkx_tf.errors import ConfigError
 from trkx_tf.models.graph import check_batch, gather_rows, masked_segment_ids
 from trkx_tf.models.layers import MLP, as_compute_dtype
@@ -105,8 +106,11 @@ class AttentionGNN(snt.Module):
       ConfigError: a size is out of range or ``aggregation`` is unknown.
     """
 
-    def __init__(self, hidden: int = 64, layers: int = 3, steps: int = 8, aggregation: str = "both",
-                 layernorm: bool = True, recompute: bool = False, compute_dtype: str = "float32",
+    def __init__(self, hidden: int = schema_default(GNNConfig, "attention_hidden"),
+                 layers: int = schema_default(GNNConfig, "attention_layers"),
+                 steps: int = schema_default(GNNConfig, "steps"), aggregation: str = "both",
+                 layernorm: bool = schema_default(GNNConfig, "layernorm"), recompute: bool = False,
+                 compute_dtype: str = "float32",
                  edge_features: bool = False, sort_edges: bool = True, name: Optional[str] = "attention_gnn"):
         super().__init__(name=name)
         if hidden < 1 or layers < 2 or steps < 1:

@@ -14,6 +14,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
+from trkx_tf.config import EmbeddingConfig, schema_default
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.models.layers import MLP, as_compute_dtype
 
@@ -43,8 +44,12 @@ class EmbeddingMLP(snt.Module):
       ConfigError: a size is < 1 or an unknown activation.
     """
 
-    def __init__(self, dim: int = 8, hidden: int = 512, layers: int = 6, layernorm: bool = True,
-                 normalize: bool = False, activation: str = "tanh", periodic_phi: bool = True,
+    def __init__(self, dim: int = schema_default(EmbeddingConfig, "dim"),
+                 hidden: int = schema_default(EmbeddingConfig, "hidden"),
+                 layers: int = schema_default(EmbeddingConfig, "layers"),
+                 layernorm: bool = schema_default(EmbeddingConfig, "layernorm"), normalize: bool = False,
+                 activation: str = schema_default(EmbeddingConfig, "activation"),
+                 periodic_phi: bool = schema_default(EmbeddingConfig, "periodic_phi"),
                  compute_dtype: str = "float32", name: Optional[str] = "embedding"):
         super().__init__(name=name)
         if dim < 1 or hidden < 1 or layers < 1:

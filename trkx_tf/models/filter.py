@@ -11,6 +11,7 @@ import graph_nets as gn
 import sonnet as snt
 import tensorflow as tf
 
+from trkx_tf.config import FilterConfig, schema_default
 from trkx_tf.errors import ConfigError
 from trkx_tf.models.graph import check_batch, to_graphs_tuple
 from trkx_tf.models.layers import MLP, as_compute_dtype
@@ -34,7 +35,9 @@ class EdgeFilter(snt.Module):
       ConfigError: ``hidden`` or ``layers`` < 1.
     """
 
-    def __init__(self, hidden: int = 256, layers: int = 3, layernorm: bool = True, use_edge_features: bool = False,
+    def __init__(self, hidden: int = schema_default(FilterConfig, "hidden"),
+                 layers: int = schema_default(FilterConfig, "layers"),
+                 layernorm: bool = schema_default(FilterConfig, "layernorm"), use_edge_features: bool = False,
                  compute_dtype: str = "float32", name: Optional[str] = "edge_filter"):
         super().__init__(name=name)
         if hidden < 1 or layers < 1:

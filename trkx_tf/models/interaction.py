@@ -63,6 +63,7 @@ from typing import Literal, Mapping, Optional
 import sonnet as snt
 import tensorflow as tf
 
+from trkx_tf.config import GNNConfig, schema_default
 from trkx_tf.errors import ConfigError
 from trkx_tf.models.graph import check_batch, gather_rows, masked_segment_ids, segment_sum
 from trkx_tf.models.kernels import SORTED, edge_step
@@ -97,8 +98,11 @@ class InteractionNetwork(snt.Module):
       ConfigError: a size is out of range or ``skip`` / ``aggregation`` is unknown.
     """
 
-    def __init__(self, hidden: int = 128, layers: int = 2, steps: int = 8, skip: Skip = "residual",
-                 aggregation: Aggregation = "receivers", layernorm: bool = True, recompute: bool = False,
+    def __init__(self, hidden: int = schema_default(GNNConfig, "hidden"),
+                 layers: int = schema_default(GNNConfig, "layers"),
+                 steps: int = schema_default(GNNConfig, "steps"), skip: Skip = schema_default(GNNConfig, "skip"),
+                 aggregation: Aggregation = schema_default(GNNConfig, "aggregation"),
+                 layernorm: bool = schema_default(GNNConfig, "layernorm"), recompute: bool = False,
                  compute_dtype: str = "float32", sort_edges: bool = True,
                  name: Optional[str] = "interaction_network", edge_features: bool = False):
         super().__init__(name=name)

@@ -36,7 +36,8 @@ def learn_map(cfg: Config, events_dir: os.PathLike | str, out: os.PathLike | str
       DataError: no events, or events without truth.
       ConfigError: ``split`` is not ``"train"``.
     """
-    from trkx_tf.graphs.build import learn_module_map, split_events
+    from trkx_tf.graphs.event_splits import split_events
+    from trkx_tf.graphs.map_learning import learn_module_map
     from trkx_tf.trackml.io import list_events
 
     ids = [int(e) for e in event_ids] if event_ids else list_events(events_dir)

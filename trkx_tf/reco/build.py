@@ -107,7 +107,8 @@ def build_real_graphs(cfg, *, input_dir: Optional[os.PathLike | str] = None,
       ConfigError: no ``data.real`` section, or a module-map build without ``graph.module_map.path``.
       DataError: too few events for the split, the test event in it, or see :func:`build_graphs`.
     """
-    from trkx_tf.graphs.build import build_shards, split_real_events
+    from trkx_tf.graphs.build import build_shards
+    from trkx_tf.graphs.event_splits import split_real_events
     from trkx_tf.trackml.io import list_events
 
     real = cfg.data.real

@@ -34,6 +34,7 @@ from trkx_tf.graphs.features import hit_rows
 from trkx_tf.graphs.truth import hit_particle_ids, truth_graph
 from trkx_tf.reco import metrics as M
 from trkx_tf.reco import partial as P
+from trkx_tf.reco.plots import plot_efficiencies, plot_partial
 from trkx_tf.reco.outputs import TIMINGS_FILE, edges_path, find_submission, list_submissions, read_edges
 from trkx_tf.trackml.io import list_events, read_event
 from trkx_tf.trackml.score import read_submission, throughput_score
@@ -211,65 +212,6 @@ def summarise(evaluations: Sequence[EventEvaluation], eval_cfg) -> dict:
     }
 
 
-def plot_efficiencies(summary: dict, folder: os.PathLike | str) -> list[str]:
-    """Draws the efficiency-vs-pT and efficiency-vs-η plots (matplotlib, Agg backend, PNG).
-
-    Args:
-      summary: the output of :func:`summarise`.
-      folder: where the PNG files go (created).
-
-    Returns:
-      The paths written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    hist = summary["histograms"]
-    n_events = len(summary["events"])
-    paths = []
-
-    def draw(ax, h, label, marker):
-        edges = np.asarray(h["edges"])
-        centre = 0.5 * (edges[1:] + edges[:-1])
-        eff = np.array([np.nan if v is None else v for v in h["efficiency"]])
-        ok = ~np.isnan(eff)
-        ax.errorbar(centre[ok], eff[ok], yerr=np.asarray(h["error"])[ok],
-                    xerr=0.5 * (edges[1:] - edges[:-1])[ok], fmt=marker, ms=4, capsize=0, label=label)
-
-    def finish(fig, ax, xlabel, ylabel, legend_loc, title, filename) -> str:
-        """Labels, saves and closes one efficiency plot; returns its path."""
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(0, 1.05)
-        ax.grid(alpha=0.3)
-        ax.legend(loc=legend_loc)
-        ax.set_title(f"{title} ({n_events} event{'s' if n_events != 1 else ''})")
-        fig.tight_layout()
-        path = str(folder / filename)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    min_hits = summary["definitions"]["reconstructable_hits"]
-    draw(ax, hist["technical_efficiency_vs_pt"], f"technical (≥{min_hits} hits)", "o")
-    draw(ax, hist["physics_efficiency_vs_pt"], "physics (all particles with hits)", "s")
-    ax.set_xscale("log")
-    paths.append(finish(fig, ax, "particle $p_T$ [GeV]", "track efficiency", "lower right", "efficiency vs $p_T$",
-                        "efficiency_vs_pt.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for (sel, h), marker in zip(hist["technical_efficiency_vs_eta"].items(), "os^vD<>"):
-        draw(ax, h, sel, marker)
-    paths.append(finish(fig, ax, "particle $\\eta$", "technical efficiency", "lower center", "technical efficiency vs $\\eta$",
-                        "efficiency_vs_eta.png"))
-    return paths
-
-
 def evaluate(
     input_dir: os.PathLike | str,
     submissions_dir: os.PathLike | str,
@@ -333,7 +275,7 @@ def evaluate(
     summary["plots"] = plot_efficiencies(summary, out_dir / "plots") if evaluations else []
     if partial:
         summary["partial_truth"] = P.summarise(partial, ETA_BINS, min_track_hits=1)
-        summary["plots"] += P.plot(summary["partial_truth"], out_dir / "plots")
+        summary["plots"] += plot_partial(summary["partial_truth"], out_dir / "plots")
     if evaluations and (submissions_dir / TIMINGS_FILE).is_file():
         summary["throughput"] = throughput(submissions_dir / TIMINGS_FILE, summary["events"], summary["score"]["all"])
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n")

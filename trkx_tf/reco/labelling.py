@@ -49,6 +49,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from trkx_tf.config import InferConfig, schema_default
 from trkx_tf.errors import DataError
 
 Method = Literal["cc", "walk"]
@@ -98,7 +99,7 @@ def connected_components_labels(
     senders: np.ndarray,
     receivers: np.ndarray,
     scores: Optional[np.ndarray] = None,
-    threshold: float = 0.5,
+    threshold: float = schema_default(InferConfig, "gnn_threshold"),
 ) -> np.ndarray:
     """Tracks as the connected components of the edges with ``score >= threshold`` (method ``cc``).
 
@@ -107,7 +108,7 @@ def connected_components_labels(
       senders: [n_edge] int hit index of each edge's first end.
       receivers: [n_edge] int hit index of the other end (direction is ignored).
       scores: [n_edge] edge scores in [0, 1]; None keeps every edge.
-      threshold: edges scoring at least this are kept.
+      threshold: edges scoring at least this are kept (default: ``infer.gnn_threshold``'s).
 
     Returns:
       [n_node] int64 track id of every hit, in ``1 … n_tracks``; a hit without a kept edge is alone in its track.

@@ -12,9 +12,9 @@ challenge.
 Matching (double majority, as in the Exa.TrkX paper)
 ----------------------------------------------------
 A reconstructed **track** is the set of hits sharing one ``track_id``. Only tracks with at least
-``min_track_hits`` hits (default 5) are tracks for the metrics; smaller ones (singletons, noise, fragments) are
-ignored. A track's majority particle holds the most of its hits (noise, particle 0, competes but never matches;
-ties go to the smaller particle id, and a tie cannot match anyway). Track and particle **match** when more than
+``min_track_hits`` hits (``eval.min_track_hits``) are tracks for the metrics; smaller ones (singletons, noise,
+fragments) are ignored. A track's majority particle holds the most of its hits (noise, particle 0, competes but
+never matches; ties go to the smaller particle id, and a tie cannot match anyway). Track and particle **match** when more than
 50 % of the track's hits belong to the particle *and* the track holds more than 50 % of the particle's hits.
 A particle matches at most one track and a track at most one particle.
 
@@ -22,7 +22,7 @@ Track metrics, for a selection S
 --------------------------------
 * ``physics_efficiency`` = matched particles in S / particles in S (every particle with at least one hit);
 * ``technical_efficiency`` = matched reconstructable particles in S / reconstructable particles in S, where a
-  particle is *reconstructable* with at least ``reconstructable_hits`` hits (default 5);
+  particle is *reconstructable* with at least ``reconstructable_hits`` hits (``eval.reconstructable_hits``);
 * ``purity`` = matched tracks of S / tracks of S, where a track belongs to S when its majority particle is in S
   or is noise: a track dominated by a particle outside the selection (matched or not) is neutral, so the fakes
   of low-pT particles do not lower the purity of a high-pT selection. For ``all`` this is the paper's matched
@@ -134,7 +134,7 @@ class TrackMatch:
     particle_matched: np.ndarray
 
 
-def match_tracks(hit_particle: np.ndarray, hit_track: np.ndarray, min_track_hits: int = 5) -> TrackMatch:
+def match_tracks(hit_particle: np.ndarray, hit_track: np.ndarray, min_track_hits: int) -> TrackMatch:
     """Matches reconstructed tracks and particles by double majority (see the module docstring).
 
     Args:
@@ -187,7 +187,7 @@ def track_counts(
     particles: pd.DataFrame,
     match: TrackMatch,
     pt_cut: Optional[float],
-    reconstructable_hits: int = 5,
+    reconstructable_hits: int,
 ) -> dict[str, int]:
     """The counts behind the track metrics of one selection.
 

@@ -184,7 +184,7 @@ def run_sweep(
     Args:
       cfg: the full config; its ``scaling`` section describes the study, the rest is what trkx-train trains.
       ranks, mode, repeats, launcher, backend, name: override the matching ``scaling`` keys.
-      repo: the repository root (for the sbatch templates in ``slurm/``).
+      repo: the repository root, whose ``slurm/`` holds the sbatch templates (launcher ``sbatch``).
       command_line: the command that started the study, recorded in ``command.txt``.
       environment: the environment record; None collects it (:func:`collect_environment`, with the ranks'
         placement from ``cfg.backend``: threads and core pinning).
@@ -196,7 +196,7 @@ def run_sweep(
       The study's records (``{"study", "environment", "runs", "summary"}``), also written to its folder.
 
     Raises:
-      ConfigError: invalid study parameters.
+      ConfigError: invalid study parameters, or the sbatch launcher and no slurm/ folder in repo.
       BackendError: a run failed, timed out or left no usable metrics (its log is named).
       RunInterrupted: a run was stopped by SIGUSR1/SIGTERM (exit 99); finished runs are kept.
     """
@@ -205,6 +205,9 @@ def run_sweep(
     scaling = ScalingConfig.model_validate({**cfg.scaling.model_dump(), **update})
     cfg = cfg.model_copy(update={"scaling": scaling})
     validate(scaling)
+    if scaling.launcher == "sbatch" and not (Path(repo) / "slurm").is_dir():
+        raise ConfigError(f"scaling.launcher=sbatch: {Path(repo).resolve()} has no slurm/ folder (the sbatch "
+                          f"templates); run from the repository root or give trkx-scaling run --repo")
     folder = study_folder(scaling)
     runs_dir, logs_dir = folder / "runs", folder / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)

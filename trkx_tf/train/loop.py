@@ -184,7 +184,9 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
       max_steps: at most this many batches per rank (0: all).
 
     Returns:
-      ``{"loss", "efficiency", "purity", "f1", counts...}``.
+      ``{"loss", "efficiency", "purity", "f1", counts..., "weight_sum", "batches"}``; the loss is nan when no
+      edge of the source has a non-zero weight (``weight_sum`` 0) or no batch was evaluated (``batches`` 0, the
+      same on every rank).
     """
     n = source.num_batches(epoch)
     n = backend.agree_steps(min(n, max_steps) if max_steps else n)
@@ -197,7 +199,8 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
         out = steps.evaluate(batch)
         sums[:2] += (out["loss_sum"], out["weight_sum"])
         counts.add(out["counts"])
-    return _epoch_sums(backend, sums, counts, None)
+    return {**_epoch_sums(backend, sums, counts, None), "weight_sum": float(backend.host_sum(sums[1:2])[0]),
+            "batches": n}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,8 +290,9 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
     Raises:
       ConfigError: bad options (unknown option or monitor, ``val_*`` monitor without ``val_source``, empty source).
       CheckpointError: the latest checkpoint does not fit the model.
-      TrainingError: a step's loss is not finite, or an epoch's training edges all weigh 0 (no labels); nothing
-        is saved then, the last checkpoint is kept (the console script exits 3).
+      TrainingError: a step's loss or an epoch's validation loss is not finite, or an epoch's training or
+        validation edges all weigh 0 (no labels); nothing is saved then, the last checkpoint is kept (the console
+        script exits 3).
     """
     opt = (options or FitOptions.from_config()).replace(**changes)
     backend = backend or SingleBackend()
@@ -375,6 +379,17 @@ def fit(model, task: EdgeTask, optimizer: Adam, train_source: BatchSource, optio
             record["resumed_at_batch"] = start
         if val_source is not None:
             val = evaluate(steps, val_source, backend, epoch)
+            batches = val.pop("batches")
+            if not batches:  # fewer validation graphs than ranks: nothing to evaluate, the record says nan
+                log.warning("epoch %d: no validation batch to evaluate on %d rank(s) (fewer validation graphs "
+                            "than ranks); val_* metrics are nan", epoch, backend.size)
+            elif val.pop("weight_sum") <= 0:  # val_loss 0/0 would be nan: early stopping and model choice blind
+                raise TrainingError(_failure(f"epoch {epoch}: no validation edge has a non-zero weight (the "
+                                             "validation shards carry no labels)", checkpoint)
+                                    + "; rebuild them from labelled events (trkx-build) or train without validation")
+            elif not math.isfinite(val["loss"]):
+                raise TrainingError(_failure(f"epoch {epoch}: the validation loss is {val['loss']}", checkpoint))
+            val.pop("weight_sum", None)
             record.update({f"val_{k}": v for k, v in val.items()})
         record.update(kind="epoch", backend=backend.name, ranks=backend.size, replicas=backend.num_replicas,
                       global_batch=backend.num_replicas * getattr(train_source, "graphs_per_step", 1))

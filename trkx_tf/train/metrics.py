@@ -18,6 +18,8 @@ from typing import Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from trkx_tf.config import TrainConfig, schema_default
+
 #: Order of the entries of a counts vector.
 COUNT_NAMES = ("true_positive", "true", "predicted", "total")
 
@@ -30,7 +32,7 @@ def _counts(pred: tf.Tensor, labels: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
 
 
 def edge_counts(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, mask: tf.Tensor,
-                threshold: float = 0.5) -> tf.Tensor:
+                threshold: float = schema_default(TrainConfig, "threshold")) -> tf.Tensor:
     """Counts of an edge classifier at a score threshold.
 
     Args:

@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from trkx_tf.config import EmbeddingConfig, TrainConfig, schema_default
 from trkx_tf.errors import ConfigError
 from trkx_tf.graphs.batch import BATCH_KEYS
 from trkx_tf.train import losses, metrics
@@ -34,16 +35,17 @@ class EdgeTask:
     """Edge classification (filter, Interaction Network): weighted BCE and edge counts.
 
     Args:
-      true_weight: class weight of true edges.
-      fake_weight: class weight of fake edges.
-      threshold: score threshold of the counts.
+      true_weight: class weight of true edges (default: ``train.true_weight``'s).
+      fake_weight: class weight of fake edges (default: ``train.fake_weight``'s).
+      threshold: score threshold of the counts (default: ``train.threshold``'s).
       all_steps: train on the logits of every message-passing step (the model must accept ``all_steps``).
     """
 
     kind = "edge"
 
-    def __init__(self, true_weight: float = 1.0, fake_weight: float = 1.0, threshold: float = 0.5,
-                 all_steps: bool = False):
+    def __init__(self, true_weight: float = schema_default(TrainConfig, "true_weight"),
+                 fake_weight: float = schema_default(TrainConfig, "fake_weight"),
+                 threshold: float = schema_default(TrainConfig, "threshold"), all_steps: bool = False):
         if not 0.0 < threshold < 1.0:
             raise ConfigError(f"threshold must be in (0, 1) (got {threshold})")
         self.true_weight, self.fake_weight = float(true_weight), float(fake_weight)
@@ -97,8 +99,13 @@ class EmbeddingTask(EdgeTask):
 
     kind = "embedding"
 
-    def __init__(self, margin: float = 1.0, n_random: int = 4, n_knn: int = 16, true_weight: float = 1.0,
-                 fake_weight: float = 1.0, knn_start_epoch: int = 0, candidate_negatives: bool = False):
+    def __init__(self, margin: float = schema_default(EmbeddingConfig, "margin"),
+                 n_random: int = schema_default(EmbeddingConfig, "random_pairs"),
+                 n_knn: int = schema_default(EmbeddingConfig, "knn_pairs"),
+                 true_weight: float = schema_default(TrainConfig, "true_weight"),
+                 fake_weight: float = schema_default(TrainConfig, "fake_weight"),
+                 knn_start_epoch: int = schema_default(EmbeddingConfig, "knn_start_epoch"),
+                 candidate_negatives: bool = False):
         super().__init__(true_weight, fake_weight)
         if margin <= 0:
             raise ConfigError(f"margin must be > 0 (got {margin})")

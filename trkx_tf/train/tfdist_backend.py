@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from trkx_tf.errors import BackendError, first_line
+from trkx_tf.placement import slurm_step
 from trkx_tf.train.backend import Backend
 
 log = logging.getLogger("trkx_tf.train")
@@ -53,8 +54,8 @@ def cluster_resolver():
         except json.JSONDecodeError as exc:
             raise BackendError(f"TF_CONFIG is not valid JSON ({exc.msg} at char {exc.pos})") from None
         return resolvers.TFConfigClusterResolver()
-    if int(os.environ.get("SLURM_STEP_NUM_TASKS", os.environ.get("SLURM_NTASKS", "1"))) > 1 \
-            and "SLURM_PROCID" in os.environ:
+    step = slurm_step()
+    if step is not None and step.size > 1:
         per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0])
         port = int(os.environ.get("TRKX_TFDIST_PORT", 8888 + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000))
         return resolvers.SlurmClusterResolver(port_base=port, gpus_per_node=per_node, gpus_per_task=1, auto_set_gpu=False)
@@ -147,7 +148,8 @@ class TFDistBackend(Backend):
             return
         if len(gpus) == replicas:
             return
-        local = int(os.environ.get("SLURM_LOCALID", self._task_id % max(1, len(gpus) // replicas)))
+        step = slurm_step()
+        local = step.local_rank if step is not None else self._task_id % max(1, len(gpus) // replicas)
         mine = gpus[local * replicas:(local + 1) * replicas]
         if len(mine) != replicas:
             raise BackendError(f"worker {self._task_id} (local {local}) needs GPUs {local * replicas}.."

@@ -18,12 +18,14 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from trkx_tf.config import TransformerConfig, schema_default
 from trkx_tf.errors import ConfigError
 from trkx_tf.reco.metrics import match_tracks
 
 
-def cluster_points(points: np.ndarray, method: str = "hdbscan", min_cluster_size: int = 3,
-                   eps: float = 0.05) -> np.ndarray:
+def cluster_points(points: np.ndarray, method: str = schema_default(TransformerConfig, "cluster"),
+                   min_cluster_size: int = schema_default(TransformerConfig, "min_cluster_size"),
+                   eps: float = schema_default(TransformerConfig, "eps")) -> np.ndarray:
     """Cluster labels of points (a track id per point; noise points get ids of their own).
 
     Args:

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from trkx_tf.config import TransformerConfig, schema_default
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.graphs.features import cylindrical
 from trkx_tf.trackml.io import Event, list_events, read_event, write_event
@@ -108,7 +109,7 @@ def _eligible(event: Event, min_hits: int, pt_min: float, volumes: Sequence[int]
 
 
 def reduce_event(event: Event, rng: np.random.Generator, particles_min: int, particles_max: int,
-                 min_particle_hits: int = 3, pt_min: float = 0.0,
+                 min_particle_hits: int = schema_default(TransformerConfig, "min_particle_hits"), pt_min: float = 0.0,
                  volumes: Sequence[int] = ()) -> list[Event]:
     """Cuts one full event into reduced events of N particles each (see the module docstring).
 
@@ -159,7 +160,8 @@ def _subset(event: Event, hits: pd.DataFrame, chosen: np.ndarray, event_id: int)
 
 
 def make_reduced_set(source_dir: os.PathLike | str, out_dir: os.PathLike | str, particles_min: int,
-                     particles_max: int, *, seed: int = 0, min_particle_hits: int = 3, pt_min: float = 0.0,
+                     particles_max: int, *, seed: int = 0,
+                     min_particle_hits: int = schema_default(TransformerConfig, "min_particle_hits"), pt_min: float = 0.0,
                      volumes: Sequence[int] = (), max_events: Optional[int] = None) -> list[int]:
     """Writes the reduced events of every event of ``source_dir`` to ``out_dir`` (TrackML CSV, each file atomic).
 

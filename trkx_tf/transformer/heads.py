@@ -30,6 +30,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from trkx_tf.config import TransformerConfig, schema_default
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.files import write_text_atomic
 from trkx_tf.train.losses import MIN_WEIGHT_SUM, WeightSumFn
@@ -146,7 +147,7 @@ class HitTask:
 
     kind = "hits"
 
-    def __init__(self, head: str, bins: ParameterBins, qpt_scale: float = 1.0):
+    def __init__(self, head: str, bins: ParameterBins, qpt_scale: float = schema_default(TransformerConfig, "qpt_scale")):
         if head not in ("reg", "cla"):
             raise ConfigError(f"transformer.head must be 'reg' or 'cla' (got {head!r})")
         if not qpt_scale > 0:

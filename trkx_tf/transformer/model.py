@@ -24,6 +24,7 @@ from typing import Mapping, Optional
 import sonnet as snt
 import tensorflow as tf
 
+from trkx_tf.config import TransformerConfig, schema_default
 from trkx_tf.errors import ConfigError
 from trkx_tf.models.layers import LayerNorm, MultiLinear, as_compute_dtype
 
@@ -112,7 +113,9 @@ class HitTransformer(snt.Module):
       name: module name.
     """
 
-    def __init__(self, outputs: int, hidden: int = 64, num_heads: int = 4, layers: int = 4, ff: int = 128,
+    def __init__(self, outputs: int, hidden: int = schema_default(TransformerConfig, "hidden"),
+                 num_heads: int = schema_default(TransformerConfig, "num_heads"),
+                 layers: int = schema_default(TransformerConfig, "layers"), ff: int = schema_default(TransformerConfig, "ff"),
                  compute_dtype="float32", name: str = "hit_transformer"):
         super().__init__(name=name)
         if min(outputs, hidden, num_heads, layers, ff) < 1:

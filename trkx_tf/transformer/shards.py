@@ -37,6 +37,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from trkx_tf.config import DataConfig, TransformerConfig, schema_default
 from trkx_tf.errors import DataError, ShardError
 from trkx_tf.files import atomic_path, write_text_atomic
 from trkx_tf.graphs import shards as graph_shards
@@ -115,8 +116,10 @@ def write_hit_shard(path: os.PathLike | str, arrays: dict, split: str, compressi
             "n_hit": arrays["n_hit"].tolist(), "event_id": arrays["event_id"].tolist()}
 
 
-def build_hit_shards(events_dir: os.PathLike | str, shards_dir: os.PathLike | str, val_fraction: float = 0.2,
-                     events_per_shard: int = 64, hit_quantum: int = 32, max_buckets: int = 4) -> dict:
+def build_hit_shards(events_dir: os.PathLike | str, shards_dir: os.PathLike | str,
+                     val_fraction: float = schema_default(DataConfig, "val_fraction"),
+                     events_per_shard: int = schema_default(TransformerConfig, "events_per_shard"),
+                     hit_quantum: int = schema_default(TransformerConfig, "hit_quantum"), max_buckets: int = 4) -> dict:
     """Writes the shards of every event of ``events_dir`` (the last ``val_fraction`` of the ids: validation).
 
     Args:

@@ -10,7 +10,7 @@ Each event is built in seven steps, all vectorised with numpy:
    fraction of them come from a displaced decay point. The hard scatter adds two jets and two isolated leptons with
    high-pT tracks.
 3. **Propagation.** Helices in the solenoid field are intersected with every module plane they cross
-   (:func:`~trkx_tf.trackml.geometry.intersect`), so module overlaps give duplicate hits on a layer. A helix stops
+   (:func:`~trkx_tf.trackml.helix.intersect`), so module overlaps give duplicate hits on a layer. A helix stops
    where it leaves the detector or after ``max_half_turns`` half-turns (loopers); particles below ``hit_pt_min``
    leave no hits (the real events show this sharp threshold at 0.15 GeV).
 4. **Multiple scattering.** Each crossed module deflects the track by a Gaussian angle (Highland formula, material

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from trkx_tf.config import SimulateConfig, schema_default
 from trkx_tf.errors import ConfigError, DataError
 from trkx_tf.processes import map_in_processes
 from trkx_tf.ranks import SINGLE, Ranks
@@ -36,8 +37,8 @@ def simulate_event(
     geometry: Geometry,
     event_id: int,
     rng: np.random.Generator,
-    pileup: float = 200.0,
-    noise_fraction: float = 0.146,
+    pileup: float = schema_default(SimulateConfig, "pileup"),
+    noise_fraction: float = schema_default(SimulateConfig, "noise_fraction"),
     cells: bool = True,
     model: PhysicsModel = PhysicsModel(),
     built: Optional[Geometry] = None,
@@ -187,9 +188,9 @@ def simulate_events(
     out_dir: os.PathLike | str,
     detector: os.PathLike | str | Geometry,
     n_events: int,
-    pileup: float = 200.0,
+    pileup: float = schema_default(SimulateConfig, "pileup"),
     seed: int = 0,
-    noise_fraction: float = 0.146,
+    noise_fraction: float = schema_default(SimulateConfig, "noise_fraction"),
     workers: int = 0,
     first_event: int = 0,
     cells: bool = True,

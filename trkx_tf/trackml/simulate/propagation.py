@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trkx_tf.trackml.geometry import Geometry, Helix, intersect
+from trkx_tf.trackml.geometry import Geometry
+from trkx_tf.trackml.helix import Helix, intersect
 from trkx_tf.trackml.simulate.physics import Particles, PhysicsModel, momenta
 from trkx_tf.trackml.simulate.scattering import large_angle_kicks
 
