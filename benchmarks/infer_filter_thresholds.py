@@ -8,8 +8,14 @@ the whole detector and for the barrel region (sender |η| < 1.5, where the node-
 ``--set infer.filter_threshold=T`` to ``trkx-build --filter-ckpt`` (the GNN's training graphs) and to ``trkx-infer``.
 Refuses a shards folder built from the real event 1000 (never tune on it).
 
+With ``--gnn-ckpt`` instead it scores the graphs of a filtered-shards folder (``graph.filter_ckpt``) with a trained
+Interaction Network, the same table. Either way it also prints the working points of the training's validation
+records (:func:`trkx_tf.train.metrics.working_points`, over the edges of non-zero loss weight): the efficiency at
+``train.target_purity`` and the purity at ``train.target_efficiency``.
+
     python benchmarks/infer_filter_thresholds.py --config configs/filter.yaml \\
         --filter-ckpt runs/sim200-filter/checkpoints --target 0.99 [--json thresholds.json]
+    python benchmarks/infer_filter_thresholds.py --config configs/gnn.yaml --gnn-ckpt runs/sim200-gnn/checkpoints
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="YAML config (model, graph, infer sections; data.shards_dir)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--shards", help="trkx-build folder (default: data.shards_dir)")
-    ap.add_argument("--filter-ckpt", required=True)
+    model = ap.add_mutually_exclusive_group(required=True)
+    model.add_argument("--filter-ckpt", help="edge filter checkpoint or release folder")
+    model.add_argument("--gnn-ckpt", help="Interaction Network checkpoint or release folder (filtered shards)")
     ap.add_argument("--target", type=float, help="fraction of pT > 0.5 GeV true edges to keep")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args(argv)
@@ -42,14 +50,17 @@ def main(argv=None) -> int:
     from trkx_tf.config import load_config
     from trkx_tf.graphs.reader import ShardReader
     from trkx_tf.reco.scorers import load_scorer
+    from trkx_tf.train.metrics import score_histogram, working_points
 
     cfg = load_config(args.config, args.overrides)
     reader = ShardReader(args.shards or cfg.data.shards_dir, "val", shuffle=False)
     if not reader.n_graphs:
         print("no validation graphs (build with data.val_fraction > 0)")
         return 2
-    scorer = load_scorer(cfg, "filter", args.filter_ckpt, reader.n_features)
+    kind = "filter" if args.filter_ckpt else "gnn"
+    scorer = load_scorer(cfg, kind, args.filter_ckpt or args.gnn_ckpt, reader.n_features)
     counts = np.zeros((2, len(THRESHOLDS), 5), np.int64)  # [all, barrel] x (kept, true kept, true, hi kept, hi)
+    histogram = 0.0
     for i in range(reader.n_graphs):
         g = reader.read_graph(i)
         if int(g["event_id"]) == 1000:
@@ -58,6 +69,9 @@ def main(argv=None) -> int:
         n, e = int(g["n_node"]), int(g["n_edge"])
         scores = scorer(g["nodes"][:n], g["senders"][:e], g["receivers"][:e])
         true = g["edge_labels"][:e] == 1
+        logits = np.log(np.clip(scores, 1e-12, None)) - np.log(np.clip(1.0 - scores, 1e-12, None))
+        histogram = histogram + score_histogram(logits, g["edge_labels"][:e].astype(np.float32), g["edge_weights"][:e],
+                                                np.ones(e, np.float32)).numpy()
         hi = true & (g["edge_pt"][:e] > PT)
         r_hit, z_hit = g["nodes"][:n, 0] * cfg.graph.r_scale, g["nodes"][:n, 2] * cfg.graph.z_scale
         barrel = np.abs(np.arcsinh(z_hit / np.maximum(r_hit, 1e-6)))[g["senders"][:e]] < 1.5
@@ -77,17 +91,24 @@ def main(argv=None) -> int:
     if args.target is not None:
         ok = [r["threshold"] for r in rows if r["efficiency_pt05"] >= args.target]
         chosen = max(ok) if ok else min(THRESHOLDS)
-    print(f"filter on {reader.n_graphs} validation graphs:  threshold  kept/graph  eff(all true)  eff(pT>0.5)  purity")
+    print(f"{kind} on {reader.n_graphs} validation graphs:  threshold  kept/graph  eff(all true)  eff(pT>0.5)  purity")
     for r, b in zip(rows, barrel_rows):
         print(f"    {r['threshold']:9.3f}  {r['kept_per_graph']:10,.0f}  {r['efficiency']:13.4f}  "
               f"{r['efficiency_pt05']:11.4f}  {r['purity']:7.4f}   barrel: kept {b['kept_per_graph']:9,.0f}  "
               f"eff(pT>0.5) {b['efficiency_pt05']:.4f}  purity {b['purity']:.4f}"
               + ("   <- chosen" if r["threshold"] == chosen else ""))
     if chosen is not None:
-        print(f"filter threshold: {chosen}  (--set infer.filter_threshold={chosen})")
+        print(f"{kind} threshold: {chosen}  (--set infer.{kind}_threshold={chosen})")
+    tc = cfg.train
+    points = working_points(histogram, tc.target_purity, tc.target_efficiency)
+    print(f"weighted edges: efficiency {points['efficiency_at_purity']:.4f} at purity {tc.target_purity} (threshold "
+          f"{points['threshold_at_purity']:.4f}), purity {points['purity_at_efficiency']:.4f} at efficiency "
+          f"{tc.target_efficiency} (threshold {points['threshold_at_efficiency']:.4f})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"chosen": chosen, "table": rows, "barrel": barrel_rows}, indent=1)
-                                   + "\n")
+        Path(args.json).write_text(json.dumps({"kind": kind, "chosen": chosen, "table": rows, "barrel": barrel_rows,
+                                               "working_points": {"target_purity": tc.target_purity,
+                                                                  "target_efficiency": tc.target_efficiency,
+                                                                  **points}}, indent=1) + "\n")
     return 0
 
 

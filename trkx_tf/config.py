@@ -225,6 +225,10 @@ class TrainConfig(Section):
     true_weight: float = Field(1.0, gt=0.0)
     fake_weight: float = Field(1.0, gt=0.0)
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # validation records also give the efficiency at this purity and the purity at this efficiency (edge models),
+    # each at the threshold that achieves it: val_efficiency_at_purity, val_purity_at_efficiency (docs/training.md)
+    target_purity: float = Field(0.9, gt=0.0, lt=1.0)
+    target_efficiency: float = Field(0.99, gt=0.0, lt=1.0)
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"
     checkpoint_steps: bool = False  # gradient checkpointing of message-passing steps
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints
@@ -232,6 +236,7 @@ class TrainConfig(Section):
     max_steps_per_epoch: int = Field(0, ge=0)  # 0: all
     early_stopping_patience: int = Field(0, ge=0)  # epochs without improvement; 0: off
     early_stopping_metric: Literal["val_loss", "val_efficiency", "val_purity", "val_f1",
+                                   "val_efficiency_at_purity", "val_purity_at_efficiency",
                                    "loss", "efficiency", "purity", "f1"] = "val_loss"
     log_every: int = Field(10, ge=1)  # steps between per-step TensorBoard scalars (step/loss, step/learning_rate)
     # fine-tuning: the model's weights from this checkpoint (prefix or folder) or release folder (models/NAME) when

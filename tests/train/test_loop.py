@@ -60,8 +60,10 @@ def test_tensorboard_and_metrics_files(tmp_path, toy_source, val_source):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records == result.history and len(records) == 2
     for key in ("loss", "efficiency", "purity", "val_loss", "val_efficiency", "graphs_per_s", "edges_per_s",
-                "imbalance", "learning_rate"):
+                "imbalance", "learning_rate", "val_purity_at_efficiency", "val_threshold_at_efficiency"):
         assert np.isfinite(records[-1][key]), key
+    assert 0.0 <= records[-1]["val_efficiency_at_purity"] <= 1.0  # 0 where no threshold reaches the purity
+    assert "efficiency_at_purity" not in records[-1]  # working points are validation figures only
     assert records[-1]["graphs"] == 3
     assert records[-1]["step_time_s_max"] == pytest.approx(records[-1]["step_time_s"])  # one rank: max == mean
     acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0})

@@ -198,19 +198,22 @@ def load_edge_model(kind: str, model_cfg, path: os.PathLike | str, n_features: i
     Args:
       kind: ``"filter"`` or ``"gnn"``.
       model_cfg: the ``model`` config section.
-      path: a checkpoint prefix or folder.
+      path: a checkpoint prefix or folder, or a release folder (``models/NAME``: its weights that fit the model).
       n_features: F.
       compute_dtype: see :func:`build_edge_model`.
 
     Returns:
-      ``(model, prefix)``: the restored module and the checkpoint prefix it came from.
+      ``(model, prefix)``: the restored module and the checkpoint prefix (or release weights file) it came from.
 
     Raises:
       ConfigError: an unknown kind.
       CheckpointError: no checkpoint, or it does not fit the configured model.
+      DataError: a damaged release file.
     """
+    from trkx_tf.release import initial_weights
+
     model = build_edge_model(kind, model_cfg, n_features, compute_dtype)
-    return model, restore_model(model, path)
+    return model, initial_weights(model, path)
 
 
 def load_embedding_model(path: os.PathLike | str, cfg):

@@ -50,6 +50,7 @@ log = logging.getLogger("trkx_tf.train")
 
 #: Early-stopping metrics and whether larger is better.
 MONITORS = {"val_loss": False, "val_efficiency": True, "val_purity": True, "val_f1": True,
+            "val_efficiency_at_purity": True, "val_purity_at_efficiency": True,
             "loss": False, "efficiency": True, "purity": True, "f1": True}
 
 
@@ -184,14 +185,15 @@ def evaluate(steps: StepFunctions, source: BatchSource, backend: Backend, epoch:
       max_steps: at most this many batches per rank (0: all).
 
     Returns:
-      ``{"loss", "efficiency", "purity", "f1", counts..., "weight_sum", "batches"}``; the loss is nan when no
+      ``{"loss", "efficiency", "purity", "f1", counts..., "weight_sum", "batches"}``, for edge tasks also the
+      working points (:func:`trkx_tf.train.metrics.working_points`); the loss is nan when no
       edge of the source has a non-zero weight (``weight_sum`` 0) or no batch was evaluated (``batches`` 0, the
       same on every rank).
     """
     n = source.num_batches(epoch)
     n = backend.agree_steps(min(n, max_steps) if max_steps else n)
     sums = np.zeros(5, np.float64)
-    counts = Counts()
+    counts = Counts(targets=getattr(steps.task, "targets", None))  # edge tasks: working points from the histogram
     for i, batch in enumerate(source.batches(epoch, 0)):
         if i >= n:
             break
@@ -478,7 +480,8 @@ def train(cfg: Config, train_source: BatchSource, val_source: Optional[BatchSour
                              emb.knn_start_epoch, emb.candidate_negatives)
     else:
         task = EdgeTask(tc.true_weight, tc.fake_weight, tc.threshold,
-                        all_steps=(tc.model == "gnn" and cfg.model.gnn.all_steps_loss))
+                        all_steps=(tc.model == "gnn" and cfg.model.gnn.all_steps_loss),
+                        targets=(tc.target_purity, tc.target_efficiency))
     hparams = {"model": tc.model, "lr": tc.lr, "lr_scaled": lr, "ranks": backend.size,
                "replicas": backend.num_replicas, "backend": backend.name,
                "mixed_precision": tc.mixed_precision, "checkpoint_steps": tc.checkpoint_steps,

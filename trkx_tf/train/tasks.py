@@ -39,18 +39,26 @@ class EdgeTask:
       fake_weight: class weight of fake edges (default: ``train.fake_weight``'s).
       threshold: score threshold of the counts (default: ``train.threshold``'s).
       all_steps: train on the logits of every message-passing step (the model must accept ``all_steps``).
+      targets: ``(target purity, target efficiency)`` of the evaluation's working points (default: ``train``'s).
     """
 
     kind = "edge"
+    #: evaluation counts carry a score histogram of this many bins (:func:`trkx_tf.train.metrics.score_histogram`)
+    score_bins = metrics.SCORE_BINS
 
     def __init__(self, true_weight: float = schema_default(TrainConfig, "true_weight"),
                  fake_weight: float = schema_default(TrainConfig, "fake_weight"),
-                 threshold: float = schema_default(TrainConfig, "threshold"), all_steps: bool = False):
+                 threshold: float = schema_default(TrainConfig, "threshold"), all_steps: bool = False,
+                 targets: tuple[float, float] = (schema_default(TrainConfig, "target_purity"),
+                                                 schema_default(TrainConfig, "target_efficiency"))):
         if not 0.0 < threshold < 1.0:
             raise ConfigError(f"threshold must be in (0, 1) (got {threshold})")
+        if not all(0.0 < t < 1.0 for t in targets):
+            raise ConfigError(f"target purity and efficiency must be in (0, 1) (got {targets})")
         self.true_weight, self.fake_weight = float(true_weight), float(fake_weight)
         self.threshold = float(threshold)
         self.all_steps = bool(all_steps)
+        self.targets = tuple(float(t) for t in targets)
 
     def prepare(self, batch: dict, forward: Optional[Callable] = None,
                 rng: Optional[np.random.Generator] = None) -> dict:
@@ -68,7 +76,8 @@ class EdgeTask:
           training: use every step's logits when ``all_steps`` (evaluation uses the final logits).
 
         Returns:
-          ``(loss, loss_sum, weight_sum, counts)``: scalars and a [4] counts vector.
+          ``(loss, loss_sum, weight_sum, counts)``: scalars and a [4] counts vector, in evaluation (``training``
+          False) followed by the [2 B] score histogram (B = :attr:`score_bins`).
         """
         logits = model(batch, all_steps=True) if (self.all_steps and training) else model(batch)
         loss, loss_sum, weight_sum = losses.weighted_bce(
@@ -76,6 +85,9 @@ class EdgeTask:
             self.true_weight, self.fake_weight, weight_sum_fn)
         counts = metrics.edge_counts(logits, batch["edge_labels"], batch["edge_weights"], batch["edge_mask"],
                                      self.threshold)
+        if not training:
+            counts = tf.concat([counts, metrics.score_histogram(logits, batch["edge_labels"], batch["edge_weights"],
+                                                                batch["edge_mask"], self.score_bins)], axis=0)
         return loss, loss_sum, weight_sum, counts
 
     @staticmethod
@@ -98,6 +110,7 @@ class EmbeddingTask(EdgeTask):
     """
 
     kind = "embedding"
+    score_bins = 0  # pair counts only
 
     def __init__(self, margin: float = schema_default(EmbeddingConfig, "margin"),
                  n_random: int = schema_default(EmbeddingConfig, "random_pairs"),
