@@ -202,6 +202,14 @@ def test_fine_tuning_starts_from_a_release(toy, tmp_path):
     # a checkpoint folder still restores as before
     model = build_edge_model("gnn", cfg.model, 3)
     assert initial_weights(model, toy / "gnn").startswith(str(toy / "gnn"))
+    # what inference and trkx-build restore (infer.*_ckpt, graph.filter_ckpt) takes a release folder the same way
+    from trkx_tf.train.checkpoints import load_edge_model
+
+    model, source = load_edge_model("filter", cfg.model, rel, 3)
+    assert source == str(rel / "filter.npz")
+    with np.load(rel / "filter.npz") as want:
+        for name, value in model_weights(model).items():
+            np.testing.assert_array_equal(value, want[name], err_msg=name)
     with pytest.raises(CheckpointError, match="none of the release's weights"):
         initial_weights(build_edge_model("gnn", load_config(None, SETS + ["model.gnn.layers=3"]).model, 3), rel)
     data = bytearray((rel / "gnn.npz").read_bytes())
