@@ -429,6 +429,10 @@ class SystematicsConfig(Section):
     shifts: tuple[float, ...] = (0.1, 0.5, 1.0)  # mm along x, of each group of shift_layers
     shift_layers: tuple[tuple[tuple[int, int], ...], ...] = (((8, 2),), ((8, 2), (8, 4), (8, 6), (8, 8)))  # (volume,
     #   layer) groups: the innermost barrel layer; the four innermost (pixel barrel) layers
+    # how a simulated misalignment point is made: "simulate": events simulated with the layers built shifted (their
+    # later random draws differ from the nominal events'); "shift_hits": the nominal events with the layers' hits
+    # moved by -dx in x, as the real-event variant and the paper do (the same events: the change is exact)
+    misalignment: Literal["simulate", "shift_hits"] = "simulate"
     field_errors: tuple[float, ...] = (-0.01, -0.001, 0.001, 0.01)  # simulated field / assumed one - 1
     models: tuple[StudyModelConfig, ...] = ()  # the first runs every study, the others noise only; empty: this config
     real_dir: Optional[str] = None  # the real test event's folder; None: no real-event variants

@@ -124,3 +124,38 @@ def test_study_errors_are_one_line(tiny_study, venv_bin):
     assert "added, not removed" in fails("systematics.studies=[real]", "systematics.real_noise_fractions=[0.01]")
     assert "noise-free" in fails("systematics.studies=[noise]",
                                  "systematics.models=[{name: noise-free}, {name: noise-free}]")
+
+
+def test_shift_hits_misalignment_moves_the_nominal_events_hits_only(tmp_path, shared_trackml):
+    """``systematics.misalignment: shift_hits``: a misalignment point is the nominal events with the chosen layers'
+    hits moved by -dx in x (the same events: nothing else differs), made once and reused."""
+    import numpy as np
+
+    from trkx_tf.config import load_config
+    from trkx_tf.study.systematics import shifted_point, simulate_point, study_points
+    from trkx_tf.trackml.io import read_event
+
+    cfg = load_config(None, [f"data.detector={shared_trackml / 'detectors.csv.gz'}", "simulate.pileup=3",
+                             "simulate.cells=false", "systematics.events=1", "systematics.workers=1",
+                             "systematics.studies=[misalignment]", "systematics.shifts=[0.5]",
+                             "systematics.misalignment=shift_hits"])
+    points = study_points(cfg, ["standard"])
+    nominal, moved = points[0], points[2]  # nominal, 1 layer 0.5 mm, 4 layers 0.5 mm
+    assert moved.sim == nominal.sim and moved.hit_shifts == ((8, 2, 0.5), (8, 4, 0.5), (8, 6, 0.5), (8, 8, 0.5))
+    assert moved.key() != nominal.key() and points[1].key() != moved.key()
+
+    ids = simulate_point(cfg, nominal.sim, tmp_path / "nominal", progress=False)
+    shifted_point(tmp_path / "nominal", ids, moved.hit_shifts, tmp_path / "moved")
+    a, b = read_event(tmp_path / "nominal", ids[0]), read_event(tmp_path / "moved", ids[0])
+    layer = b.hits["volume_id"].isin([8]) & b.hits["layer_id"].isin([2, 4, 6, 8])
+    assert layer.sum() > 0 and (~layer).sum() > 0
+    dx = b.hits["x"].to_numpy(np.float64) - a.hits["x"].to_numpy(np.float64)
+    np.testing.assert_allclose(dx[layer.to_numpy()], -0.5, atol=1e-4)
+    assert not dx[~layer.to_numpy()].any()
+    for column in ("y", "z", "hit_id", "volume_id", "layer_id", "module_id"):
+        assert (a.hits[column].to_numpy() == b.hits[column].to_numpy()).all(), column
+    assert a.truth.equals(b.truth) and a.particles.equals(b.particles)
+    # made once: a second call with the same source and shifts leaves the folder alone
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "moved").iterdir()}
+    shifted_point(tmp_path / "nominal", ids, moved.hit_shifts, tmp_path / "moved")
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "moved").iterdir()} == before

@@ -165,10 +165,13 @@ def misalignment_section(results: dict) -> list[str]:
     recs = _records(results, "misalignment")
     if not recs:
         return []
+    how = ("The nominal events with the hits of the layers moved by −shift in x (`systematics.misalignment: "
+           "shift_hits`, as the paper and the real-event variant do): the same events, so Δ is the change itself, "
+           "without simulation noise." if results["systematics"].get("misalignment") == "shift_hits" else
+           "The layers are built the given distance along x from their nominal place; the hits are reported in the "
+           "nominal geometry, which reconstruction assumes.")
     return (["## Misalignment", "",
-             "The layers are built the given distance along x from their nominal place; the hits are reported in the "
-             f"nominal geometry, which reconstruction assumes. Δ: points from the nominal detector. Paper: "
-             f"{PAPER_MISALIGNMENT}.", ""]
+             f"{how} Δ: points from the nominal detector. Paper: {PAPER_MISALIGNMENT}.", ""]
             + _change_table(recs, _selections(results), ["layers", "shift"],
                             lambda r: [r["group"] or "none", r["label"]]))
 
@@ -298,7 +301,10 @@ def write_report(results: dict, out_dir: os.PathLike | str) -> tuple[Path, list[
              f"Command: `{results['command']}`" if results["command"] else "", "",
              f"Simulated test events per point: {n_sim} (ids {s['first_event']}…{s['first_event'] + n_sim - 1}, seed "
              f"{s['seed']}: the same generated particles at every point; the noise points also share every signal "
-             "hit, while misalignment, field and pile-up points differ in the simulation's later random draws, so "
+             + ("hit, and so do the misalignment points (moved hits), while field and pile-up points differ"
+                if s.get("misalignment") == "shift_hits" else
+                "hit, while misalignment, field and pile-up points differ")
+             + " in the simulation's later random draws, so "
              "their changes from the nominal point carry about √2 times the ± shown). Efficiencies: technical "
              "efficiency (reconstructable "
              "particles, ≥ 5 hits, matched by double majority) and purity (matched tracks / tracks), summed counts "

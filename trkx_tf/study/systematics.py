@@ -11,7 +11,9 @@ study          points                                                           
 noise          ``noise_fractions`` of noise hits at μ = ``pileup`` (the paper's Table 1,   every model
                Figure 7)
 pileup         μ in ``pileups`` at the standard noise (the paper's Figure 6)                the first model
-misalignment   each group of ``shift_layers`` built ``shifts`` mm along x (and 0 mm)        the first model
+misalignment   each group of ``shift_layers`` built ``shifts`` mm along x (and 0 mm); with    the first model
+               ``misalignment: shift_hits`` the nominal events with those layers' hits
+               moved instead
 field          the field ``1 + field_errors`` times what reconstruction assumes (and 1)     the first model
 real           the real event ``real_event`` as recorded, with noise hits added up to     the first model
                ``real_noise_fractions`` (spread over the layers like its own noise), and
@@ -81,6 +83,8 @@ class Point:
       models: the models reconstructing it.
       sim: the simulated events' setting (None for a real variant).
       real: the real variant's name (None for simulated points).
+      hit_shifts: ``(volume, layer, dx)`` moves of the simulated events' hits after the simulation
+        (:func:`~trkx_tf.trackml.simulate.systematics.shift_hits`); () for none.
     """
 
     study: str
@@ -90,10 +94,16 @@ class Point:
     models: tuple[str, ...]
     sim: Optional[SimSetting] = None
     real: Optional[str] = None
+    hit_shifts: tuple[tuple[int, int, float], ...] = ()
+
+    def events_slug(self) -> str:
+        """The folder name of a simulated point's events."""
+        moved = "_".join(f"{v}-{lay}-{dx:g}" for v, lay, dx in self.hit_shifts)
+        return self.sim.slug() + (f"-hitshift{moved}" if moved else "")
 
     def key(self) -> str:
         """A folder name unique within the study."""
-        return f"{self.study}-{self.real}" if self.real else f"{self.study}-{self.sim.slug()}"
+        return f"{self.study}-{self.real}" if self.real else f"{self.study}-{self.events_slug()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,8 +154,12 @@ def study_points(cfg: Config, models: Sequence[str]) -> list[Point]:
         for group in s.shift_layers:
             for dx in s.shifts:
                 shifts = tuple((int(v), int(lay), float(dx)) for v, lay in group)
-                points.append(Point("misalignment", f"{dx:g} mm", dx, layer_group_name(group), first,
-                                    SimSetting(mu, noise, shifts)))
+                if s.misalignment == "shift_hits":
+                    points.append(Point("misalignment", f"{dx:g} mm", dx, layer_group_name(group), first, nominal,
+                                        hit_shifts=shifts))
+                else:
+                    points.append(Point("misalignment", f"{dx:g} mm", dx, layer_group_name(group), first,
+                                        SimSetting(mu, noise, shifts)))
     if "field" in s.studies:
         points.append(Point("field", "nominal", 0.0, "", first, nominal))
         for e in s.field_errors:
@@ -236,6 +250,32 @@ def simulate_point(cfg: Config, setting: SimSetting, folder: Path, progress: boo
                     field_error=setting.field_error)
     write_text_atomic(folder / STAMP_FILE, json.dumps(stamp, indent=1) + "\n")
     return ids
+
+
+def shifted_point(source: Path, ids: Sequence[int], shifts, folder: Path) -> None:
+    """A simulated point's events with some layers' hits moved (:func:`~trkx_tf.trackml.simulate.systematics.
+    shift_hits`), made unless ``folder`` holds them already (same source stamp and shifts).
+
+    Args:
+      source: the simulated events (with their :data:`STAMP_FILE`).
+      ids: their ids.
+      shifts: ``(volume, layer, dx)`` per layer.
+      folder: where the moved events go (replaced when its stamp differs).
+
+    Raises:
+      DataError: unreadable events, or a named layer without hits.
+    """
+    from trkx_tf.trackml.io import read_event, write_event
+    from trkx_tf.trackml.simulate.systematics import shift_hits
+
+    stamp = {"source": json.loads((source / STAMP_FILE).read_text()), "hit_shifts": [list(x) for x in shifts]}
+    if _stamp_matches(folder, stamp):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for i in ids:
+        event = read_event(source, i)
+        write_event(folder, dataclasses.replace(event, hits=shift_hits(event.hits, shifts)))
+    write_text_atomic(folder / STAMP_FILE, json.dumps(stamp, indent=1) + "\n")
 
 
 def real_variant(cfg: Config, name: str, folder: Path) -> tuple[Path, dict]:
@@ -429,10 +469,13 @@ def run_systematics(cfg: Config, config_path: Optional[str] = None, overrides: S
     done: dict = {}
     for i, point in enumerate(points):
         if point.sim is not None:
-            folder = work / "events" / point.sim.slug()
-            if folder not in events_of:
-                ids = simulate_point(cfg, point.sim, folder, progress=progress)
-                events_of[folder] = (ids, None)
+            simulated = work / "events" / point.sim.slug()
+            if simulated not in events_of:
+                events_of[simulated] = (simulate_point(cfg, point.sim, simulated, progress=progress), None)
+            folder = work / "events" / point.events_slug()
+            if folder not in events_of:  # moved hits: made from the simulated events
+                shifted_point(simulated, events_of[simulated][0], point.hit_shifts, folder)
+                events_of[folder] = events_of[simulated]
         else:
             made, facts = real_variant(cfg, point.real, work / "events" / f"real-{point.real}")
             folder = made
@@ -447,6 +490,7 @@ def run_systematics(cfg: Config, config_path: Optional[str] = None, overrides: S
             records.append({"study": point.study, "label": point.label, "value": point.value,
                             "group": point.group, "model": name,
                             "setting": dataclasses.asdict(point.sim) if point.sim else None,
+                            "hit_shifts": [list(x) for x in point.hit_shifts],
                             "real": point.real, "real_facts": facts, "events": list(ids), "metrics": metrics})
             t = metrics["tracks"]["all"]
             if progress:
