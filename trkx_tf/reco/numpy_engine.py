@@ -267,6 +267,7 @@ class NumpyInteractionNetwork:
             m = core(e, w_e, v @ w_r, receivers, v @ w_s, senders)
             aggregates = [_scatter_add(m, receivers, n)] + ([_scatter_add(m, senders, n)] if self.both else [])
             e += m
+            del m  # before the next step's m is made: one [E, H] message array at a time, not two
             v = v + self.node_core(np.concatenate(aggregates + [v], 1))
         return self.decoder(e)[:, 0]
 
