@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         scores = scorer(g["nodes"][:n], g["senders"][:e], g["receivers"][:e])
         true = g["edge_labels"][:e] == 1
         logits = np.log(np.clip(scores, 1e-12, None)) - np.log(np.clip(1.0 - scores, 1e-12, None))
-        histogram = histogram + score_histogram(logits, g["edge_labels"][:e].astype(np.float32), g["edge_weights"][:e],
+        histogram = histogram + score_histogram(logits, g["edge_labels"][:e], g["edge_weights"][:e],
                                                 np.ones(e, np.float32)).numpy()
         hi = true & (g["edge_pt"][:e] > PT)
         r_hit, z_hit = g["nodes"][:n, 0] * cfg.graph.r_scale, g["nodes"][:n, 2] * cfg.graph.z_scale

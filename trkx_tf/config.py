@@ -226,7 +226,7 @@ class TrainConfig(Section):
     fake_weight: float = Field(1.0, gt=0.0)
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     # validation records also give the efficiency at this purity and the purity at this efficiency (edge models),
-    # each at the threshold that achieves it: val_efficiency_at_purity, val_purity_at_efficiency (docs/training.md)
+    # each at the threshold that achieves it: val_efficiency_at_purity, val_purity_at_efficiency (docs/hpo.md)
     target_purity: float = Field(0.9, gt=0.0, lt=1.0)
     target_efficiency: float = Field(0.99, gt=0.0, lt=1.0)
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"

@@ -45,9 +45,9 @@ def test_working_points_match_a_brute_force_threshold_scan():
     weights = (rng.random(n) > 0.1).astype(np.float32)
     mask = np.ones(n, np.float32)
     mask[-50:] = 0
-    # two batches summed, as steps and ranks sum them
+    # two batches summed, as steps and ranks sum them; labels as the shards store them (uint8) or as batches (float)
     hist = score_histogram(logits[:1500], labels[:1500], weights[:1500], mask[:1500]).numpy() + \
-        score_histogram(logits[1500:], labels[1500:], weights[1500:], mask[1500:]).numpy()
+        score_histogram(logits[1500:], labels[1500:].astype(np.uint8), weights[1500:], mask[1500:]).numpy()
     assert hist.shape == (2 * SCORE_BINS,)
     valid = (weights > 0) & (mask > 0)
     assert hist.sum() == valid.sum() and hist[:SCORE_BINS].sum() == (valid & (labels > 0)).sum()

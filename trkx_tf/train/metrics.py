@@ -36,7 +36,7 @@ SCORE_BINS = 480
 
 def _counts(pred: tf.Tensor, labels: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
     pred = tf.cast(pred, tf.float32) * valid
-    labels = tf.cast(tf.convert_to_tensor(labels) > 0.5, tf.float32) * valid
+    labels = tf.cast(tf.cast(labels, tf.float32) > 0.5, tf.float32) * valid
     return tf.stack([tf.reduce_sum(pred * labels), tf.reduce_sum(labels), tf.reduce_sum(pred),
                      tf.reduce_sum(valid)])
 
@@ -69,7 +69,7 @@ def score_histogram(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, ma
 
     Args:
       logits: [E] (or [T, E]: the last step).
-      labels: [E] 0/1.
+      labels: [E] 0/1 (any numeric dtype).
       weights: [E] loss weights.
       mask: [E] 1 for real edges.
       bins: B, equal bins over [-LOGIT_RANGE, LOGIT_RANGE] (the end bins take what lies beyond).
@@ -81,7 +81,7 @@ def score_histogram(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, ma
     if logits.shape.rank == 2:
         logits = logits[-1]
     valid = tf.cast((tf.convert_to_tensor(mask) > 0) & (tf.convert_to_tensor(weights) > 0), tf.float32)
-    true = tf.cast(tf.convert_to_tensor(labels) > 0.5, tf.float32) * valid
+    true = tf.cast(tf.cast(labels, tf.float32) > 0.5, tf.float32) * valid
     width = 2.0 * LOGIT_RANGE / bins
     index = tf.clip_by_value(tf.cast(tf.floor((tf.cast(logits, tf.float32) + LOGIT_RANGE) / width), tf.int32),
                              0, bins - 1)
