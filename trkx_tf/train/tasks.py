@@ -43,8 +43,6 @@ class EdgeTask:
     """
 
     kind = "edge"
-    #: evaluation counts carry a score histogram of this many bins (:func:`trkx_tf.train.metrics.score_histogram`)
-    score_bins = metrics.SCORE_BINS
 
     def __init__(self, true_weight: float = schema_default(TrainConfig, "true_weight"),
                  fake_weight: float = schema_default(TrainConfig, "fake_weight"),
@@ -77,7 +75,7 @@ class EdgeTask:
 
         Returns:
           ``(loss, loss_sum, weight_sum, counts)``: scalars and a [4] counts vector, in evaluation (``training``
-          False) followed by the [2 B] score histogram (B = :attr:`score_bins`).
+          False) followed by the [2 B] score histogram (:func:`trkx_tf.train.metrics.score_histogram`).
         """
         logits = model(batch, all_steps=True) if (self.all_steps and training) else model(batch)
         loss, loss_sum, weight_sum = losses.weighted_bce(
@@ -87,7 +85,7 @@ class EdgeTask:
                                      self.threshold)
         if not training:
             counts = tf.concat([counts, metrics.score_histogram(logits, batch["edge_labels"], batch["edge_weights"],
-                                                                batch["edge_mask"], self.score_bins)], axis=0)
+                                                                batch["edge_mask"])], axis=0)
         return loss, loss_sum, weight_sum, counts
 
     @staticmethod
@@ -110,7 +108,6 @@ class EmbeddingTask(EdgeTask):
     """
 
     kind = "embedding"
-    score_bins = 0  # pair counts only
 
     def __init__(self, margin: float = schema_default(EmbeddingConfig, "margin"),
                  n_random: int = schema_default(EmbeddingConfig, "random_pairs"),
@@ -120,6 +117,7 @@ class EmbeddingTask(EdgeTask):
                  knn_start_epoch: int = schema_default(EmbeddingConfig, "knn_start_epoch"),
                  candidate_negatives: bool = False):
         super().__init__(true_weight, fake_weight)
+        self.targets = None  # pair counts, no score histogram: no working points
         if margin <= 0:
             raise ConfigError(f"margin must be > 0 (got {margin})")
         self.margin = float(margin)
