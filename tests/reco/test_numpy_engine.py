@@ -54,7 +54,10 @@ def test_filter_scores_match_tensorflow(overrides):
     ["model.gnn.hidden=8", "model.gnn.layers=3", "model.gnn.steps=2", "model.gnn.aggregation=both"],
     ["model.gnn.hidden=8", "model.gnn.steps=2", "model.gnn.layernorm=false", "model.gnn.edge_features=true"],
 ])
-def test_interaction_network_scores_match_tensorflow(overrides):
+@pytest.mark.parametrize("chunk", [None, 37])
+def test_interaction_network_scores_match_tensorflow(overrides, chunk, monkeypatch):
+    if chunk:  # a step's hidden activations in pieces of 37 edges: 10 full pieces and a short one
+        monkeypatch.setattr("trkx_tf.reco.numpy_engine._CHUNK", chunk)
     tf_scorer, np_scorer = _both("gnn", overrides)
     nodes, s, r = _graph(seed=1)
     expected = tf_scorer(nodes, s, r)

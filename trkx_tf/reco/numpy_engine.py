@@ -39,6 +39,7 @@ from trkx_tf.reco.scorers import ChunkedScorer, edge_feature_fn
 
 _EPS = np.float32(1e-5)  # the LayerNorm epsilon of trkx_tf.models.layers.LayerNorm
 _BLOCK = 256  # rows per block of the fused kernel: a block's activations stay in the core's cache
+_CHUNK = 65536  # edges per piece of a GNN step's hidden activations (32 MiB at H = 128)
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -66,21 +67,26 @@ def _activate(h, scale, offset, eps, norm):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _mlp_rows(x, w0, b0, table_r, ids_r, table_s, ids_s, wh, bh, scales, offsets, wl, bl, eps, norm):
+def _mlp_rows(x, w0, b0, table_r, ids_r, table_s, ids_s, extra, w_extra, wh, bh, scales, offsets, wl, bl, eps,
+              norm, output):
     """An MLP over the rows of ``x``, in cache-sized blocks over the cores.
 
-    Layer 0: ``x @ w0 + b0 (+ table_r[ids_r] + table_s[ids_s])`` (the gathered terms when ``ids_r`` / ``ids_s``
-    have a row per row of ``x``), then ReLU([LayerNorm]); hidden layers ``k``: ``h @ wh[k] + bh[k]``, ReLU([LN]);
-    output: ``h @ wl + bl``. Returns [B, out] float32.
+    Layer 0: ``x @ w0 + b0 (+ table_r[ids_r] + table_s[ids_s]) (+ extra @ w_extra)`` (each optional term when its
+    rows array has a row per row of ``x``), then ReLU([LayerNorm]); hidden layers ``k``: ``h @ wh[k] + bh[k]``,
+    ReLU([LN]); output: ``h @ wl + bl``, or, without ``output``, the last hidden activation. Returns [B, out]
+    float32.
     """
     n = x.shape[0]
-    out = np.empty((n, wl.shape[1]), np.float32)
+    out = np.empty((n, wl.shape[1] if output else w0.shape[1]), np.float32)
     gather_r = len(ids_r) == n
     gather_s = len(ids_s) == n
+    add_extra = extra.shape[0] == n
     for blk in numba.prange((n + _BLOCK - 1) // _BLOCK):
         lo = blk * _BLOCK
         hi = min(n, lo + _BLOCK)
         h = np.ascontiguousarray(x[lo:hi]) @ w0
+        if add_extra:
+            h += np.ascontiguousarray(extra[lo:hi]) @ w_extra
         width = h.shape[1]
         for i in range(hi - lo):
             for j in range(width):
@@ -100,22 +106,67 @@ def _mlp_rows(x, w0, b0, table_r, ids_r, table_s, ids_s, wh, bh, scales, offsets
                 for j in range(width):
                     h[i, j] += bh[k, j]
             _activate(h, scales[k + 1], offsets[k + 1], eps, norm)
-        o = h @ wl
-        for i in range(hi - lo):
-            for j in range(o.shape[1]):
-                out[lo + i, j] = o[i, j] + bl[j]
+        if output:
+            o = h @ wl
+            for i in range(hi - lo):
+                for j in range(o.shape[1]):
+                    out[lo + i, j] = o[i, j] + bl[j]
+        else:
+            out[lo:hi] = h
     return out
 
 
-@numba.njit(cache=True)
-def _scatter_add(values: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
-    """[n, H] float32: row k sums the rows of ``values`` [E, H] whose id is k."""
-    out = np.zeros((n, values.shape[1]), np.float32)
-    for e in range(values.shape[0]):
-        k = ids[e]
-        for j in range(values.shape[1]):
-            out[k, j] += values[e, j]
-    return out
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _edge_core_rows(z, acc, lo, h_out, table_r, ids_r, table_s, ids_s, wh, bh, scales, offsets, eps, norm, first,
+                    m_step, c_step, update_z):
+    """One message-passing step of the edge core on the rows ``lo .. lo + len(h_out)`` of the edge arrays.
+
+    The first layer's pre-activation is ``z + table_r[ids_r] + table_s[ids_s]`` (``z`` carries the edge latent's
+    projection and the bias); after ReLU([LN]) and the hidden layers ``wh``, ``h`` (the last hidden activation) is
+    written to ``h_out``, added to ``acc`` (set on the ``first`` step) and, with ``update_z``, carried into the
+    next step's first layer: ``z += h @ m_step + c_step``. ``z``, ``acc`` [E, H] are updated in place.
+    """
+    n = h_out.shape[0]
+    width = h_out.shape[1]
+    for blk in numba.prange((n + _BLOCK - 1) // _BLOCK):
+        a = blk * _BLOCK
+        b = min(n, a + _BLOCK)
+        h = np.empty((b - a, width), np.float32)
+        for i in range(b - a):
+            row = lo + a + i
+            r, s = ids_r[row], ids_s[row]
+            for j in range(width):
+                h[i, j] = z[row, j] + table_r[r, j] + table_s[s, j]
+        _activate(h, scales[0], offsets[0], eps, norm)
+        for k in range(wh.shape[0]):
+            h = h @ wh[k]
+            for i in range(b - a):
+                for j in range(width):
+                    h[i, j] += bh[k, j]
+            _activate(h, scales[k + 1], offsets[k + 1], eps, norm)
+        for i in range(b - a):
+            row = lo + a + i
+            for j in range(width):
+                h_out[a + i, j] = h[i, j]
+                acc[row, j] = h[i, j] if first else acc[row, j] + h[i, j]
+        if update_z:
+            d = h @ m_step
+            for i in range(b - a):
+                row = lo + a + i
+                for j in range(width):
+                    z[row, j] += d[i, j] + c_step[j]
+
+
+@numba.njit(parallel=True, cache=True)
+def _scatter_add(out: np.ndarray, values: np.ndarray, ids: np.ndarray) -> None:
+    """``out[ids[e]] += values[e]`` for every row ``e`` of ``values`` [B, H], in place; the cores take column
+    groups of 16, so no two write the same element."""
+    width = values.shape[1]
+    for g in numba.prange((width + 15) // 16):
+        for e in range(values.shape[0]):
+            k = ids[e]
+            for j in range(g * 16, min(width, g * 16 + 16)):
+                out[k, j] += values[e, j]
 
 
 _NO_IDS = np.zeros(0, np.int64)
@@ -177,16 +228,23 @@ class _MLP:
             self.scales = self.offsets = np.zeros((n_hidden, width), np.float32)
         self.w0 = np.ascontiguousarray(np.concatenate(self.blocks, 0))  # the blocks over the concatenated parts
 
-    def __call__(self, x: np.ndarray, w0: Optional[np.ndarray] = None, table_r=None, ids_r=None, table_s=None,
-                 ids_s=None) -> np.ndarray:
-        """The MLP of the rows of ``x`` [B, K] (the first layer's blocks stacked, unless ``w0`` is given), plus
-        the gathered first-layer terms ``table_r[ids_r]`` and ``table_s[ids_s]`` where given. Returns [B, out]."""
-        w0 = self.w0 if w0 is None else np.ascontiguousarray(w0)
+    def __call__(self, x: np.ndarray, w0: Optional[np.ndarray] = None, b0: Optional[np.ndarray] = None,
+                 table_r=None, ids_r=None, table_s=None, ids_s=None, extra=None, w_extra=None,
+                 wl: Optional[np.ndarray] = None, bl: Optional[np.ndarray] = None, output: bool = True) -> np.ndarray:
+        """The MLP of the rows of ``x`` [B, K]: the first layer's weights ``w0`` (default: its blocks stacked)
+        and bias ``b0``, plus the gathered first-layer terms ``table_r[ids_r]``, ``table_s[ids_s]`` and
+        ``extra @ w_extra`` where given; the output layer ``wl``, ``bl`` (default: its own). Returns [B, out], or
+        [B, H] the last hidden activation without ``output``."""
+        def given(value, default):
+            return np.ascontiguousarray(default if value is None else value, np.float32)
+
         empty = np.zeros((0, self.b0.shape[0]), np.float32)
-        return _mlp_rows(np.ascontiguousarray(x, np.float32), w0, self.b0,
+        return _mlp_rows(np.ascontiguousarray(x, np.float32), given(w0, self.w0), given(b0, self.b0),
                          empty if table_r is None else table_r, _NO_IDS if ids_r is None else ids_r,
                          empty if table_s is None else table_s, _NO_IDS if ids_s is None else ids_s,
-                         self.wh, self.bh, self.scales, self.offsets, self.wl, self.bl, _EPS, self.norm)
+                         empty if extra is None else np.ascontiguousarray(extra), given(w_extra, empty.T),
+                         self.wh, self.bh, self.scales, self.offsets, given(wl, self.wl), given(bl, self.bl), _EPS,
+                         self.norm, output)
 
 
 def _check_all_used(arrays: Mapping[str, np.ndarray], used: set, what: str) -> None:
@@ -255,21 +313,48 @@ class NumpyInteractionNetwork:
 
     def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray,
                  edges: Optional[np.ndarray]) -> np.ndarray:
-        """[n_edge] float32 logits (edges [n_edge, A] when the model takes them)."""
-        n = len(nodes)
-        v = self.node_encoder(nodes)
-        e = self.edge_encoder(np.concatenate([nodes[receivers], nodes[senders]]
-                                             + ([edges] if self.edge_features else []), 1))
-        core = self.edge_core
+        """[n_edge] float32 logits (edges [n_edge, A] when the model takes them).
+
+        The edge latents are carried as the TensorFlow model carries them (``trkx_tf/models/interaction.py``,
+        rewrites 1-3): ``z = e @ W_e + b1`` (the edge core's first-layer term) and ``acc``, the sum of the edge
+        core's last hidden activations ``h_t``. A step is then one [E, H] x [H, H] product (``z += h @ W2 @ W_e +
+        b2 @ W_e``) instead of two, the receivers sum ``h`` (``sum m = (sum h) @ W2 + degree * b2``), and the
+        decoder reads ``e_T = e_0 + acc @ W2 + T * b2``, with ``e_0`` recomputed from the narrow encoder inputs.
+        Only ``z`` and ``acc`` are [E, H]; each step's ``h`` lives in ``_CHUNK``-row pieces.
+        """
+        n, n_edge = len(nodes), len(receivers)
+        enc, core, node, dec = self.edge_encoder, self.edge_core, self.node_core, self.decoder
         w_e, w_r, w_s = core.blocks
-        for _ in range(self.steps):
-            # the node terms of the edge core's first layer are projected per node and gathered in the kernel
-            m = core(e, w_e, v @ w_r, receivers, v @ w_s, senders)
-            aggregates = [_scatter_add(m, receivers, n)] + ([_scatter_add(m, senders, n)] if self.both else [])
-            e += m
-            del m  # before the next step's m is made: one [E, H] message array at a time, not two
-            v = v + self.node_core(np.concatenate(aggregates + [v], 1))
-        return self.decoder(e)[:, 0]
+        inputs = np.concatenate([nodes[receivers], nodes[senders]] + ([edges] if self.edge_features else []), 1)
+        z = enc(inputs, wl=enc.wl @ w_e, bl=enc.bl @ w_e + core.b0)  # e_0 @ W_e + b1
+        acc = np.empty_like(z)
+        m_step, c_step = core.wl @ w_e, core.bl @ w_e
+        aggregated = [(receivers, np.bincount(receivers, minlength=n))]
+        if self.both:
+            aggregated.append((senders, np.bincount(senders, minlength=n)))
+        v = self.node_encoder(nodes)
+        h = np.empty((min(n_edge, _CHUNK), z.shape[1]), np.float32)
+        for t in range(self.steps):
+            last = t == self.steps - 1  # v after the last step is never read: no sums, no node update
+            table_r, table_s = np.ascontiguousarray(v @ w_r), np.ascontiguousarray(v @ w_s)
+            sums = [np.zeros_like(v) for _ in aggregated]
+            for lo in range(0, n_edge, _CHUNK):
+                piece = h[:min(_CHUNK, n_edge - lo)]
+                _edge_core_rows(z, acc, lo, piece, table_r, receivers, table_s, senders, core.wh, core.bh,
+                                core.scales, core.offsets, _EPS, core.norm, t == 0, m_step, c_step, not last)
+                if not last:
+                    for total, (ids, _) in zip(sums, aggregated):
+                        _scatter_add(total, piece, ids[lo:lo + len(piece)])
+            if not last:
+                messages = [total @ core.wl + degree[:, None].astype(np.float32) * core.bl
+                            for total, (_, degree) in zip(sums, aggregated)]
+                v = v + node(np.concatenate(messages + [v], 1))
+        del z, h
+        # the decoder's first layer on e_T = h_enc @ W_enc + b_enc + acc @ W2 + T * b2
+        h_enc = enc(inputs, output=False)
+        w_d = dec.w0
+        return dec(h_enc, w0=enc.wl @ w_d, b0=(enc.bl + self.steps * core.bl) @ w_d + dec.b0,
+                   extra=acc, w_extra=core.wl @ w_d)[:, 0]
 
 
 def set_threads(threads: int) -> None:
