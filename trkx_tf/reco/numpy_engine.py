@@ -12,7 +12,9 @@ module. This module evaluates the same functions from those arrays: the edge-fil
 
 Each MLP is one numba kernel (:func:`_mlp_rows`) over blocks of 256 rows spread over the cores: a block's
 products (BLAS, one thread per kernel thread), biases, gathered node terms, LayerNorms (float32 statistics) and
-ReLUs run while it sits in cache. The receivers' sums are a numba scatter-add, the small node-side products numpy.
+ReLUs run while it sits in cache. The IN's message-passing steps carry the edge latents in the TensorFlow model's
+composed form (one [E, H] x [H, H] product per edge and step, :meth:`NumpyInteractionNetwork.__call__`); the
+receivers' sums are a numba scatter-add, the small node-side products numpy.
 A ``trkx-infer`` process that uses this engine (``infer.engine=numpy``, or ``auto`` for a release) never imports
 TensorFlow, which saves its start-up (seconds) and its memory; the scores agree with the TensorFlow models to
 float32 rounding (tested to 1e-5).
