@@ -68,6 +68,20 @@ def _activate(h, scale, offset, eps, norm):
                     h[i, j] = np.float32(0.0)
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _hidden(h, wh, bh, scales, offsets, eps, norm):
+    """The first layer's ReLU([LN]) of a [B, H] block of pre-activations, then the hidden layers ``k``:
+    ``h @ wh[k] + bh[k]``, ReLU([LN]). Returns the last hidden activation."""
+    _activate(h, scales[0], offsets[0], eps, norm)
+    for k in range(wh.shape[0]):
+        h = h @ wh[k]
+        for i in range(h.shape[0]):
+            for j in range(h.shape[1]):
+                h[i, j] += bh[k, j]
+        _activate(h, scales[k + 1], offsets[k + 1], eps, norm)
+    return h
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _mlp_rows(x, w0, b0, table_r, ids_r, table_s, ids_s, extra, w_extra, wh, bh, scales, offsets, wl, bl, eps,
               norm, output, out):
@@ -100,13 +114,7 @@ def _mlp_rows(x, w0, b0, table_r, ids_r, table_s, ids_s, extra, w_extra, wh, bh,
                 r = ids_s[lo + i]
                 for j in range(width):
                     h[i, j] += table_s[r, j]
-        _activate(h, scales[0], offsets[0], eps, norm)
-        for k in range(wh.shape[0]):
-            h = h @ wh[k]
-            for i in range(hi - lo):
-                for j in range(width):
-                    h[i, j] += bh[k, j]
-            _activate(h, scales[k + 1], offsets[k + 1], eps, norm)
+        h = _hidden(h, wh, bh, scales, offsets, eps, norm)
         if output:
             o = h @ wl
             for i in range(hi - lo):
@@ -138,13 +146,7 @@ def _edge_core_rows(z, acc, lo, h_out, table_r, ids_r, table_s, ids_s, wh, bh, s
             r, s = ids_r[row], ids_s[row]
             for j in range(width):
                 h[i, j] = z[row, j] + table_r[r, j] + table_s[s, j]
-        _activate(h, scales[0], offsets[0], eps, norm)
-        for k in range(wh.shape[0]):
-            h = h @ wh[k]
-            for i in range(b - a):
-                for j in range(width):
-                    h[i, j] += bh[k, j]
-            _activate(h, scales[k + 1], offsets[k + 1], eps, norm)
+        h = _hidden(h, wh, bh, scales, offsets, eps, norm)
         for i in range(b - a):
             row = lo + a + i
             for j in range(width):
