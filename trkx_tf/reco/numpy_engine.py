@@ -352,7 +352,8 @@ class NumpyInteractionNetwork:
             last = t == self.steps - 1  # v after the last step is never read: no sums, no node update
             np.matmul(v, w_r, out=table_r)
             np.matmul(v, w_s, out=table_s)
-            node_in[:, :-width] = 0.0
+            if not last:
+                node_in[:, :-width] = 0.0  # this step's sums of h
             for lo in range(0, n_edge, _CHUNK):
                 piece = h[:min(_CHUNK, n_edge - lo)]
                 _edge_core_rows(z, acc, lo, piece, table_r, receivers, table_s, senders, core.wh, core.bh,
