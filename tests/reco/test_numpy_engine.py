@@ -66,6 +66,20 @@ def test_interaction_network_scores_match_tensorflow(overrides, chunk, monkeypat
     assert np_scorer(nodes, s[:0], r[:0]).shape == (0,)
 
 
+def test_interaction_network_reuses_its_memory_across_events():
+    """Events of other sizes in turn: each scores as a fresh model scores it, in the first event's memory."""
+    tf_scorer, np_scorer = _both("gnn", ["model.gnn.hidden=8", "model.gnn.steps=2", "model.gnn.aggregation=both",
+                                         "model.gnn.edge_features=true"])
+    events = [_graph(60, 400, seed=2), _graph(30, 90, seed=3), _graph(80, 700, seed=4), _graph(60, 400, seed=2)]
+    first = []
+    for nodes, s, r in events:
+        got = np_scorer(nodes, s, r)
+        np.testing.assert_allclose(got, tf_scorer(nodes, s, r), atol=1e-5)
+        first.append(got)
+    np.testing.assert_array_equal(first[0], first[-1])  # nothing of the larger events left in the result
+    work = np_scorer.model._work
+    assert work["z"].size == 700 * 8  # grown once, to the largest event, and kept
+
 def test_engine_choice():
     assert uses_numpy_engine(load_config(None, []))  # auto: the IN with residual skips
     assert not uses_numpy_engine(load_config(None, ["infer.engine=tensorflow"]))

@@ -316,6 +316,19 @@ class NumpyInteractionNetwork:
         self.node_encoder, self.edge_encoder, self.edge_core, self.node_core, self.decoder = (
             _MLP(arrays, f"{name}/", sizes, parts, ln, used, what) for name, (sizes, parts) in layout.items())
         _check_all_used(arrays, used, what)
+        self._work: dict[str, np.ndarray] = {}  # the event-sized arrays, kept for the next event
+
+    def _scratch(self, name: str, shape) -> np.ndarray:
+        """A C-contiguous float32 array of ``shape`` in the memory ``name`` had at the previous event, grown when
+        too small. Fresh memory costs a page fault per 4 KiB page when first written (0.2 s per GB on a healthy
+        machine, up to 16 s per GB on a VM whose host reclaims free pages): an event after the first writes into
+        memory it already has. The process keeps the largest event's arrays (its peak RSS is unchanged)."""
+        size = int(np.prod(shape))
+        buffer = self._work.get(name)
+        if buffer is None or buffer.size < size:
+            self._work[name] = None  # the old buffer is freed before the larger one is made
+            buffer = self._work[name] = np.empty(size, np.float32)
+        return buffer[:size].reshape(shape)
 
     def __call__(self, nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray,
                  edges: Optional[np.ndarray]) -> np.ndarray:
@@ -332,9 +345,10 @@ class NumpyInteractionNetwork:
         enc, core, node, dec = self.edge_encoder, self.edge_core, self.node_core, self.decoder
         w_e, w_r, w_s = core.blocks
         width = core.b0.shape[0]
-        inputs = np.concatenate([nodes[receivers], nodes[senders]] + ([edges] if self.edge_features else []), 1)
-        z = enc(inputs, wl=enc.wl @ w_e, bl=enc.bl @ w_e + core.b0)  # e_0 @ W_e + b1
-        acc = np.empty_like(z)
+        parts = [nodes[receivers], nodes[senders]] + ([edges] if self.edge_features else [])
+        inputs = np.concatenate(parts, 1, out=self._scratch("inputs", (n_edge, sum(p.shape[1] for p in parts))))
+        z = enc(inputs, wl=enc.wl @ w_e, bl=enc.bl @ w_e + core.b0, out=self._scratch("z", (n_edge, width)))
+        acc = self._scratch("acc", (n_edge, width))  # z = e_0 @ W_e + b1 above
         m_step, c_step = core.wl @ w_e, core.bl @ w_e
         ids = [receivers] + ([senders] if self.both else [])
         # The node core reads [sum m_r, (sum m_s,) v] with sum m = (sum h) @ W2 + degree * b2: its first layer
@@ -343,11 +357,11 @@ class NumpyInteractionNetwork:
         w0_node = np.concatenate(w0_sums + [node.blocks[-1]], 0)
         degrees = np.stack([np.bincount(k, minlength=n) for k in ids], 1).astype(np.float32)
         w_degrees = np.stack([core.bl @ block for block in node.blocks[:len(ids)]])
-        # every [N, H] array is made once per event and reused by the steps (fresh memory is the slow part)
-        node_in = np.empty((n, (len(ids) + 1) * width), np.float32)
-        v = self.node_encoder(nodes)
-        table_r, table_s, update = np.empty_like(v), np.empty_like(v), np.empty_like(v)
-        h = np.empty((min(n_edge, _CHUNK), width), np.float32)
+        # every [N, H] and [E, H] array is taken from the memory of the previous event (fresh memory is slow)
+        node_in = self._scratch("node_in", (n, (len(ids) + 1) * width))
+        v = self.node_encoder(nodes, out=self._scratch("v", (n, width)))
+        table_r, table_s, update = (self._scratch(name, v.shape) for name in ("table_r", "table_s", "update"))
+        h = self._scratch("h", (min(n_edge, _CHUNK), width))
         for t in range(self.steps):
             last = t == self.steps - 1  # v after the last step is never read: no sums, no node update
             np.matmul(v, w_r, out=table_r)
@@ -364,7 +378,6 @@ class NumpyInteractionNetwork:
             if not last:
                 node_in[:, -width:] = v
                 v += node(node_in, w0=w0_node, extra=degrees, w_extra=w_degrees, out=update)
-        del h
         # the decoder's first layer on e_T = h_enc @ W_enc + b_enc + acc @ W2 + T * b2 (h_enc takes z's memory)
         h_enc = enc(inputs, output=False, out=z)
         w_d = dec.w0
