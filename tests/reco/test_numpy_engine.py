@@ -71,14 +71,14 @@ def test_interaction_network_reuses_its_memory_across_events():
     tf_scorer, np_scorer = _both("gnn", ["model.gnn.hidden=8", "model.gnn.steps=2", "model.gnn.aggregation=both",
                                          "model.gnn.edge_features=true"])
     events = [_graph(60, 400, seed=2), _graph(30, 90, seed=3), _graph(80, 700, seed=4), _graph(60, 400, seed=2)]
-    first = []
+    scores = []
     for nodes, s, r in events:
         got = np_scorer(nodes, s, r)
         np.testing.assert_allclose(got, tf_scorer(nodes, s, r), atol=1e-5)
-        first.append(got)
-    np.testing.assert_array_equal(first[0], first[-1])  # nothing of the larger events left in the result
-    work = np_scorer.model._work
-    assert work["z"].size == 700 * 8  # grown once, to the largest event, and kept
+        scores.append(got)
+    np.testing.assert_array_equal(scores[0], scores[-1])  # nothing of the larger events left in the result
+    assert np_scorer.model._work["z"].size == 700 * 8  # grown once, to the largest event, and kept
+
 
 def test_engine_choice():
     assert uses_numpy_engine(load_config(None, []))  # auto: the IN with residual skips

@@ -347,8 +347,9 @@ class NumpyInteractionNetwork:
         width = core.b0.shape[0]
         parts = [nodes[receivers], nodes[senders]] + ([edges] if self.edge_features else [])
         inputs = np.concatenate(parts, 1, out=self._scratch("inputs", (n_edge, sum(p.shape[1] for p in parts))))
-        z = enc(inputs, wl=enc.wl @ w_e, bl=enc.bl @ w_e + core.b0, out=self._scratch("z", (n_edge, width)))
-        acc = self._scratch("acc", (n_edge, width))  # z = e_0 @ W_e + b1 above
+        z = enc(inputs, wl=enc.wl @ w_e, bl=enc.bl @ w_e + core.b0,  # e_0 @ W_e + b1
+                out=self._scratch("z", (n_edge, width)))
+        acc = self._scratch("acc", (n_edge, width))
         m_step, c_step = core.wl @ w_e, core.bl @ w_e
         ids = [receivers] + ([senders] if self.both else [])
         # The node core reads [sum m_r, (sum m_s,) v] with sum m = (sum h) @ W2 + degree * b2: its first layer
